@@ -1,0 +1,233 @@
+-- shequ warehouse contract (DuckDB). Applied idempotently by shequ.warehouse.ensure_schema().
+-- Table and column names here are the public contract documented in README.md ("仓库表").
+-- Every table an analyst reads is listed there; change both together.
+
+CREATE TABLE IF NOT EXISTS meta_schema (
+    version     INTEGER   NOT NULL PRIMARY KEY,
+    applied_at  TIMESTAMP NOT NULL
+);
+
+-- ---------------------------------------------------------------- dimensions
+CREATE TABLE IF NOT EXISTS dim_period (
+    period_key   VARCHAR  NOT NULL PRIMARY KEY,   -- 2024Q3 | 2024-09 | 2024H1 | 2024
+    period_type  VARCHAR  NOT NULL CHECK (period_type IN ('month', 'quarter', 'half', 'year')),
+    label        VARCHAR  NOT NULL,               -- 2024年第三季度 | 2024年9月 | 2024年上半年 | 2024年
+    year         INTEGER  NOT NULL,
+    half         INTEGER  CHECK (half BETWEEN 1 AND 2),
+    quarter      INTEGER  CHECK (quarter BETWEEN 1 AND 4),
+    month        INTEGER  CHECK (month BETWEEN 1 AND 12),
+    start_date   DATE     NOT NULL,
+    end_date     DATE     NOT NULL,               -- inclusive last day
+    quarter_key  VARCHAR,                         -- rollup: month -> quarter
+    half_key     VARCHAR,                         -- rollup: month/quarter -> half
+    year_key     VARCHAR  NOT NULL,               -- rollup: any -> year
+    CHECK (end_date >= start_date)
+);
+
+CREATE TABLE IF NOT EXISTS dim_indicator (
+    indicator_code    VARCHAR NOT NULL PRIMARY KEY,
+    name_zh           VARCHAR NOT NULL,
+    unit              VARCHAR NOT NULL,           -- canonical unit; ratios stored as fractions 0-1
+    category          VARCHAR NOT NULL,
+    direction         VARCHAR NOT NULL,
+    valid_min         DOUBLE,
+    valid_max         DOUBLE,
+    target            VARCHAR,
+    value_kind        VARCHAR NOT NULL,
+    numerator         VARCHAR,
+    denominator       VARCHAR,
+    frequency         VARCHAR NOT NULL,
+    period_semantics  VARCHAR NOT NULL CHECK (period_semantics IN ('stock', 'flow', 'rate', 'survey', 'flag')),
+    aggregation       VARCHAR NOT NULL CHECK (aggregation IN ('sum', 'ratio', 'share', 'mean')),
+    ratio_scale       DOUBLE,
+    level             VARCHAR NOT NULL,
+    is_veto           BOOLEAN NOT NULL,
+    veto_note         VARCHAR,
+    source_kind       VARCHAR,
+    source            VARCHAR
+);
+
+-- Slowly changing dimension: one row per version of a community. [valid_from, valid_to), valid_to NULL = open.
+CREATE TABLE IF NOT EXISTS dim_community (
+    community_key   INTEGER NOT NULL PRIMARY KEY,
+    community_code  VARCHAR NOT NULL,             -- stable 12-digit code
+    name            VARCHAR NOT NULL,
+    street_code     VARCHAR NOT NULL,
+    street          VARCHAR NOT NULL,
+    district_code   VARCHAR NOT NULL,
+    district        VARCHAR NOT NULL,
+    city_code       VARCHAR NOT NULL,
+    city            VARCHAR NOT NULL,
+    province_code   VARCHAR NOT NULL,
+    province        VARCHAR NOT NULL,
+    community_type  VARCHAR NOT NULL,             -- 居委会 | 村代居 | 城市村
+    households      INTEGER,
+    population      INTEGER,
+    valid_from      DATE    NOT NULL,
+    valid_to        DATE,
+    is_current      BOOLEAN NOT NULL,
+    UNIQUE (community_code, valid_from),
+    CHECK (valid_to IS NULL OR valid_to > valid_from)
+);
+
+CREATE TABLE IF NOT EXISTS community_lineage (
+    predecessor_code  VARCHAR NOT NULL,
+    successor_code    VARCHAR NOT NULL,
+    event             VARCHAR NOT NULL CHECK (event IN ('merge', 'split', 'rename')),
+    effective_date    DATE    NOT NULL,
+    note              VARCHAR,
+    PRIMARY KEY (predecessor_code, successor_code, effective_date)
+);
+
+CREATE TABLE IF NOT EXISTS community_alias (
+    alias           VARCHAR NOT NULL,
+    community_code  VARCHAR NOT NULL,
+    valid_from      DATE,
+    valid_to        DATE,
+    note            VARCHAR
+);
+
+-- ---------------------------------------------------------------- raw and staged
+-- One row per distinct file content (sha256) ever seen. Never updated; a new version is a new row.
+CREATE TABLE IF NOT EXISTS raw_file (
+    file_id        VARCHAR   NOT NULL PRIMARY KEY,  -- sha256 of the bytes
+    ingest_seq     BIGINT    NOT NULL UNIQUE,       -- order of ingestion; later supersedes earlier
+    source_file    VARCHAR   NOT NULL,              -- path relative to the inbox
+    size_bytes     BIGINT    NOT NULL,
+    modified_at    TIMESTAMP,
+    file_format    VARCHAR   NOT NULL,
+    encoding       VARCHAR,
+    period_keys    VARCHAR[],                       -- quarters the file holds values for
+    status         VARCHAR   NOT NULL CHECK (status IN ('loaded', 'rejected')),
+    reason_code    VARCHAR,
+    message        VARCHAR,
+    n_cells        INTEGER   NOT NULL,
+    n_loaded       INTEGER   NOT NULL,
+    n_quarantined  INTEGER   NOT NULL,
+    ingested_at    TIMESTAMP NOT NULL
+);
+
+-- Long values exactly as read from each file version (all versions kept: the revision history).
+CREATE TABLE IF NOT EXISTS stg_value (
+    file_id         VARCHAR NOT NULL REFERENCES raw_file (file_id),
+    community_key   INTEGER NOT NULL REFERENCES dim_community (community_key),
+    indicator_code  VARCHAR NOT NULL REFERENCES dim_indicator (indicator_code),
+    period_key      VARCHAR NOT NULL REFERENCES dim_period (period_key),
+    role            VARCHAR NOT NULL CHECK (role IN ('value', 'numerator', 'denominator')),
+    value           DOUBLE  NOT NULL,
+    unit            VARCHAR NOT NULL,
+    qualifier       VARCHAR,                       -- approx | ge | le | range:lo-hi | percent_inferred ...
+    raw_text        VARCHAR NOT NULL,
+    source_sheet    VARCHAR,
+    source_row      INTEGER,
+    source_column   VARCHAR,
+    source_cell     VARCHAR,
+    PRIMARY KEY (file_id, community_key, indicator_code, period_key, role)
+);
+
+-- Every cell that did not land, with the reason. File-level rejections have NULL cell fields.
+CREATE TABLE IF NOT EXISTS quarantine (
+    file_id         VARCHAR   NOT NULL,
+    source_file     VARCHAR   NOT NULL,
+    source_sheet    VARCHAR,
+    source_row      INTEGER,
+    source_column   VARCHAR,
+    source_cell     VARCHAR,
+    community_raw   VARCHAR,
+    header_raw      VARCHAR,
+    period_key      VARCHAR,
+    raw_text        VARCHAR,
+    reason_code     VARCHAR   NOT NULL,
+    message         VARCHAR   NOT NULL,
+    quarantined_at  TIMESTAMP NOT NULL
+);
+
+-- ---------------------------------------------------------------- facts
+-- Grain: community version x indicator x period. The latest file version wins; earlier ones stay in stg_value.
+CREATE TABLE IF NOT EXISTS fact_indicator_value (
+    community_key   INTEGER   NOT NULL REFERENCES dim_community (community_key),
+    indicator_code  VARCHAR   NOT NULL REFERENCES dim_indicator (indicator_code),
+    period_key      VARCHAR   NOT NULL REFERENCES dim_period (period_key),
+    value           DOUBLE    NOT NULL,        -- rates: recomputed from numerator/denominator when both came
+    reported_value  DOUBLE,                    -- the value as the file stated it (kept to check against)
+    numerator       DOUBLE,
+    denominator     DOUBLE,
+    unit            VARCHAR   NOT NULL,
+    qualifier       VARCHAR,
+    source_file     VARCHAR   NOT NULL,
+    source_sheet    VARCHAR,
+    source_row      INTEGER,
+    source_column   VARCHAR,
+    source_cell     VARCHAR,
+    file_id         VARCHAR   NOT NULL REFERENCES raw_file (file_id),
+    n_versions      INTEGER   NOT NULL,            -- how many file versions reported this cell
+    loaded_at       TIMESTAMP NOT NULL,
+    PRIMARY KEY (community_key, indicator_code, period_key)
+);
+
+-- Indicator values aggregated to street / district / city by each indicator's rule.
+CREATE TABLE IF NOT EXISTS agg_indicator_value (
+    entity_level    VARCHAR NOT NULL CHECK (entity_level IN ('street', 'district', 'city')),
+    entity_code     VARCHAR NOT NULL,
+    entity_name     VARCHAR NOT NULL,
+    parent_code     VARCHAR,
+    indicator_code  VARCHAR NOT NULL REFERENCES dim_indicator (indicator_code),
+    period_key      VARCHAR NOT NULL REFERENCES dim_period (period_key),
+    value           DOUBLE,                        -- NULL when the rule cannot be applied (see method)
+    numerator       DOUBLE,
+    denominator     DOUBLE,
+    n_reporting     INTEGER NOT NULL,
+    n_expected      INTEGER NOT NULL,
+    method          VARCHAR NOT NULL,
+    PRIMARY KEY (entity_level, entity_code, indicator_code, period_key)
+);
+
+-- ---------------------------------------------------------------- scores and rankings
+CREATE TABLE IF NOT EXISTS fact_score (
+    entity_level    VARCHAR NOT NULL,
+    entity_code     VARCHAR NOT NULL,
+    period_key      VARCHAR NOT NULL REFERENCES dim_period (period_key),
+    scheme_id       VARCHAR NOT NULL,
+    scheme_version  VARCHAR NOT NULL,
+    node_level      VARCHAR NOT NULL CHECK (node_level IN ('indicator', 'category', 'index')),
+    node_code       VARCHAR NOT NULL,
+    score           DOUBLE  NOT NULL,
+    weight          DOUBLE,
+    PRIMARY KEY (entity_level, entity_code, period_key, scheme_id, node_level, node_code)
+);
+
+CREATE TABLE IF NOT EXISTS fact_ranking (
+    entity_level        VARCHAR NOT NULL CHECK (entity_level IN ('community', 'street', 'district')),
+    entity_code         VARCHAR NOT NULL,
+    entity_name         VARCHAR NOT NULL,
+    community_key       INTEGER REFERENCES dim_community (community_key),
+    scope_level         VARCHAR NOT NULL CHECK (scope_level IN ('street', 'district', 'city')),
+    scope_code          VARCHAR NOT NULL,
+    scope_name          VARCHAR NOT NULL,
+    period_key          VARCHAR NOT NULL REFERENCES dim_period (period_key),
+    scheme_id           VARCHAR NOT NULL,
+    scheme_version      VARCHAR NOT NULL,
+    score               DOUBLE,
+    rank                INTEGER,
+    n_ranked            INTEGER NOT NULL,
+    rank_low            INTEGER,
+    rank_high           INTEGER,
+    grade               VARCHAR,
+    coverage            DOUBLE  NOT NULL,          -- share of scheme weight with data
+    eligibility_reason  VARCHAR,                   -- NULL = ranked; else why no rank
+    PRIMARY KEY (entity_level, entity_code, scope_level, period_key, scheme_id)
+);
+
+-- Results of every data-quality check run, per quarter: what a ranking passed.
+CREATE TABLE IF NOT EXISTS check_result (
+    period_key      VARCHAR   NOT NULL,
+    suite           VARCHAR   NOT NULL,
+    expectation     VARCHAR   NOT NULL,
+    severity        VARCHAR   NOT NULL,
+    success         BOOLEAN   NOT NULL,
+    unexpected      BIGINT    NOT NULL,
+    checked         BIGINT    NOT NULL,
+    detail          VARCHAR,
+    checked_at      TIMESTAMP NOT NULL,
+    PRIMARY KEY (period_key, suite, expectation)
+);

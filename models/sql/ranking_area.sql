@@ -1,0 +1,39 @@
+-- fact_ranking rows for streets (ranked within their district) and districts (ranked within their city):
+-- an area's score is the mean of its ranked member communities' scores (scheme: area_score = member_mean).
+WITH members AS (
+    SELECT r.score, c.street_code, c.street, c.district_code, c.district, c.city_code, c.city
+    FROM fact_ranking r
+    JOIN dim_community c USING (community_key)
+    WHERE r.entity_level = 'community' AND r.scope_level = 'city' AND r.period_key = $period_key
+      AND r.scheme_id = $scheme_id AND r.eligibility_reason IS NULL
+),
+areas AS (
+    SELECT 'street' AS entity_level, street_code AS entity_code, any_value(street) AS entity_name,
+           'district' AS scope_level, any_value(district_code) AS scope_code, any_value(district) AS scope_name,
+           avg(score) AS score, count(*) AS n_members
+    FROM members GROUP BY street_code
+    UNION ALL
+    SELECT 'district', district_code, any_value(district), 'city', any_value(city_code), any_value(city),
+           avg(score), count(*)
+    FROM members GROUP BY district_code
+)
+SELECT entity_level,
+       entity_code,
+       entity_name,
+       NULL::INTEGER   AS community_key,
+       scope_level,
+       scope_code,
+       scope_name,
+       $period_key     AS period_key,
+       $scheme_id      AS scheme_id,
+       $scheme_version AS scheme_version,
+       score,
+       rank() OVER (PARTITION BY entity_level, scope_code ORDER BY round(score, $rank_round) DESC) AS rank,
+       count(*) OVER (PARTITION BY entity_level, scope_code)                                     AS n_ranked,
+       NULL::INTEGER   AS rank_low,
+       NULL::INTEGER   AS rank_high,
+       (SELECT g.grade FROM _scheme_grade g WHERE round(score, $rank_round) >= g.min_score
+        ORDER BY g.min_score DESC LIMIT 1)                                                       AS grade,
+       1.0             AS coverage,
+       NULL            AS eligibility_reason
+FROM areas

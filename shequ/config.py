@@ -1,0 +1,44 @@
+"""Where things are: repository paths and the defaults every entry point shares."""
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS = ROOT / "models"
+SQL_DIR = MODELS / "sql"
+SCHEMA_SQL = MODELS / "schema.sql"
+CATALOGUE_CSV = MODELS / "catalogue" / "indicators.csv"
+HEADER_ALIASES_CSV = MODELS / "catalogue" / "header_aliases.csv"
+REGISTRY_DIR = MODELS / "registry"
+SCHEMES_DIR = MODELS / "schemes"
+DEFAULT_SCHEME = SCHEMES_DIR / "default.yaml"
+EXPECTATIONS_DIR = ROOT / "expectations"
+DATA_DIR = ROOT / "data"
+DEFAULT_INBOX = DATA_DIR / "inbox"
+DEFAULT_WAREHOUSE = DATA_DIR / "warehouse.duckdb"
+
+
+def warehouse_path(explicit: str | os.PathLike | None = None) -> Path:
+    """--warehouse beats SHEQU_WAREHOUSE beats data/warehouse.duckdb."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("SHEQU_WAREHOUSE")
+    return Path(env) if env else DEFAULT_WAREHOUSE
+
+
+def inbox_path(explicit: str | os.PathLike | None = None) -> Path:
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("SHEQU_INBOX")
+    return Path(env) if env else DEFAULT_INBOX
+
+
+@dataclass(frozen=True)
+class Settings:
+    """One refresh's inputs. The registry directory is configurable so benchmark sets bring their own."""
+
+    warehouse: Path = field(default_factory=warehouse_path)
+    inbox: Path = field(default_factory=inbox_path)
+    registry_dir: Path = REGISTRY_DIR
+    scheme: Path = DEFAULT_SCHEME

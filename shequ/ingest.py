@@ -1,0 +1,283 @@
+"""Inbox -> raw_file + stg_value + quarantine, one file at a time, each file in its own transaction.
+
+A file is identified by the sha256 of its bytes: the same file dropped twice changes nothing, and a corrected
+resubmission is a new version whose values supersede the earlier ones (fact build takes the latest version;
+stg_value keeps them all). A file that cannot be read is recorded as rejected with its reason and nothing it
+would have replaced is touched; the rest of the inbox still loads.
+
+Every cell either lands in stg_value or is written to quarantine with a reason code.
+"""
+
+import datetime as dt
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from .catalogue import HeaderMatcher, load_catalogue
+from .periods import parse_quarter, quarter_bounds
+from .readers import CELL_COLUMNS, READERS, FileRead, FileRejected, read_file
+from .registry import resolve_communities
+from .text import clean_text
+from .values import parse_cells
+from .warehouse import frame, transaction
+
+REVISION_MARK = re.compile(r"修改|更正|修订|重报|补报|v\d+|_r\d+", re.I)
+QUARANTINE_COLUMNS = ["file_id", "source_file", "source_sheet", "source_row", "source_column", "source_cell",
+                      "community_raw", "header_raw", "period_key", "raw_text", "reason_code", "message",
+                      "quarantined_at"]
+
+
+@dataclass
+class FileSummary:
+    source_file: str
+    file_id: str
+    status: str                  # loaded | rejected | unchanged
+    reason_code: str | None = None
+    message: str | None = None
+    n_cells: int = 0
+    n_loaded: int = 0
+    n_quarantined: int = 0
+    by_reason: dict[str, int] = field(default_factory=dict)
+    period_keys: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def as_metadata(self) -> dict:
+        return {"文件": self.source_file, "状态": self.status, "入库": self.n_loaded, "隔离": self.n_quarantined,
+                "隔离原因": self.by_reason, "季度": self.period_keys, "原因": self.message}
+
+
+def inventory(inbox: Path) -> list[Path]:
+    """Supported files under the inbox, oldest first; a file marked as a revision (修改后, v2 …) after the
+    original it corrects when their times tie."""
+    files = [p for p in inbox.rglob("*") if p.is_file() and p.suffix.lower() in READERS
+             and not p.name.startswith((".", "~$"))]
+    return sorted(files, key=lambda p: (int(p.stat().st_mtime), bool(REVISION_MARK.search(p.stem)), str(p)))
+
+
+def path_quarter(path: Path, inbox: Path) -> str | None:
+    """The quarter the file name or folder names (None when only the contents can tell)."""
+    rel = path.relative_to(inbox) if path.is_relative_to(inbox) else Path(path.name)
+    q = parse_quarter(path.stem)
+    if q:
+        return q
+    for part in reversed(rel.parent.parts):
+        q = parse_quarter(part)
+        if q:
+            return q
+    return None
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class Ingestor:
+    """Holds what every file needs (catalogue, header matcher, registry frame) for one refresh."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, inbox: Path):
+        self.con = con
+        self.inbox = Path(inbox)
+        self.catalogue = load_catalogue()
+        self.matcher = HeaderMatcher(self.catalogue)
+        self.dim_community = frame(con, "SELECT * FROM dim_community")
+        self.aliases = frame(con, "SELECT * FROM community_alias")
+        self.districts = sorted(set(self.dim_community["district"].to_list()), key=len, reverse=True)
+        self.known = {r[0]: r[1] for r in con.execute("SELECT file_id, status FROM raw_file").fetchall()}
+
+    # -------------------------------------------------------------- one file
+    def ingest(self, path: Path) -> FileSummary:
+        rel = str(path.relative_to(self.inbox)) if path.is_relative_to(self.inbox) else path.name
+        file_id = sha256(path)
+        if file_id in self.known:
+            return FileSummary(rel, file_id, "unchanged")
+        now = dt.datetime.now()
+        try:
+            fr = read_file(path)
+            staged, quarantined, periods = self._normalise(fr, path, rel, file_id, now)
+        except FileRejected as e:
+            where = f"（{e.where}）" if e.where else ""
+            msg = f"{rel}{where}：{e.message}"
+            self._write(path, rel, file_id, now, None, "rejected", e.reason, msg, 0, None, self._file_quarantine(
+                file_id, rel, e.reason, msg, now), [])
+            return FileSummary(rel, file_id, "rejected", e.reason, msg, by_reason={e.reason: 1})
+        n_cells = staged.height + quarantined.height
+        by_reason = dict(quarantined.group_by("reason_code").len().iter_rows()) if quarantined.height else {}
+        if staged.height == 0:
+            reason = "no_values" if quarantined.height else "empty_file"
+            msg = f"{rel}：没有任何可入库的数值（{n_cells} 个单元格全部隔离）"
+            self._write(path, rel, file_id, now, fr, "rejected", reason, msg, n_cells, None, quarantined, [])
+            return FileSummary(rel, file_id, "rejected", reason, msg, n_cells, 0, quarantined.height, by_reason,
+                               notes=fr.notes)
+        self._write(path, rel, file_id, now, fr, "loaded", None, None, n_cells, staged, quarantined, periods)
+        return FileSummary(rel, file_id, "loaded", None, None, n_cells, staged.height, quarantined.height,
+                           by_reason, periods, fr.notes)
+
+    # -------------------------------------------------------------- cells -> staged values
+    def _normalise(self, fr: FileRead, path: Path, rel: str, file_id: str, now: dt.datetime):
+        cells = fr.cells
+        problems = pl.DataFrame(fr.problems, schema={**{c: cells.schema[c] for c in CELL_COLUMNS},
+                                                     "reason_code": pl.String, "message": pl.String}) \
+            if fr.problems else None
+        context = " ".join(fr.title_lines)
+        district_hint = next((d for d in self.districts if d in context or d in rel or d[:-1] in path.stem), None)
+        # period: cell/column -> title -> sheet name -> file name -> folder
+        file_year = None
+        for src in (context, path.stem, str(Path(rel).parent)):
+            m = re.search(r"(20\d{2})\s*年?", src or "")
+            if m:
+                file_year = int(m.group(1))
+                break
+        title_q = parse_quarter(context, file_year)
+        name_q = parse_quarter(path.stem, file_year)
+        folder_q = next((q for q in (parse_quarter(p, file_year) for p in reversed(Path(rel).parent.parts)) if q), None)
+        combos = cells.select("period_raw", "sheet").unique()
+        pkeys = [
+            (parse_quarter(clean_text(pr), file_year) if pr else None) or title_q
+            or (parse_quarter(clean_text(sh), file_year) if sh else None) or name_q or folder_q
+            for pr, sh in combos.iter_rows()
+        ]
+        combos = combos.with_columns(pl.Series("period_key", pkeys, dtype=pl.String))
+        cells = cells.join(combos, on=["period_raw", "sheet"], how="left", nulls_equal=True)
+        if cells.height and cells["period_key"].is_null().all():
+            raise FileRejected("no_period", "单元格、表头、标题、工作表名、文件名和目录名都没有说明统计期间")
+
+        # headers -> (indicator, role, unit): one row per target; unknown headers quarantined with candidates
+        heads = cells.select("header_raw").unique()
+        rows = []
+        for (h,) in heads.iter_rows():
+            m = self.matcher.match(h)
+            if not m.targets:
+                hint = f"，最接近的目录指标：{'、'.join(m.candidates)}" if m.candidates else ""
+                rows.append((h, None, None, m.column_unit, f"未知表头 {h!r}{hint}"))
+            for t in m.targets:
+                rows.append((h, t.indicator_code, t.role, m.column_unit or t.unit, None))
+        hmap = pl.DataFrame(rows, schema={"header_raw": pl.String, "indicator_code": pl.String, "role": pl.String,
+                                          "column_unit": pl.String, "header_message": pl.String}, orient="row")
+        cells = cells.join(hmap, on="header_raw", how="left")
+
+        # communities: resolved once per distinct (street, name, period)
+        refs = (cells.select("street_raw", "community_raw", "period_key").unique()
+                .filter(pl.col("period_key").is_not_null()).with_row_index("ref_id"))
+        as_of = {q: quarter_bounds(q)[1] for q in refs["period_key"].unique().to_list()}
+        refs = refs.with_columns(pl.col("period_key").replace_strict(as_of, return_dtype=pl.Date).alias("as_of"),
+                                 pl.lit(district_hint, pl.String).alias("district_hint"))
+        resolved = resolve_communities(refs, self.dim_community, self.aliases)
+        cells = cells.join(resolved.select("street_raw", "community_raw", "period_key", "community_key",
+                                           "resolve_reason"),
+                           on=["street_raw", "community_raw", "period_key"], how="left", nulls_equal=True)
+
+        cat = self.catalogue.select(pl.col("code").alias("indicator_code"), "value_kind", "unit", "valid_min",
+                                    "valid_max", "direction")
+        cells = cells.join(cat, on="indicator_code", how="left").with_columns(
+            # numerator / denominator cells are counts, amounts or areas in the header's unit
+            pl.when(pl.col("role") == "value").then(pl.col("value_kind"))
+            .when(pl.col("column_unit").str.contains("元")).then(pl.lit("amount"))
+            .when(pl.col("column_unit").str.contains("平方米")).then(pl.lit("area"))
+            .otherwise(pl.lit("count")).alias("value_kind"),
+            pl.when(pl.col("role") == "value").then(pl.col("unit"))
+            .otherwise(pl.coalesce(pl.col("column_unit").replace("", None), pl.lit("个"))).alias("target_unit"),
+            pl.coalesce(pl.col("column_unit"), pl.lit("")).alias("column_unit"),
+            pl.lit(fr.table_unit or "").alias("table_unit"),
+            pl.col("raw_text").fill_null(""),
+        )
+        ok_so_far = (pl.col("period_key").is_not_null() & pl.col("indicator_code").is_not_null()
+                     & pl.col("community_key").is_not_null())
+        parsed = parse_cells(cells.filter(ok_so_far))
+        rejected_early = cells.filter(~ok_so_far).with_columns(
+            pl.when(pl.col("period_key").is_null()).then(pl.lit("no_period"))
+            .when(pl.col("indicator_code").is_null()).then(pl.lit("unknown_header"))
+            .otherwise(pl.col("resolve_reason")).alias("reason"),
+            pl.when(pl.col("period_key").is_null()).then(pl.lit("无法确定统计期间"))
+            .when(pl.col("indicator_code").is_null()).then(pl.col("header_message"))
+            .otherwise(pl.format("社区 {} 在登记表中无法唯一匹配（街道 {}）", pl.col("community_raw"),
+                                 pl.col("street_raw").fill_null("未填"))).alias("message"),
+        )
+        lo = pl.when(pl.col("direction") == "target_band").then(pl.lit(0.0)).otherwise(pl.col("valid_min"))
+        hi = pl.when(pl.col("direction") == "target_band").then(pl.lit(None, pl.Float64)).otherwise(pl.col("valid_max"))
+        out_of_range = (pl.col("reason").is_null() & (
+            ((pl.col("role") == "value") & ((pl.col("value") < lo) | (pl.col("value") > hi)).fill_null(False))
+            | ((pl.col("role") != "value") & (pl.col("value") < 0))))
+        parsed = parsed.with_columns(
+            pl.when(out_of_range).then(pl.lit("out_of_range")).otherwise(pl.col("reason")).alias("reason"),
+            pl.when(out_of_range).then(pl.format("{} 超出有效范围 [{}, {}]", pl.col("value"), pl.col("valid_min"),
+                                                 pl.col("valid_max"))).otherwise(pl.col("message")).alias("message"),
+        )
+        good = parsed.filter(pl.col("reason").is_null())
+        key = ["community_key", "indicator_code", "period_key", "role"]
+        dup = good.select(pl.struct(key).is_duplicated() & (pl.int_range(pl.len()).over(key) > 0)).to_series()
+        dups = good.filter(dup).with_columns(pl.lit("duplicate_in_file").alias("reason"),
+                                             pl.lit("同一社区、指标、期间在文件中重复出现，保留第一次").alias("message"))
+        good = good.filter(~dup)
+        staged = good.select(
+            pl.lit(file_id).alias("file_id"), pl.col("community_key").cast(pl.Int32), "indicator_code", "period_key",
+            "role", "value", "unit", "qualifier", "raw_text", pl.col("sheet").alias("source_sheet"), "source_row",
+            "source_column", "source_cell")
+        bad_cols = ["sheet", "source_row", "source_column", "source_cell", "community_raw", "header_raw",
+                    "period_key", "raw_text", "reason", "message"]
+        frames = [rejected_early.select(bad_cols), parsed.filter(pl.col("reason").is_not_null()).select(bad_cols),
+                  dups.select(bad_cols)]
+        if problems is not None:
+            frames.append(problems.with_columns(pl.lit(None, pl.String).alias("period_key"))
+                          .rename({"reason_code": "reason"}).select(bad_cols))
+        quarantined = pl.concat([f.cast({"source_row": pl.Int32}) for f in frames]).select(
+            pl.lit(file_id).alias("file_id"), pl.lit(rel).alias("source_file"),
+            pl.col("sheet").alias("source_sheet"), "source_row", "source_column", "source_cell", "community_raw",
+            "header_raw", "period_key", "raw_text", pl.col("reason").alias("reason_code"), "message",
+            pl.lit(now).alias("quarantined_at"))
+        periods = sorted(staged["period_key"].unique().to_list())
+        return staged, quarantined, periods
+
+    # -------------------------------------------------------------- writes
+    def _file_quarantine(self, file_id, rel, reason, msg, now) -> pl.DataFrame:
+        return pl.DataFrame([{c: None for c in QUARANTINE_COLUMNS} | {
+            "file_id": file_id, "source_file": rel, "reason_code": reason, "message": msg, "quarantined_at": now}],
+            schema={c: pl.String for c in QUARANTINE_COLUMNS} | {"source_row": pl.Int32,
+                                                                 "quarantined_at": pl.Datetime("us")})
+
+    def _write(self, path, rel, file_id, now, fr, status, reason, msg, n_cells, staged, quarantined, periods):
+        stat = path.stat()
+        n_loaded = 0 if staged is None else staged.height
+        with transaction(self.con):
+            seq = self.con.execute("SELECT coalesce(max(ingest_seq), 0) + 1 FROM raw_file").fetchall()[0][0]
+            self.con.execute(
+                "INSERT INTO raw_file VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [file_id, seq, rel, stat.st_size, dt.datetime.fromtimestamp(stat.st_mtime),
+                 fr.file_format if fr else path.suffix.lstrip(".").lower(), fr.encoding if fr else None,
+                 periods, status, reason, msg, n_cells, n_loaded, quarantined.height, now])
+            if staged is not None and staged.height:
+                self.con.register("_staged", staged)
+                self.con.execute("INSERT INTO stg_value SELECT * FROM _staged")
+                self.con.unregister("_staged")
+            if quarantined.height:
+                self.con.register("_quarantined", quarantined)
+                self.con.execute(f"INSERT INTO quarantine SELECT {', '.join(QUARANTINE_COLUMNS)} FROM _quarantined")
+                self.con.unregister("_quarantined")
+        self.known[file_id] = status
+
+
+def ingest_inbox(con: duckdb.DuckDBPyConnection, inbox: Path, quarter: str | None = None,
+                 on_file=None) -> list[FileSummary]:
+    """Ingest every new file of the inbox (or only those whose name/folder names ``quarter``, plus those whose
+    name does not say, which are read to find out). Returns one summary per file considered."""
+    inbox = Path(inbox)
+    if not inbox.is_dir():
+        raise FileNotFoundError(f"收件箱目录不存在：{inbox}")
+    ing = Ingestor(con, inbox)
+    out = []
+    for path in inventory(inbox):
+        pq = path_quarter(path, inbox)
+        if quarter and pq and pq != quarter:
+            continue
+        s = ing.ingest(path)
+        out.append(s)
+        if on_file:
+            on_file(s)
+    return out

@@ -1,0 +1,182 @@
+"""Periods: the dim_period calendar, quarter keys (2024Q3) and their Chinese labels (2024年第三季度).
+
+Parsing of free-text period notations found in survey files lives here too (parse_period), so that the
+reader, the CLI (--quarter 2024年第三季度) and Dagster partition keys all use one grammar.
+"""
+
+import calendar
+import datetime as dt
+import re
+import unicodedata
+
+import polars as pl
+
+CN_Q = {1: "一", 2: "二", 3: "三", 4: "四"}
+CN_DIGIT = {"〇": 0, "零": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
+QUARTER_RE = re.compile(r"^(\d{4})Q([1-4])$")
+
+
+def quarter_key(year: int, quarter: int) -> str:
+    return f"{year}Q{quarter}"
+
+
+def quarter_label(key: str) -> str:
+    y, q = split_quarter(key)
+    return f"{y}年第{CN_Q[q]}季度"
+
+
+def split_quarter(key: str) -> tuple[int, int]:
+    m = QUARTER_RE.match(key)
+    if not m:
+        raise ValueError(f"季度键格式应为 2024Q3，收到 {key!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+def quarter_bounds(key: str) -> tuple[dt.date, dt.date]:
+    y, q = split_quarter(key)
+    start = dt.date(y, 3 * q - 2, 1)
+    end_month = 3 * q
+    end = dt.date(y, end_month, calendar.monthrange(y, end_month)[1])
+    return start, end
+
+
+def previous_quarter(key: str) -> str:
+    y, q = split_quarter(key)
+    return quarter_key(y - 1, 4) if q == 1 else quarter_key(y, q - 1)
+
+
+def quarter_of_date(d: dt.date) -> str:
+    return quarter_key(d.year, (d.month - 1) // 3 + 1)
+
+
+def last_completed_quarter(today: dt.date) -> str:
+    return previous_quarter(quarter_of_date(today))
+
+
+def quarters_between(first: str, last: str) -> list[str]:
+    out, k = [], first
+    while True:
+        out.append(k)
+        if k == last:
+            return out
+        y, q = split_quarter(k)
+        k = quarter_key(y + 1, 1) if q == 4 else quarter_key(y, q + 1)
+        if len(out) > 400:
+            raise ValueError(f"{first}..{last} 不是有效的季度区间")
+
+
+# Dagster time-window partitions are keyed by the quarter's first day (2024-07-01); strftime has no quarter
+# directive, so the warehouse's 2024Q3 key and the partition key are mapped here, in one place.
+def partition_to_quarter(partition_key: str) -> str:
+    d = dt.date.fromisoformat(partition_key)
+    if d.day != 1 or d.month not in (1, 4, 7, 10):
+        raise ValueError(f"分区键 {partition_key} 不是季度首日")
+    return quarter_of_date(d)
+
+
+def quarter_to_partition(key: str) -> str:
+    return quarter_bounds(key)[0].isoformat()
+
+
+def calendar_frame(first_year: int, last_year: int) -> pl.DataFrame:
+    """All month, quarter, half and year rows for dim_period."""
+    rows = []
+    for y in range(first_year, last_year + 1):
+        rows.append(dict(period_key=str(y), period_type="year", label=f"{y}年", year=y, half=None, quarter=None,
+                         month=None, start_date=dt.date(y, 1, 1), end_date=dt.date(y, 12, 31), quarter_key=None,
+                         half_key=None, year_key=str(y)))
+        for h in (1, 2):
+            rows.append(dict(period_key=f"{y}H{h}", period_type="half", label=f"{y}年{'上' if h == 1 else '下'}半年",
+                             year=y, half=h, quarter=None, month=None, start_date=dt.date(y, 6 * h - 5, 1),
+                             end_date=dt.date(y, 6 * h, 30 if h == 1 else 31), quarter_key=None,
+                             half_key=f"{y}H{h}", year_key=str(y)))
+        for q in range(1, 5):
+            k = quarter_key(y, q)
+            s, e = quarter_bounds(k)
+            rows.append(dict(period_key=k, period_type="quarter", label=quarter_label(k), year=y, half=(q + 1) // 2,
+                             quarter=q, month=None, start_date=s, end_date=e, quarter_key=k,
+                             half_key=f"{y}H{(q + 1) // 2}", year_key=str(y)))
+        for m in range(1, 13):
+            q = (m - 1) // 3 + 1
+            rows.append(dict(period_key=f"{y}-{m:02d}", period_type="month", label=f"{y}年{m}月", year=y,
+                             half=(m - 1) // 6 + 1, quarter=q, month=m, start_date=dt.date(y, m, 1),
+                             end_date=dt.date(y, m, calendar.monthrange(y, m)[1]), quarter_key=quarter_key(y, q),
+                             half_key=f"{y}H{(m - 1) // 6 + 1}", year_key=str(y)))
+    return pl.DataFrame(rows, schema_overrides={"half": pl.Int32, "quarter": pl.Int32, "month": pl.Int32,
+                                                "year": pl.Int32})
+
+
+# ------------------------------------------------------------------ free-text period grammar
+def _cn_int(s: str) -> int | None:
+    """Small Chinese numerals used in periods (一..十二, 二〇二四). cn2an is not used: these tokens sit inside
+    free text and cn2an.transform must never run on free text (it rewrites names such as 三里河)."""
+    if s.isdigit():
+        return int(s)
+    if all(c in CN_DIGIT for c in s) and len(s) == 4:  # 二〇二四
+        return int("".join(str(CN_DIGIT[c]) for c in s))
+    if s == "十":
+        return 10
+    if s.startswith("十") and len(s) == 2 and s[1] in CN_DIGIT:
+        return 10 + CN_DIGIT[s[1]]
+    if len(s) == 1 and s in CN_DIGIT:
+        return CN_DIGIT[s]
+    return None
+
+
+_NUM = r"(\d{1,4}|[〇零一二两三四五六七八九十]{1,4})"
+_P_YEAR_Q = re.compile(rf"(?:(\d{{4}}|\d{{2}}|[〇零一二三四五六七八九]{{4}})\s*(?:年度?|[-/.]?)\s*)?第?\s*{_NUM}\s*季度")
+_P_QNOTE = re.compile(r"(?:(\d{4}|\d{2})\s*(?:年)?\s*[-_]?\s*)?Q([1-4])\b", re.I)
+_P_MONTH_RANGE = re.compile(rf"(?:(\d{{4}})\s*年\s*)?{_NUM}\s*[-—~至到]\s*{_NUM}\s*月")
+_P_YEAR = re.compile(r"(\d{4})\s*年")
+
+
+def parse_quarter(text: str, default_year: int | None = None) -> str | None:
+    """Quarter named by free text, or None. Covers 2024年第三季度, 2024年三季度, 三季度 (+default_year), 第3季度,
+    2024Q3, 2024-Q3, 24年Q3, 7-9月, 二〇二四年第三季度. Month notations are not quarters and return None."""
+    if not text:
+        return None
+    t = unicodedata.normalize("NFKC", str(text))
+    m = _P_YEAR_Q.search(t)
+    if m:
+        q = _cn_int(m.group(2))
+        y = _year(m.group(1), t, default_year)
+        if q and 1 <= q <= 4 and y:
+            return quarter_key(y, q)
+    m = _P_QNOTE.search(t)
+    if m:
+        y = _year(m.group(1), t, default_year)
+        if y:
+            return quarter_key(y, int(m.group(2)))
+    m = _P_MONTH_RANGE.search(t)
+    if m:
+        a, b = _cn_int(m.group(2)), _cn_int(m.group(3))
+        if a and b and b - a == 2 and a in (1, 4, 7, 10):
+            y = int(m.group(1)) if m.group(1) else _year(None, t, default_year)
+            if y:
+                return quarter_key(y, (a - 1) // 3 + 1)
+    return None
+
+
+def _year(token: str | None, text: str, default_year: int | None) -> int | None:
+    if token:
+        if len(token) == 4 and not token.isdigit():
+            return _cn_int(token)
+        y = int(token)
+        return 2000 + y if y < 100 else y
+    m = _P_YEAR.search(text)
+    if m:
+        return int(m.group(1))
+    return default_year
+
+
+def normalise_quarter_arg(text: str) -> str:
+    """CLI/partition input: 2024Q3, 2024-07-01 or 2024年第三季度 -> 2024Q3; anything else is an error."""
+    t = text.strip()
+    if QUARTER_RE.match(t):
+        return t
+    if re.match(r"^\d{4}-\d{2}-\d{2}$", t):
+        return partition_to_quarter(t)
+    q = parse_quarter(t)
+    if not q:
+        raise ValueError(f"无法识别的季度：{text!r}（示例：2024Q3 或 2024年第三季度）")
+    return q

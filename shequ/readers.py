@@ -1,0 +1,336 @@
+"""Survey files -> a long frame of cells with provenance, plus file context (title lines, table unit).
+
+Supported: xlsx (title/填报 block, multi-row merged headers, 小计/合计 rows, 填表人/注 footers, one sheet per
+period), CSV/TSV/TXT in any encoding the decode ladder reads, JSON (long records, wide records, nested).
+
+Output columns of ``read_file(...).cells`` (all String except source_row):
+    sheet, source_row, source_column, source_cell, street_raw, community_raw, header_raw, period_raw, raw_text
+"""
+
+import io
+import json
+import re
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from xml.etree import ElementTree
+
+import fastexcel
+import polars as pl
+
+from .catalogue import HEADER_SEP
+from .text import DecodeError, clean_text, decode_bytes, mojibake_ratio, squash
+
+CELL_COLUMNS = ["sheet", "source_row", "source_column", "source_cell", "street_raw", "community_raw",
+                "header_raw", "period_raw", "raw_text"]
+CELL_SCHEMA = {c: pl.String for c in CELL_COLUMNS} | {"source_row": pl.Int32}
+
+COMMUNITY_HEADERS = {"社区名称", "社区", "社区(居委会)", "居委会", "居委会名称", "社区居委会", "社区居委会名称", "单位名称",
+                     "社区名", "名称"}
+STREET_HEADERS = {"街道", "所属街道", "街道名称", "街道办事处", "街道(镇)", "街镇"}
+PERIOD_HEADERS = {"期间", "统计期间", "报告期", "季度", "月份", "统计季度", "时间"}
+SKIP_HEADERS = {"序号", "编号", "备注", "区", "所属区", "区县", "社区代码", "代码"}
+SUBTOTAL = re.compile(r"^(合计|总计|小计|全区|全街|全市|累计)$|小计$|合计$")
+FOOTER = re.compile(r"^(填表人|审核人|负责人|制表|注|说明|备注)[:：\s]")
+UNIT_LINE = re.compile(r"(?:^|\s)单位[:：]\s*([^\s，,;；]+)")
+REPORTER = re.compile(r"填报单位[:：]\s*([^\s，,;；]+)")
+
+
+class FileRejected(Exception):
+    """A file-level failure. ``reason`` is a quarantine reason code, ``where`` names sheet/cell when known."""
+
+    def __init__(self, reason: str, message: str, where: str = ""):
+        super().__init__(message)
+        self.reason, self.message, self.where = reason, message, where
+
+
+@dataclass
+class FileRead:
+    cells: pl.DataFrame
+    file_format: str
+    encoding: str | None = None
+    title_lines: list[str] = field(default_factory=list)   # text above tables (for period and unit)
+    table_unit: str = ""
+    reporter: str = ""
+    dropped_rows: int = 0                                   # subtotal and footer rows
+    notes: list[str] = field(default_factory=list)
+    problems: list[dict] = field(default_factory=list)      # cell-level problems found while reading
+
+
+def col_letter(idx: int) -> str:
+    s, idx = "", idx + 1
+    while idx:
+        idx, r = divmod(idx - 1, 26)
+        s = chr(65 + r) + s
+    return s
+
+
+def col_index(letters: str) -> int:
+    n = 0
+    for ch in letters:
+        n = n * 26 + ord(ch) - 64
+    return n - 1
+
+
+# ------------------------------------------------------------------ table -> cells (wide tables)
+def _table_to_cells(df: pl.DataFrame, sheet: str, merged: list[tuple[int, int, int, int]], a1: bool,
+                    fr: FileRead) -> pl.DataFrame:
+    """Find the header rows of a wide table in ``df`` (all-String columns, no header), rebuild merged headers,
+    drop subtotal/footer rows and unpivot to long cells. Only the first rows (title block and header) are
+    handled in Python; the body is filtered and unpivoted column-wise by polars."""
+    width = df.width
+    df = df.rename({c: f"c{i}" for i, c in enumerate(df.columns)})
+    top = [list(r) for r in df.head(30).iter_rows()]
+    n_top = len(top)
+    for r0, c0, r1, c1 in merged:  # top-left value copied right and down, header area only
+        if r0 >= n_top:
+            continue
+        v = top[r0][c0] if c0 < width else None
+        for r in range(r0, min(r1 + 1, n_top)):
+            for c in range(c0, min(c1 + 1, width)):
+                if (r, c) != (r0, c0):
+                    top[r][c] = v
+    header_row = comm_col = None
+    for r in range(min(n_top, 20)):
+        for c, v in enumerate(top[r]):
+            if v is not None and squash(v) in COMMUNITY_HEADERS:
+                header_row, comm_col = r, c
+                break
+        if header_row is not None:
+            break
+    if header_row is None:
+        raise FileRejected("no_header", f"工作表 {sheet or '(CSV)'} 前20行内找不到“社区名称/居委会”表头", sheet)
+    fr.title_lines.extend(" ".join(clean_text(v) for v in top[r] if v) for r in range(header_row))
+    for line in fr.title_lines:
+        m = UNIT_LINE.search(line)
+        if m and not fr.table_unit:
+            fr.table_unit = m.group(1)
+        m = REPORTER.search(line)
+        if m and not fr.reporter:
+            fr.reporter = m.group(1)
+    last_header = header_row  # header depth: following rows whose community cell repeats the header
+    while last_header + 1 < n_top and top[last_header + 1][comm_col] is not None and \
+            squash(top[last_header + 1][comm_col]) in COMMUNITY_HEADERS:
+        last_header += 1
+    headers = []
+    for c in range(width):
+        parts: list[str] = []
+        for r in range(header_row, last_header + 1):
+            v = top[r][c]
+            if v is not None and str(v).strip():
+                t = clean_text(v)
+                if not parts or parts[-1] != t:
+                    parts.append(t)
+        headers.append(HEADER_SEP.join(parts))
+    leaf = [squash(h.split(HEADER_SEP)[-1]) if h else "" for h in headers]
+    street_col = next((c for c in range(width) if leaf[c] in STREET_HEADERS), None)
+    period_col = next((c for c in range(width) if leaf[c] in PERIOD_HEADERS), None)
+    value_cols = [c for c in range(width)
+                  if headers[c] and c not in (comm_col, street_col, period_col) and leaf[c] not in SKIP_HEADERS]
+
+    body = df.slice(last_header + 1).with_row_index("_r", offset=last_header + 2)  # 1-based source rows
+    first = pl.coalesce([pl.col(f"c{i}").str.strip_chars().replace("", None) for i in range(width)])
+    comm = pl.col(f"c{comm_col}").str.replace_all(r"\s+", "")
+    street = pl.col(f"c{street_col}") if street_col is not None else pl.lit(None, pl.String)
+    body = body.with_columns(first.alias("_first"))
+    body = body.filter(pl.col("_first").is_not_null())
+    is_footer = pl.col("_first").str.contains(FOOTER.pattern)
+    fr.notes.extend(body.filter(is_footer)["_first"].to_list())
+    is_subtotal = (comm.is_null() | (comm == "") | comm.str.contains(SUBTOTAL.pattern)
+                   | street.str.replace_all(r"\s+", "").str.contains(SUBTOTAL.pattern).fill_null(False))
+    fr.dropped_rows += body.filter(is_footer | is_subtotal).height
+    body = body.filter(~is_footer & ~is_subtotal)
+    base = [pl.col("_r").cast(pl.Int32).alias("source_row"), pl.col(f"c{comm_col}").alias("community_raw"),
+            street.alias("street_raw"),
+            (pl.col(f"c{period_col}") if period_col is not None else pl.lit(None, pl.String)).alias("period_raw")]
+    wide = body.select(*base, *[pl.col(f"c{c}") for c in value_cols])
+    long = wide.unpivot(index=["source_row", "community_raw", "street_raw", "period_raw"],
+                        on=[f"c{c}" for c in value_cols], variable_name="_col", value_name="raw_text")
+    col_idx = long["_col"].str.slice(1).cast(pl.Int32)
+    letters = {c: col_letter(c) for c in value_cols}
+    long = long.with_columns(
+        pl.lit(sheet).alias("sheet"),
+        col_idx.replace_strict({c: letters[c] if a1 else str(c + 1) for c in value_cols}, return_dtype=pl.String)
+        .alias("source_column"),
+        col_idx.replace_strict({c: headers[c] for c in value_cols}, return_dtype=pl.String).alias("header_raw"),
+    ).with_columns(
+        (pl.col("source_column") + pl.col("source_row").cast(pl.String)).alias("source_cell") if a1 else
+        (pl.lit("R") + pl.col("source_row").cast(pl.String) + pl.lit("C") + pl.col("source_column")).alias("source_cell")
+    )
+    return long.select(CELL_COLUMNS).cast(CELL_SCHEMA)
+
+
+# ------------------------------------------------------------------ xlsx
+_MERGE = re.compile(rb'<mergeCell ref="([A-Z]+)(\d+):([A-Z]+)(\d+)"')
+_HIDDEN_COL = re.compile(rb'<col [^>]*?min="(\d+)" max="(\d+)"[^>]*?hidden="(?:1|true)"')
+_FORMULA_NO_VALUE = re.compile(rb'<c r="([A-Z]+\d+)"[^>]*>\s*<f>[^<]*</f>\s*(?:<v>\s*</v>\s*)?</c>')
+
+
+def _xlsx_structure(path: Path) -> dict[str, dict]:
+    """Per sheet name: merged ranges, hidden columns and formula cells without a cached value.
+
+    Read from the sheet XML with byte regexes because neither fastexcel nor openpyxl's streaming mode
+    exposes merged ranges, and openpyxl's full mode builds a Python object per cell (minutes at 100k rows)."""
+    ns = {"m": "http://schemas.openxmlformats.org/spreadsheetml/2006/main",
+          "r": "http://schemas.openxmlformats.org/officeDocument/2006/relationships"}
+    out: dict[str, dict] = {}
+    with zipfile.ZipFile(path) as z:
+        wb = ElementTree.fromstring(z.read("xl/workbook.xml"))
+        rels = ElementTree.fromstring(z.read("xl/_rels/workbook.xml.rels"))
+        targets = {r.get("Id"): r.get("Target") for r in rels}
+        for s in wb.find("m:sheets", ns):
+            rid = s.get(f"{{{ns['r']}}}id")
+            target = targets[rid].lstrip("/")
+            part = target if target.startswith("xl/") else f"xl/{target}"
+            xml = z.read(part)
+            merged = [(int(m[1]) - 1, col_index(m[0].decode()), int(m[3]) - 1, col_index(m[2].decode()))
+                      for m in _MERGE.findall(xml)]
+            hidden = set()
+            for lo, hi in _HIDDEN_COL.findall(xml):
+                hidden.update(range(int(lo) - 1, int(hi)))
+            no_value = [m.decode() for m in _FORMULA_NO_VALUE.findall(xml)]
+            out[s.get("name")] = {"merged": merged, "hidden": hidden, "formula_no_value": no_value,
+                                  "state": s.get("state") or "visible"}
+    return out
+
+
+def read_xlsx(path: Path) -> FileRead:
+    fr = FileRead(cells=pl.DataFrame(schema=CELL_SCHEMA), file_format="xlsx")
+    try:
+        structure = _xlsx_structure(path)
+        reader = fastexcel.read_excel(str(path))
+    except (zipfile.BadZipFile, KeyError, ElementTree.ParseError) as e:
+        raise FileRejected("file_unreadable", f"不是有效的 xlsx 文件：{e}") from e
+    except Exception as e:  # fastexcel raises its own error types for corrupt workbooks
+        raise FileRejected("file_unreadable", f"xlsx 读取失败：{e}") from e
+    frames = []
+    for name in reader.sheet_names:
+        st = structure.get(name, {"merged": [], "hidden": set(), "formula_no_value": [], "state": "visible"})
+        if st["state"] != "visible":
+            fr.notes.append(f"跳过隐藏工作表 {name}")
+            continue
+        sheet = reader.load_sheet(name, header_row=None, dtypes="string")
+        df = sheet.to_polars()
+        if df.height == 0:
+            continue
+        try:
+            cells = _table_to_cells(df.cast(pl.String), name, st["merged"], True, fr)
+        except FileRejected as e:
+            if len(reader.sheet_names) > 1:
+                fr.notes.append(f"工作表 {name}：{e.message}")
+                continue
+            raise
+        if st["hidden"]:
+            fr.notes.append(f"工作表 {name} 含隐藏列 {','.join(col_letter(c) for c in sorted(st['hidden']))}（仍读取）")
+        if st["formula_no_value"]:
+            bad = set(st["formula_no_value"])
+            flagged = cells.filter(pl.col("source_cell").is_in(list(bad)))
+            for row in flagged.iter_rows(named=True):
+                fr.problems.append(row | {"reason_code": "formula_no_cache",
+                                          "message": "公式没有缓存值（文件未经 Excel 计算保存），不按 0 读取"})
+            cells = cells.filter(~pl.col("source_cell").is_in(list(bad)))
+        frames.append(cells)
+    if not frames:
+        raise FileRejected("no_header", "没有任何工作表含可识别的社区表格")
+    fr.cells = pl.concat(frames)
+    return fr
+
+
+# ------------------------------------------------------------------ csv / tsv / txt
+def read_delimited(path: Path) -> FileRead:
+    data = path.read_bytes()
+    try:
+        text, enc = decode_bytes(data)
+    except DecodeError as e:
+        raise FileRejected("encoding_unknown", str(e)) from e
+    if mojibake_ratio(text[:20000]) > 0.01:
+        raise FileRejected("mojibake", f"文本含错位乱码字符（占 {mojibake_ratio(text[:20000]):.1%}），疑似 GBK 丢字节，拒收而不猜测")
+    first = text.split("\n", 1)[0]
+    sep = "\t" if first.count("\t") > first.count(",") else ","
+    try:
+        df = pl.read_csv(io.StringIO(text), separator=sep, has_header=False, infer_schema=False,
+                         truncate_ragged_lines=True, quote_char='"')
+    except pl.exceptions.PolarsError as e:
+        raise FileRejected("file_unreadable", f"CSV 解析失败：{e}") from e
+    fr = FileRead(cells=pl.DataFrame(schema=CELL_SCHEMA), file_format="tsv" if sep == "\t" else "csv", encoding=enc)
+    fr.cells = _table_to_cells(df, "", [], False, fr)
+    return fr
+
+
+# ------------------------------------------------------------------ json
+LONG_KEYS = {
+    "street": ("街道", "street", "所属街道"),
+    "community": ("社区", "社区名称", "community", "居委会"),
+    "indicator": ("指标", "指标名称", "indicator", "项目"),
+    "period": ("期间", "period", "季度", "统计期间"),
+    "value": ("数值", "值", "value", "填报值"),
+    "unit": ("单位", "unit"),
+}
+
+
+def _pick(rec: dict, key: str):
+    for k in LONG_KEYS[key]:
+        if k in rec:
+            return rec[k]
+    return None
+
+
+def read_json(path: Path) -> FileRead:
+    data = path.read_bytes()
+    try:
+        text, enc = decode_bytes(data)
+        doc = json.loads(text)
+    except (DecodeError, json.JSONDecodeError) as e:
+        raise FileRejected("file_unreadable", f"JSON 解析失败：{e}") from e
+    fr = FileRead(cells=pl.DataFrame(schema=CELL_SCHEMA), file_format="json", encoding=enc)
+    context: dict = {}
+    records = doc
+    if isinstance(doc, dict):
+        context = {k: v for k, v in doc.items() if not isinstance(v, (list, dict))}
+        lists = [(k, v) for k, v in doc.items() if isinstance(v, list)]
+        if not lists:
+            raise FileRejected("no_records", "JSON 中没有记录数组")
+        key, records = lists[0]
+        fr.title_lines.extend(str(v) for v in context.values())
+    if not isinstance(records, list):
+        raise FileRejected("no_records", "JSON 顶层应为记录数组或含记录数组的对象")
+    ctx_period = _pick(context, "period") if context else None
+    ctx_street = _pick(context, "street") if context else None
+    rows = []
+    for i, rec in enumerate(records):
+        if not isinstance(rec, dict):
+            fr.problems.append({"sheet": "", "source_row": i + 1, "source_column": None, "source_cell": f"[{i}]",
+                                "street_raw": None, "community_raw": None, "header_raw": None, "period_raw": None,
+                                "raw_text": str(rec)[:200], "reason_code": "bad_record", "message": "记录不是对象"})
+            continue
+        street = _pick(rec, "street") or ctx_street
+        comm = _pick(rec, "community")
+        period = _pick(rec, "period") or ctx_period
+        ind = _pick(rec, "indicator")
+        if ind is not None:  # long record
+            val = _pick(rec, "value")
+            unit = _pick(rec, "unit")
+            raw = None if val is None else str(val)
+            if raw is not None and unit and not isinstance(val, (int, float)) is False and str(unit) not in raw:
+                raw = f"{raw}{unit}"  # a numeric value with a unit key: the unit is part of the reading
+            rows.append(("", i + 1, "数值", f"[{i}]", street, comm, str(ind), period, raw))
+            continue
+        nested = rec.get("values") or rec.get("指标")
+        items = nested.items() if isinstance(nested, dict) else [
+            (k, v) for k, v in rec.items() if k not in sum(LONG_KEYS.values(), ())]
+        for k, v in items:
+            rows.append(("", i + 1, str(k), f"[{i}].{k}", street, comm, str(k), period,
+                         None if v is None else str(v)))
+    fr.cells = pl.DataFrame(rows, schema=CELL_SCHEMA, orient="row")
+    return fr
+
+
+READERS = {".xlsx": read_xlsx, ".xlsm": read_xlsx, ".csv": read_delimited, ".tsv": read_delimited,
+           ".txt": read_delimited, ".json": read_json}
+
+
+def read_file(path: Path) -> FileRead:
+    reader = READERS.get(path.suffix.lower())
+    if reader is None:
+        raise FileRejected("unsupported_format", f"不支持的文件类型 {path.suffix or '(无扩展名)'}")
+    return reader(path)

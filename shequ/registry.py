@@ -1,0 +1,142 @@
+"""The community registry (models/registry/*.csv): hierarchy, stable codes, validity, lineage, aliases.
+
+Name resolution is vectorised: survey names are reduced to a core (no 社区/居委会 suffix, no street or
+district prefix, no (筹)) and joined to the registry on (street core, name core), then to the version valid
+on the period's last day. The key is street + name, never name alone, because names repeat across streets.
+"""
+
+import datetime as dt
+from pathlib import Path
+
+import polars as pl
+
+from .config import REGISTRY_DIR
+from .text import clean_text
+
+COMMUNITY_SCHEMA = {
+    "community_code": pl.String, "name": pl.String, "street_code": pl.String, "street": pl.String,
+    "district_code": pl.String, "district": pl.String, "city_code": pl.String, "city": pl.String,
+    "province_code": pl.String, "province": pl.String, "community_type": pl.String, "valid_from": pl.Date,
+    "valid_to": pl.Date, "households": pl.Int64, "population": pl.Int64,
+}
+LINEAGE_SCHEMA = {"predecessor_code": pl.String, "successor_code": pl.String, "event": pl.String,
+                  "effective_date": pl.Date, "note": pl.String}
+ALIAS_SCHEMA = {"alias": pl.String, "community_code": pl.String, "valid_from": pl.Date, "valid_to": pl.Date,
+                "note": pl.String}
+
+NAME_SUFFIX = r"(社区居民委员会|社区居委会|居民委员会|居委会|社区|村民委员会|村委会)$"
+STREET_SUFFIX = r"(街道办事处|街道办|办事处|街道|镇|乡)$"
+STATUS_MARK = r"[(（]筹[)）]"
+
+
+def load_communities(registry_dir: Path = REGISTRY_DIR) -> pl.DataFrame:
+    path = Path(registry_dir) / "communities.csv"
+    df = pl.read_csv(path, schema=COMMUNITY_SCHEMA)
+    bad = df.filter(pl.struct("community_code", "valid_from").is_duplicated())
+    if bad.height:
+        raise ValueError(f"{path}: (community_code, valid_from) 重复 {bad['community_code'].to_list()[:5]}")
+    return df
+
+
+def load_lineage(registry_dir: Path = REGISTRY_DIR) -> pl.DataFrame:
+    path = Path(registry_dir) / "community_lineage.csv"
+    if not path.exists():
+        return pl.DataFrame(schema=LINEAGE_SCHEMA)
+    return pl.read_csv(path, schema=LINEAGE_SCHEMA)
+
+
+def load_aliases(registry_dir: Path = REGISTRY_DIR) -> pl.DataFrame:
+    path = Path(registry_dir) / "community_aliases.csv"
+    if not path.exists():
+        return pl.DataFrame(schema=ALIAS_SCHEMA)
+    return pl.read_csv(path, schema=ALIAS_SCHEMA)
+
+
+def name_core(col: pl.Expr) -> pl.Expr:
+    """南湖社区居委会 / 南湖居委会 / 南湖 / 南苑新村社区(筹) / 建邺区南湖街道南湖社区 -> 南湖 / 南苑新村
+    (input already clean_text'ed). The suffix goes first: 社区 itself ends in 区, so a district prefix is
+    only stripped when at least two characters precede 区 and two follow it."""
+    return (col.str.replace_all(r"\s+", "").str.replace_all(STATUS_MARK, "")
+            .str.replace(NAME_SUFFIX, "")
+            .str.replace(r"^.*(街道|镇)[-—_·]?(.{2,})$", "${2}")   # 南湖街道-南湖 -> 南湖
+            .str.replace(r"^.{2,6}?区[-—_·]?(.{2,})$", "${1}"))    # 建邺区南湖 -> 南湖
+
+
+def street_core(col: pl.Expr) -> pl.Expr:
+    return (col.str.replace_all(r"\s+", "").str.replace(r"^.{2,6}?区[-—_·]?(.{2,})$", "${1}")
+            .str.replace(STREET_SUFFIX, ""))
+
+
+def _clean_unique(s: pl.Series) -> pl.Series:
+    """clean_text over distinct values only (names repeat across every indicator of a row)."""
+    uniq = s.unique()
+    mapping = dict(zip(uniq.to_list(), [clean_text(v) if v is not None else None for v in uniq.to_list()]))
+    return s.replace_strict(mapping, return_dtype=pl.String)
+
+
+def registry_keys(dim_community: pl.DataFrame) -> pl.DataFrame:
+    """dim_community rows with the cores used for joining (plus declared aliases)."""
+    return dim_community.with_columns(
+        name_core(pl.col("name")).alias("_name_core"),
+        street_core(pl.col("street")).alias("_street_core"),
+    )
+
+
+def resolve_communities(refs: pl.DataFrame, dim_community: pl.DataFrame, aliases: pl.DataFrame | None = None
+                        ) -> pl.DataFrame:
+    """refs: columns ref_id, street_raw (nullable), community_raw, district_hint (nullable), as_of (Date).
+    Returns refs with community_key (null when unresolved) and resolve_reason."""
+    refs = refs.with_columns(
+        _clean_unique(refs["community_raw"].cast(pl.String)).alias("_cr"),
+        _clean_unique(refs["street_raw"].cast(pl.String)).alias("_sr"),
+    )
+    # a street written inside the name (南湖街道-南湖社区) fills a missing street
+    refs = refs.with_columns(
+        pl.coalesce(pl.col("_sr"), pl.col("_cr").str.extract(r"^(?:.*?区)?(.+?(?:街道|镇))", 1)).alias("_sr"),
+        pl.col("_cr").str.contains(STATUS_MARK).alias("is_preparatory"),
+    ).with_columns(
+        name_core(pl.col("_cr")).alias("_name_core"),
+        street_core(pl.col("_sr")).alias("_street_core"),
+    )
+    reg = registry_keys(dim_community).select(
+        "community_key", "community_code", "district", "_name_core", "_street_core", "valid_from", "valid_to")
+    if aliases is not None and aliases.height:
+        al = aliases.join(dim_community.select("community_code", "community_key", "street", "district",
+                                               pl.col("valid_from").alias("_vf"), pl.col("valid_to").alias("_vt")),
+                          on="community_code")
+        al = al.select(
+            "community_key", "community_code", "district",
+            name_core(pl.col("alias")).alias("_name_core"), street_core(pl.col("street")).alias("_street_core"),
+            pl.col("_vf").alias("valid_from"), pl.col("_vt").alias("valid_to"))
+        reg = pl.concat([reg, al]).unique()
+    valid = (pl.col("valid_from") <= pl.col("as_of")) & (pl.col("valid_to").is_null() | (pl.col("valid_to") > pl.col("as_of")))
+    district_ok = pl.col("district_hint").is_null() | (pl.col("district") == pl.col("district_hint"))
+
+    with_street = refs.filter(pl.col("_street_core").is_not_null())
+    m1 = (with_street.join(reg, on=["_street_core", "_name_core"], how="inner")
+          .filter(valid & district_ok).group_by("ref_id").agg(pl.col("community_key").unique()))
+    # no street given: the name must be unique among communities valid then (within the district hint)
+    no_street = refs.filter(pl.col("_street_core").is_null())
+    m2 = (no_street.join(reg.drop("_street_core"), on="_name_core", how="inner").filter(valid & district_ok)
+          .group_by("ref_id").agg(pl.col("community_key").unique()))
+    # more than one candidate is never resolved by picking one: the cell is rejected as ambiguous
+    both = pl.concat([m1, m2])
+    ambiguous = both.filter(pl.col("community_key").list.len() > 1)["ref_id"]
+    matched = both.filter(pl.col("community_key").list.len() == 1).select(
+        "ref_id", pl.col("community_key").list.first())
+    out = refs.join(matched, on="ref_id", how="left")
+    existed = (refs.join(reg, on="_name_core", how="inner").select("ref_id").unique())["ref_id"]
+    out = out.with_columns(
+        pl.when(pl.col("community_key").is_not_null()).then(None)
+        .when(pl.col("ref_id").is_in(ambiguous.implode())).then(pl.lit("ambiguous_community"))
+        .when(pl.col("ref_id").is_in(existed.implode())).then(pl.lit("community_not_valid"))
+        .otherwise(pl.lit("unknown_community")).alias("resolve_reason"))
+    return out.drop("_cr", "_sr", "_name_core", "_street_core")
+
+
+def dim_community_frame(communities: pl.DataFrame, today: dt.date | None = None) -> pl.DataFrame:
+    """Registry rows as dim_community rows (without keys), is_current = valid today."""
+    today = today or dt.date.today()
+    return communities.with_columns(
+        ((pl.col("valid_from") <= today) & (pl.col("valid_to").is_null() | (pl.col("valid_to") > today)))
+        .alias("is_current"))

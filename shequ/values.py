@@ -1,0 +1,267 @@
+"""Cell text -> (value in the catalogue unit, unit, qualifier) or a rejection with a reason code.
+
+Two paths, one grammar:
+- ``parse_cells`` (vectorised, polars): plain numbers, the overwhelming majority of cells, are parsed and
+  unit-converted column-wise; only the remaining distinct strings go through ``parse_text``.
+- ``parse_text`` (Python, cached per distinct string): the irregular forms survey files carry — 64.95万,
+  850元/月, 79％, 百分之七十九, 700余, 2-3人, 95以上, 不少于5000元, 60平方米左右, 无, 不适用, #DIV/0!.
+
+Written by hand because no maintained library parses Chinese statistical cell text with qualifiers; cn2an is
+used for the numeral tokens themselves (on isolated tokens only, never on free text).
+
+Percent rule for ratio indicators (stored as fractions 0-1):
+  with % (or 百分之)           -> value / 100
+  no %, 1 < v <= 100           -> value / 100, qualifier percent_inferred
+  no %, 0 <= v < 1             -> value as written
+  no %, v == 1 exactly         -> 1.0, qualifier ambiguous_one (100% or 1%? flagged for review)
+  no %, v > 100                -> rejected (percent_out_of_scale)
+"""
+
+import functools
+import re
+import unicodedata
+from dataclasses import dataclass
+
+import cn2an
+import polars as pl
+
+# ------------------------------------------------------------------ reason codes (quarantine.reason_code)
+MISSING = "missing"                    # blank, —, 暂无, 未统计 … (not a value; recorded so every cell is accounted for)
+NOT_APPLICABLE = "not_applicable"      # 不适用
+FORMULA_ERROR = "formula_error"        # #DIV/0!, #N/A …
+UNPARSEABLE = "unparseable_value"
+UNIT_MISMATCH = "unit_mismatch"
+PERCENT_SCALE = "percent_out_of_scale"
+
+MISSING_MARKERS = {"", "空", "空白", "—", "——", "-", "--", "/", "\\", "暂无", "未统计", "不详", "缺", "null", "none",
+                   "nan", "na", "n/a"}
+NONE_MARKERS = {"无", "没有"}
+NA_MARKERS = {"不适用", "不涉及"}
+ERROR_MARKERS = {"#div/0!", "#n/a", "#value!", "#ref!", "#name?", "#num!", "#null!"}
+
+FLAG_TRUE = {"是", "有", "已建立", "已建", "建成", "已建成", "√", "✓", "y", "yes", "true", "1", "已", "达到", "已达到"}
+FLAG_FALSE = {"否", "无", "未建立", "未建", "未建成", "×", "✗", "n", "no", "false", "0", "未", "未达到"}
+ORDINAL = {"优秀": 4, "优": 4, "a": 4, "良好": 3, "良": 3, "b": 3, "合格": 2, "中": 2, "c": 2, "不合格": 1, "差": 1, "d": 1,
+           "★★★★": 4, "★★★": 3, "★★": 2, "★": 1}
+
+MONEY = {"亿元": 1e8, "亿": 1e8, "千万元": 1e7, "千万": 1e7, "万元": 1e4, "万": 1e4, "千元": 1e3, "元": 1.0}
+AREA = {"平方米": 1.0, "平米": 1.0, "m2": 1.0, "㎡": 1.0, "亩": 2000.0 / 3.0}
+PER_TIME = {"/月": 1.0, "每月": 1.0, "/年": 1.0 / 12.0, "每年": 1.0 / 12.0}
+COUNT_UNITS = ["人次", "个", "人", "户", "次", "场", "支", "套", "台", "期", "项", "处", "起", "例", "岁", "分", "份", "件",
+               "家", "名", "间", "所", "座"]
+
+
+@dataclass(frozen=True)
+class Parsed:
+    value: float | None
+    unit: str | None          # canonical unit the value is expressed in
+    qualifier: str | None
+    reason: str | None = None  # set when value is None
+    message: str | None = None
+
+
+def _reject(reason: str, message: str) -> Parsed:
+    return Parsed(None, None, None, reason, message)
+
+
+_NUM = r"[-+]?\d+(?:\.\d+)?"
+_QUAL_PREFIX = [("不少于", "ge"), ("不低于", "ge"), ("至少", "ge"), ("超过", "gt"), ("大于", "gt"), ("不超过", "le"),
+                ("不高于", "le"), ("低于", "lt"), ("约", "approx"), ("大约", "approx"), ("近", "approx_le"),
+                ("将近", "approx_le")]
+_QUAL_SUFFIX = [("以上", "ge"), ("以下", "le"), ("左右", "approx"), ("余", "approx_ge"), ("多", "approx_ge"),
+                ("上下", "approx")]
+_CN_NUM_CHARS = set("零〇一二两三四五六七八九十百千万亿壹贰叁肆伍陆柒捌玖拾佰仟点廿")
+
+
+def _target_family(target_unit: str) -> str:
+    if target_unit in ("%",):
+        return "ratio"
+    if "元" in target_unit:
+        return "money"
+    if "平方米" in target_unit and "/" not in target_unit:
+        return "area"
+    return "other"
+
+
+def _cn_number(tok: str) -> float | None:
+    try:
+        return float(cn2an.cn2an(tok, "smart"))
+    except Exception:  # cn2an raises plain ValueError/KeyError subclasses on anything it does not know
+        return None
+
+
+@functools.lru_cache(maxsize=500_000)
+def parse_text(raw: str, value_kind: str, target_unit: str, column_unit: str = "", table_unit: str = "") -> Parsed:
+    """Parse one cell. ``column_unit`` comes from the header (办公用房面积（平方米）), ``table_unit`` from a
+    单位：万元 line above the table; a unit written in the cell beats both."""
+    text = unicodedata.normalize("NFKC", raw).strip()
+    low = text.lower()
+    if low in ERROR_MARKERS or low.startswith("#"):
+        return _reject(FORMULA_ERROR, f"公式错误值 {raw!r}")
+    if low in NA_MARKERS:
+        return _reject(NOT_APPLICABLE, "填报为不适用")
+    if value_kind == "flag":
+        if low in FLAG_TRUE:
+            return Parsed(1.0, target_unit, None)
+        if low in FLAG_FALSE:
+            return Parsed(0.0, target_unit, None)
+    if value_kind == "ordinal" and low in ORDINAL:
+        return Parsed(float(ORDINAL[low]), target_unit, None)
+    if low in NONE_MARKERS:
+        if value_kind in ("count", "amount", "area"):
+            return Parsed(0.0, target_unit, "none_as_zero")
+        return _reject(MISSING, f"{raw!r} 对{value_kind}类指标视为缺失")
+    if low in MISSING_MARKERS:
+        return _reject(MISSING, "空值或缺失标记")
+
+    t = re.sub(r"(?<=\d)[,，\s\u202f\u00a0](?=\d{3}(?:\D|$))", "", text)  # 2,031,600 / 2 031 600 / 1 420万元
+    t = t.replace(" ", "")
+    qualifier = None
+    for p, q in _QUAL_PREFIX:
+        if t.startswith(p):
+            qualifier, t = q, t[len(p):]
+            break
+    for s, q in _QUAL_SUFFIX:
+        m = re.search(rf"^(.*?[\d十百千万])(.*?)({s})(.*)$", t)  # 700余人, 95%以上, 60平方米左右
+        if m:
+            qualifier, t = q, m.group(1) + m.group(2) + m.group(4)
+            break
+
+    percent = False
+    if t.startswith("百分之"):
+        percent, t = True, t[3:]
+    if t.endswith("%"):
+        percent, t = True, t[:-1]
+
+    # range 2-3人 / 400—500元 / 4~8台
+    m = re.match(rf"^({_NUM})\s*[-—~至到]\s*({_NUM})(.*)$", t)
+    if m:
+        lo, hi = float(m.group(1)), float(m.group(2))
+        if lo > hi:
+            return _reject(UNPARSEABLE, f"区间下限大于上限：{raw!r}")
+        qualifier = f"range:{m.group(1)}-{m.group(2)}"
+        number, rest = (lo + hi) / 2.0, m.group(3)
+    else:
+        m = re.match(rf"^({_NUM})(.*)$", t)
+        if m:
+            number, rest = float(m.group(1)), m.group(2)
+        else:
+            m = re.match(r"^([零〇一二两三四五六七八九十百千万亿壹贰叁肆伍陆柒捌玖拾佰仟点廿]+)(.*)$", t)
+            if not m:
+                return _reject(UNPARSEABLE, f"无法解析为数值：{raw!r}")
+            tok, rest = m.group(1), m.group(2)
+            if "成" in rest[:1] and value_kind in ("ratio", "survey"):  # 七成九 = 0.79
+                tens = _cn_number(tok)
+                digit = _cn_number(rest[1:2]) if len(rest) > 1 and rest[1] in _CN_NUM_CHARS else 0.0
+                if tens is None or digit is None:
+                    return _reject(UNPARSEABLE, f"无法解析为数值：{raw!r}")
+                return Parsed((tens * 10 + digit) / 100.0, "%", qualifier)
+            number = _cn_number(tok)
+            if number is None:
+                return _reject(UNPARSEABLE, f"无法解析中文数字：{raw!r}")
+            if tok.endswith("万") or tok.endswith("亿"):
+                # cn2an already applied the multiplier (1.5万 -> 15000): express in 元 for money targets
+                rest = "元" + rest if _target_family(target_unit) == "money" and not rest.startswith("元") else rest
+
+    rest = rest.strip()
+    return _convert(raw, number, rest, percent, qualifier, value_kind, target_unit, column_unit, table_unit)
+
+
+def _convert(raw, number, rest, percent, qualifier, value_kind, target_unit, column_unit, table_unit) -> Parsed:
+    family = _target_family(target_unit)
+    if value_kind in ("ratio", "survey") or target_unit == "%":
+        if rest and rest not in ("%",):
+            return _reject(UNIT_MISMATCH, f"比率列出现单位 {rest!r}：{raw!r}")
+        if percent or column_unit == "%":
+            return Parsed(number / 100.0, "%", qualifier)
+        if number == 1.0:
+            return Parsed(1.0, "%", qualifier or "ambiguous_one")
+        if 0 <= number < 1:
+            return Parsed(number, "%", qualifier)
+        if 1 < number <= 100:
+            return Parsed(number / 100.0, "%", qualifier or "percent_inferred")
+        return _reject(PERCENT_SCALE, f"比率 {raw!r} 没有%且大于100，无法确定口径")
+    if percent:
+        return _reject(UNIT_MISMATCH, f"非比率指标出现百分号：{raw!r}")
+
+    if family == "money":
+        unit = rest or column_unit or table_unit or target_unit
+        per = 1.0
+        for suffix, f in PER_TIME.items():
+            if unit.endswith(suffix):
+                unit, per = unit[: -len(suffix)], f
+                break
+        tgt_base, tgt_per = target_unit, 1.0
+        for suffix in PER_TIME:
+            if target_unit.endswith(suffix):
+                tgt_base = target_unit[: -len(suffix)]
+        if "/" in tgt_base:  # 元/百户/月 and similar composite rate units: only the exact unit is accepted
+            if unit in ("", tgt_base, target_unit) or rest == "":
+                return Parsed(number, target_unit, qualifier)
+            return _reject(UNIT_MISMATCH, f"单位 {rest!r} 无法换算为 {target_unit}")
+        if unit not in MONEY or tgt_base not in MONEY:
+            return _reject(UNIT_MISMATCH, f"单位 {unit!r} 无法换算为 {target_unit}")
+        if per != 1.0 and not target_unit.endswith("/月"):
+            return _reject(UNIT_MISMATCH, f"时间口径 {rest!r} 与 {target_unit} 不一致")
+        return Parsed(number * MONEY[unit] / MONEY[tgt_base] * per / tgt_per, target_unit, qualifier)
+    if family == "area":
+        unit = rest or column_unit or table_unit or "平方米"
+        if unit not in AREA:
+            return _reject(UNIT_MISMATCH, f"单位 {unit!r} 无法换算为平方米")
+        return Parsed(number * AREA[unit], target_unit, qualifier)
+    if rest and rest not in COUNT_UNITS and rest != target_unit and not target_unit.startswith(rest):
+        return _reject(UNIT_MISMATCH, f"单位 {rest!r} 与指标单位 {target_unit} 不符：{raw!r}")
+    return Parsed(number, target_unit, qualifier)
+
+
+def column_factor(value_kind: str, target_unit: str, column_unit: str, table_unit: str) -> float | None:
+    """Multiplier for a plain number in a column, or None when plain numbers there need the full parser
+    (ratio columns: the percent rule depends on the value)."""
+    if value_kind in ("ratio", "survey") or target_unit == "%":
+        return None
+    family = _target_family(target_unit)
+    unit = column_unit or table_unit
+    if family == "money" and unit:
+        p = parse_text("1", value_kind, target_unit, unit, "")
+        return p.value
+    if family == "area" and unit:
+        return AREA.get(unit)
+    return 1.0
+
+
+_PLAIN = r"^\s*-?\d+(?:\.\d+)?\s*$"
+
+
+def parse_cells(cells: pl.DataFrame) -> pl.DataFrame:
+    """Vectorised parse. Input columns: raw_text, value_kind, target_unit, column_unit, table_unit.
+    Adds value, unit, qualifier, reason, message (reason NULL when the value landed)."""
+    keys = ["value_kind", "target_unit", "column_unit", "table_unit"]
+    combos = cells.select(keys).unique()
+    factors = [column_factor(*r) for r in combos.iter_rows()]
+    combos = combos.with_columns(pl.Series("_factor", factors, dtype=pl.Float64))
+    df = cells.join(combos, on=keys, how="left", nulls_equal=True)
+    plain = df["raw_text"].str.contains(_PLAIN) & df["_factor"].is_not_null()
+    fast = df.filter(plain).with_columns(
+        value=pl.col("raw_text").str.strip_chars().cast(pl.Float64) * pl.col("_factor"),
+        unit=pl.col("target_unit"),
+        qualifier=pl.lit(None, pl.String),
+        reason=pl.lit(None, pl.String),
+        message=pl.lit(None, pl.String),
+    )
+    slow = df.filter(~plain)
+    if slow.height:
+        uniq = slow.select(["raw_text", *keys]).unique()
+        parsed = [parse_text(*r) for r in uniq.iter_rows()]
+        uniq = uniq.with_columns(
+            pl.Series("value", [p.value for p in parsed], dtype=pl.Float64),
+            pl.Series("unit", [p.unit for p in parsed], dtype=pl.String),
+            pl.Series("qualifier", [p.qualifier for p in parsed], dtype=pl.String),
+            pl.Series("reason", [p.reason for p in parsed], dtype=pl.String),
+            pl.Series("message", [p.message for p in parsed], dtype=pl.String),
+        )
+        slow = slow.join(uniq, on=["raw_text", *keys], how="left", nulls_equal=True)
+    else:
+        slow = slow.with_columns(value=pl.lit(None, pl.Float64), unit=pl.lit(None, pl.String),
+                                 qualifier=pl.lit(None, pl.String), reason=pl.lit(None, pl.String),
+                                 message=pl.lit(None, pl.String))
+    return pl.concat([fast, slow.select(fast.columns)]).drop("_factor")

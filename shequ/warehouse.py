@@ -1,0 +1,166 @@
+"""The DuckDB warehouse: connections, the schema contract (models/schema.sql), dimensions from models/, and
+the SQL models (models/sql/*.sql, one SELECT each) run into their tables.
+
+Every write of a period happens inside one transaction (delete that period's rows, insert the new ones), so a
+run that fails midway leaves the previous state of the period intact.
+"""
+
+import contextlib
+import datetime as dt
+import functools
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from .catalogue import dim_indicator_frame
+from .config import CATALOGUE_CSV, REGISTRY_DIR, SCHEMA_SQL, SQL_DIR
+from .periods import calendar_frame
+from .registry import dim_community_frame, load_aliases, load_communities, load_lineage
+
+SCHEMA_VERSION = 1
+CALENDAR_YEARS = (2000, 2035)
+
+
+@contextlib.contextmanager
+def connect(path: str | Path, read_only: bool = False, retries: float = 30.0) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection that is always closed. A file held by another writer is retried for ``retries`` seconds,
+    then reported with the path (DuckDB allows one writing process per file)."""
+    path = Path(path)
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + retries
+    while True:
+        try:
+            con = duckdb.connect(str(path), read_only=read_only)
+            break
+        except duckdb.IOException as e:
+            if "lock" not in str(e).lower() or time.monotonic() > deadline:
+                raise RuntimeError(f"无法打开仓库 {path}：{e}（是否有其他进程正在写入？）") from e
+            time.sleep(0.5)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+@contextlib.contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(SCHEMA_SQL.read_text(encoding="utf-8"))
+    con.execute("INSERT INTO meta_schema SELECT ?, now()::TIMESTAMP WHERE NOT EXISTS "
+                "(SELECT 1 FROM meta_schema WHERE version = ?)", [SCHEMA_VERSION, SCHEMA_VERSION])
+    con.execute(f"CREATE OR REPLACE VIEW fact_indicator_value_current AS {model_sql('fact_indicator_value_current')}")
+    con.execute("""CREATE OR REPLACE VIEW fact_indicator_value_history AS
+        SELECT s.*, f.source_file, f.ingest_seq, f.ingested_at,
+               row_number() OVER (PARTITION BY s.community_key, s.indicator_code, s.period_key, s.role
+                                  ORDER BY f.ingest_seq DESC) = 1 AS is_latest
+        FROM stg_value s JOIN raw_file f USING (file_id)""")
+
+
+@functools.lru_cache(maxsize=64)
+def model_sql(name: str) -> str:
+    """The SELECT of models/sql/<name>.sql, comments kept, trailing semicolon dropped."""
+    return (SQL_DIR / f"{name}.sql").read_text(encoding="utf-8").strip().rstrip(";")
+
+
+def load_dimensions(con: duckdb.DuckDBPyConnection, registry_dir: Path = REGISTRY_DIR,
+                    catalogue: Path = CATALOGUE_CSV, today: dt.date | None = None) -> dict[str, int]:
+    """Upsert dim_period, dim_indicator, dim_community (+ lineage, aliases) from models/.
+
+    Dimension rows are never deleted (facts reference them); a registry change closes or updates rows in
+    place, and a new version of a community gets a new key. Returns row counts."""
+    periods = calendar_frame(*CALENDAR_YEARS)
+    indicators = dim_indicator_frame(catalogue)
+    communities = dim_community_frame(load_communities(registry_dir), today)
+    lineage = load_lineage(registry_dir)
+    aliases = load_aliases(registry_dir)
+    codes = set(communities["community_code"].to_list())
+    bad = [c for c in lineage["predecessor_code"].to_list() + lineage["successor_code"].to_list() if c not in codes]
+    if bad:
+        raise ValueError(f"community_lineage.csv 引用了登记表中不存在的社区代码：{sorted(set(bad))[:5]}")
+    with transaction(con):
+        con.register("_periods", periods)
+        con.execute("INSERT INTO dim_period SELECT * FROM _periods ON CONFLICT DO NOTHING")
+        con.register("_indicators", indicators)
+        cols = indicators.columns
+        updates = ", ".join(f"{c} = excluded.{c}" for c in cols if c != "indicator_code")
+        con.execute(f"INSERT INTO dim_indicator ({', '.join(cols)}) SELECT * FROM _indicators "
+                    f"ON CONFLICT (indicator_code) DO UPDATE SET {updates}")
+        con.register("_communities", communities)
+        # keys: existing (code, valid_from) keep theirs; new versions get the next integers, in code order
+        con.execute("""
+            CREATE OR REPLACE TEMP TABLE _keyed AS
+            SELECT coalesce(d.community_key,
+                            (SELECT coalesce(max(community_key), 0) FROM dim_community)
+                            + row_number() OVER (PARTITION BY d.community_key IS NULL
+                                                 ORDER BY n.community_code, n.valid_from)) AS community_key,
+                   n.* EXCLUDE (is_current), n.is_current
+            FROM _communities n
+            LEFT JOIN dim_community d USING (community_code, valid_from)
+        """)
+        ccols = ["community_key", "community_code", "name", "street_code", "street", "district_code", "district",
+                 "city_code", "city", "province_code", "province", "community_type", "households", "population",
+                 "valid_from", "valid_to", "is_current"]
+        cupd = ", ".join(f"{c} = excluded.{c}" for c in ccols if c not in ("community_key",))
+        con.execute(f"INSERT INTO dim_community ({', '.join(ccols)}) SELECT {', '.join(ccols)} FROM _keyed "
+                    f"ON CONFLICT (community_key) DO UPDATE SET {cupd}")
+        con.execute("DELETE FROM community_lineage")
+        con.register("_lineage", lineage)
+        con.execute("INSERT INTO community_lineage SELECT * FROM _lineage")
+        con.execute("DELETE FROM community_alias")
+        con.register("_aliases", aliases)
+        con.execute("INSERT INTO community_alias SELECT * FROM _aliases")
+        for t in ("_periods", "_indicators", "_communities", "_lineage", "_aliases"):
+            con.unregister(t)
+    return {t: con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0]
+            for t in ("dim_period", "dim_indicator", "dim_community", "community_lineage")}
+
+
+def replace_period(con: duckdb.DuckDBPyConnection, table: str, model: str, params: dict,
+                   where: str = "period_key = $period_key") -> int:
+    """Atomically replace one period's rows of ``table`` with the rows of SQL model ``model``."""
+    with transaction(con):
+        con.execute(f"DELETE FROM {table} WHERE {where}", {k: v for k, v in params.items() if f"${k}" in where})
+        cols = [r[0] for r in con.execute(f"SELECT * FROM ({model_sql(model)}) LIMIT 0", params).description]
+        con.execute(f"INSERT INTO {table} ({', '.join(cols)}) SELECT * FROM ({model_sql(model)})", params)
+        n = con.execute(f"SELECT count(*) FROM {table} WHERE {where}",
+                        {k: v for k, v in params.items() if f"${k}" in where}).fetchall()[0][0]
+    return n
+
+
+def build_facts(con: duckdb.DuckDBPyConnection, period_key: str) -> int:
+    return replace_period(con, "fact_indicator_value", "fact_indicator_value", {"period_key": period_key})
+
+
+def build_aggregates(con: duckdb.DuckDBPyConnection, period_key: str) -> int:
+    return replace_period(con, "agg_indicator_value", "agg_indicator_value", {"period_key": period_key})
+
+
+def table_counts(con: duckdb.DuckDBPyConnection, period_key: str | None = None) -> dict[str, int]:
+    out = {}
+    for t in ("dim_period", "dim_indicator", "dim_community", "community_lineage", "raw_file", "stg_value",
+              "quarantine", "fact_indicator_value", "agg_indicator_value", "fact_score", "fact_ranking"):
+        q = f"SELECT count(*) FROM {t}"
+        has_period = t in ("stg_value", "fact_indicator_value", "agg_indicator_value", "fact_score", "fact_ranking")
+        if period_key and has_period:
+            out[t] = con.execute(q + " WHERE period_key = ?", [period_key]).fetchall()[0][0]
+        else:
+            out[t] = con.execute(q).fetchall()[0][0]
+    return out
+
+
+def frame(con: duckdb.DuckDBPyConnection, sql: str, params: list | dict | None = None) -> pl.DataFrame:
+    """A query's result as a polars frame (DuckDB 2.0: relations have .pl(); executed cursors do not)."""
+    return con.sql(sql, params=params).pl()
