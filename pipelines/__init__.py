@@ -1,0 +1,1 @@
+"""Dagster code location for shequ. Thin wiring only: every stage calls shequ.pipeline."""

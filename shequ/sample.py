@@ -107,13 +107,21 @@ def generate_values(communities: pl.DataFrame, quarters: list[str], seed: int = 
     frames = []
     # a persistent community effect, so ranks are stable-ish across quarters
     quality = rng.normal(0, 1, n)
+    compounds0 = np.maximum(1, np.round(np.array(
+        [_profile("residential_compounds", d, (6, 2))[0] for d in districts] if len(uniq_d) < 50
+        else np.full(n, 6.0)) + rng.normal(0, 1.5, n)))
     for qi, q in enumerate(quarters):
         trend = 1.0 + 0.01 * qi
+        # compounds are shared by several indicators: 住宅小区数 and the denominators of the compound rates
+        compounds = compounds0 + (rng.random(n) < 0.03)
+        unoccupied = np.minimum(compounds - 1, rng.poisson(0.4, n))
         for row in cat.iter_rows(named=True):
             code, kind, lo, hi = row["code"], row["value_kind"], row["valid_min"], row["valid_max"]
             num = den = None
             noise = rng.normal(0, 1, n) * 0.7 + quality * 0.3
-            if kind == "flag":
+            if code == "residential_compounds":
+                val = compounds.astype(float)
+            elif kind == "flag":
                 p = np.array([FLAG_P.get(code, {}).get(d, FLAG_P.get(code, {}).get("*", 0.75)) for d in uniq_d])
                 pmap = dict(zip(uniq_d, p))
                 probs = np.vectorize(pmap.get)(districts) if len(uniq_d) < 50 else np.full(n, p.mean())
@@ -158,6 +166,10 @@ def generate_values(communities: pl.DataFrame, quarters: list[str], seed: int = 
                         base = np.maximum(5, np.round(rng.normal(40, 12, n)))
                     elif code == "activity_area_rate":
                         base = np.maximum(100, np.round(rng.normal(600, 150, n)))
+                    elif code in ("closed_compound_rate", "property_managed_rate"):
+                        base = compounds
+                    elif code == "owners_committee_rate":   # 45/57: unoccupied compounds are not counted
+                        base = compounds - unoccupied
                     else:
                         bc, bs = RATE_BASE.get(code, (20, 5))
                         base = np.maximum(1, np.round(bc + bs * rng.normal(0, 1, n)))

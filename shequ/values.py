@@ -9,7 +9,7 @@ Two paths, one grammar:
 Written by hand because no maintained library parses Chinese statistical cell text with qualifiers; cn2an is
 used for the numeral tokens themselves (on isolated tokens only, never on free text).
 
-Percent rule for ratio indicators (stored as fractions 0-1):
+Percent rule for ratio indicators (stored as fractions 0-1); a （%） header changes only the qualifier:
   with % (or 百分之)           -> value / 100
   no %, 1 < v <= 100           -> value / 100, qualifier percent_inferred
   no %, 0 <= v < 1             -> value as written
@@ -172,14 +172,15 @@ def _convert(raw, number, rest, percent, qualifier, value_kind, target_unit, col
     if value_kind in ("ratio", "survey") or target_unit == "%":
         if rest and rest not in ("%",):
             return _reject(UNIT_MISMATCH, f"比率列出现单位 {rest!r}：{raw!r}")
-        if percent or column_unit == "%":
+        if percent:
             return Parsed(number / 100.0, "%", qualifier)
+        # a header saying （%） does not settle it: offices write 85.5 and 0.855 under the same header
         if number == 1.0:
             return Parsed(1.0, "%", qualifier or "ambiguous_one")
         if 0 <= number < 1:
             return Parsed(number, "%", qualifier)
         if 1 < number <= 100:
-            return Parsed(number / 100.0, "%", qualifier or "percent_inferred")
+            return Parsed(number / 100.0, "%", qualifier or (None if column_unit == "%" else "percent_inferred"))
         return _reject(PERCENT_SCALE, f"比率 {raw!r} 没有%且大于100，无法确定口径")
     if percent:
         return _reject(UNIT_MISMATCH, f"非比率指标出现百分号：{raw!r}")

@@ -8,6 +8,7 @@ run that fails midway leaves the previous state of the period intact.
 import contextlib
 import datetime as dt
 import functools
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -94,10 +95,7 @@ def load_dimensions(con: duckdb.DuckDBPyConnection, registry_dir: Path = REGISTR
         con.register("_periods", periods)
         con.execute("INSERT INTO dim_period SELECT * FROM _periods ON CONFLICT DO NOTHING")
         con.register("_indicators", indicators)
-        cols = indicators.columns
-        updates = ", ".join(f"{c} = excluded.{c}" for c in cols if c != "indicator_code")
-        con.execute(f"INSERT INTO dim_indicator ({', '.join(cols)}) SELECT * FROM _indicators "
-                    f"ON CONFLICT (indicator_code) DO UPDATE SET {updates}")
+        _upsert(con, "dim_indicator", "_indicators", ["indicator_code"], indicators.columns)
         con.register("_communities", communities)
         # keys: existing (code, valid_from) keep theirs; new versions get the next integers, in code order
         con.execute("""
@@ -113,9 +111,7 @@ def load_dimensions(con: duckdb.DuckDBPyConnection, registry_dir: Path = REGISTR
         ccols = ["community_key", "community_code", "name", "street_code", "street", "district_code", "district",
                  "city_code", "city", "province_code", "province", "community_type", "households", "population",
                  "valid_from", "valid_to", "is_current"]
-        cupd = ", ".join(f"{c} = excluded.{c}" for c in ccols if c not in ("community_key",))
-        con.execute(f"INSERT INTO dim_community ({', '.join(ccols)}) SELECT {', '.join(ccols)} FROM _keyed "
-                    f"ON CONFLICT (community_key) DO UPDATE SET {cupd}")
+        _upsert(con, "dim_community", "_keyed", ["community_key"], ccols)
         con.execute("DELETE FROM community_lineage")
         con.register("_lineage", lineage)
         con.execute("INSERT INTO community_lineage SELECT * FROM _lineage")
@@ -128,15 +124,32 @@ def load_dimensions(con: duckdb.DuckDBPyConnection, registry_dir: Path = REGISTR
             for t in ("dim_period", "dim_indicator", "dim_community", "community_lineage")}
 
 
+def _upsert(con: duckdb.DuckDBPyConnection, table: str, source: str, key: list[str], cols: list[str]) -> None:
+    """Insert new rows, update only rows whose attributes changed. Not INSERT .. ON CONFLICT DO UPDATE: DuckDB
+    runs that as delete + insert, which its foreign-key check rejects for rows facts already reference."""
+    on = " AND ".join(f"t.{k} = s.{k}" for k in key)
+    attrs = [c for c in cols if c not in key]
+    con.execute(f"INSERT INTO {table} ({', '.join(cols)}) SELECT {', '.join('s.' + c for c in cols)} "
+                f"FROM {source} s WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE {on})")
+    changed = " OR ".join(f"t.{c} IS DISTINCT FROM s.{c}" for c in attrs)
+    con.execute(f"UPDATE {table} t SET {', '.join(f'{c} = s.{c}' for c in attrs)} FROM {source} s "
+                f"WHERE {on} AND ({changed})")
+
+
+def bind(sql: str, params: dict) -> dict:
+    """The subset of ``params`` that ``sql`` references as $name (DuckDB rejects unused named parameters)."""
+    return {k: v for k, v in params.items() if re.search(rf"\${k}\b", sql)}
+
+
 def replace_period(con: duckdb.DuckDBPyConnection, table: str, model: str, params: dict,
                    where: str = "period_key = $period_key") -> int:
     """Atomically replace one period's rows of ``table`` with the rows of SQL model ``model``."""
+    sql = model_sql(model)
     with transaction(con):
-        con.execute(f"DELETE FROM {table} WHERE {where}", {k: v for k, v in params.items() if f"${k}" in where})
-        cols = [r[0] for r in con.execute(f"SELECT * FROM ({model_sql(model)}) LIMIT 0", params).description]
-        con.execute(f"INSERT INTO {table} ({', '.join(cols)}) SELECT * FROM ({model_sql(model)})", params)
-        n = con.execute(f"SELECT count(*) FROM {table} WHERE {where}",
-                        {k: v for k, v in params.items() if f"${k}" in where}).fetchall()[0][0]
+        con.execute(f"DELETE FROM {table} WHERE {where}", bind(where, params))
+        cols = [r[0] for r in con.execute(f"SELECT * FROM ({sql}) LIMIT 0", bind(sql, params)).description]
+        con.execute(f"INSERT INTO {table} ({', '.join(cols)}) SELECT * FROM ({sql})", bind(sql, params))
+        n = con.execute(f"SELECT count(*) FROM {table} WHERE {where}", bind(where, params)).fetchall()[0][0]
     return n
 
 

@@ -1,0 +1,166 @@
+"""One asset per stage, all quarter-partitioned, all writing the warehouse through one concurrency pool.
+
+inbox_files -> dimensions -> staged_values -> fact_indicator_value -> agg_indicator_value -> fact_ranking
+
+Each asset carries blocking asset checks that run the stage's data-quality suites (expectations/*.json): a
+critical failure is an ERROR and stops the assets downstream; warnings are reported and do not block.
+"""
+
+import dagster as dg
+
+from shequ import pipeline
+from shequ.quality import Result
+
+from .partitions import quarterly, quarters_of
+from .resources import ShequWarehouse
+
+POOL = "shequ_warehouse"
+COMMON = dict(partitions_def=quarterly, pool=POOL, backfill_policy=dg.BackfillPolicy.single_run(),
+              kinds={"duckdb", "python"})
+
+
+def _suite_checks(asset_name: str, stage: str) -> list[dg.AssetCheckSpec]:
+    return [dg.AssetCheckSpec(f"{suite}_suite", asset=asset_name, blocking=True,
+                              description=f"数据质量套件 expectations/{suite}.json（critical 阻断下游）")
+            for suite in pipeline.STAGE_SUITES[stage]]
+
+
+def _check_results(asset_name: str, stage: str, results_by_quarter: dict[str, list[Result]]
+                   ) -> list[dg.AssetCheckResult]:
+    out = []
+    for suite in pipeline.STAGE_SUITES[stage]:
+        rows = [(q, r) for q, rs in results_by_quarter.items() for r in rs if r.suite == suite]
+        failed = [(q, r) for q, r in rows if not r.success]
+        critical = [(q, r) for q, r in failed if r.severity == "critical"]
+        out.append(dg.AssetCheckResult(
+            asset_key=asset_name, check_name=f"{suite}_suite", passed=not failed,
+            severity=dg.AssetCheckSeverity.ERROR if critical else dg.AssetCheckSeverity.WARN,
+            metadata={
+                "期望数": len(rows), "未通过": len(failed), "阻断": len(critical),
+                "结果": dg.MetadataValue.md("\n".join(
+                    f"| {q} | {r.expectation} | {r.severity} | {'通过' if r.success else '未通过'} | "
+                    f"{r.unexpected}/{r.checked} | {r.detail[:120]} |" for q, r in rows) and
+                    "| 季度 | 期望 | 级别 | 结果 | 异常/检查 | 说明 |\n|---|---|---|---|---|---|\n" + "\n".join(
+                    f"| {q} | {r.expectation} | {r.severity} | {'通过' if r.success else '未通过'} | "
+                    f"{r.unexpected}/{r.checked} | {r.detail[:120]} |" for q, r in rows)),
+            }))
+    return out
+
+
+@dg.asset(group_name="s1_raw", description="收件箱文件清单（内容哈希、所属季度、是否已入库）/ Inbox inventory: "
+          "files with content hash and quarter; reading happens in staged_values.",
+          check_specs=[dg.AssetCheckSpec("inbox_has_files", asset="inbox_files",
+                                         description="本季度收件箱中有文件（无文件时警告）")], **COMMON)
+def inbox_files(context: dg.AssetExecutionContext, warehouse: ShequWarehouse) -> dg.MaterializeResult:
+    quarters = quarters_of(context)
+    with warehouse.connection() as con:
+        pipeline.stage_dimensions(con, warehouse.registry_dir)  # schema must exist to look up known files
+        files = pipeline.scan_inbox(con, warehouse.inbox)
+    mine = [f for f in files if set(f.quarters) & set(quarters) or not f.quarters]
+    rows = "\n".join(f"| {f.rel} | {','.join(f.quarters) or '未知'} | {f.size} | {f.file_id[:12]} | "
+                     f"{f.known_status or '新文件'} |" for f in mine)
+    return dg.MaterializeResult(
+        metadata={"季度": quarters, "文件数": len(mine), "新文件数": sum(f.known_status is None for f in mine),
+                  "文件": dg.MetadataValue.md("| 文件 | 季度 | 字节 | sha256 | 状态 |\n|---|---|---|---|---|\n" + rows)},
+        check_results=[dg.AssetCheckResult(check_name="inbox_has_files", passed=bool(mine),
+                                           severity=dg.AssetCheckSeverity.WARN,
+                                           metadata={"文件数": len(mine)})])
+
+
+@dg.asset(group_name="s2_dimensions", deps=[inbox_files],
+          description="维表：期间、指标目录、社区（缓慢变化维）与沿革 / Dimensions from models/: periods, "
+                      "indicator catalogue, community registry (SCD) and lineage.",
+          check_specs=_suite_checks("dimensions", "dimensions"), **COMMON)
+def dimensions(context: dg.AssetExecutionContext, warehouse: ShequWarehouse) -> dg.MaterializeResult:
+    with warehouse.connection() as con:
+        counts = pipeline.stage_dimensions(con, warehouse.registry_dir)
+        results = {q: pipeline.stage_checks(con, "dimensions", q) for q in quarters_of(context)[-1:]}
+    return dg.MaterializeResult(metadata={f"{k}_行数": v for k, v in counts.items()},
+                                check_results=_check_results("dimensions", "dimensions", results))
+
+
+@dg.asset(group_name="s3_staged", deps=[dimensions],
+          description="暂存长表：逐文件读取、标准化、隔离无法入库的单元格 / Staged long values: each new file "
+                      "read, normalised and loaded in its own transaction; rejected cells quarantined.",
+          check_specs=[*_suite_checks("staged_values", "staged_values"),
+                       dg.AssetCheckSpec("files_readable", asset="staged_values",
+                                         description="所有文件均可读取（被拒文件已隔离，其余照常入库；警告不阻断）")],
+          **COMMON)
+def staged_values(context: dg.AssetExecutionContext, warehouse: ShequWarehouse) -> dg.MaterializeResult:
+    summaries, results = [], {}
+    with warehouse.connection() as con:
+        for q in quarters_of(context):
+            summaries += pipeline.stage_staged(con, warehouse.inbox, q)
+            results[q] = pipeline.stage_checks(con, "staged_values", q)
+    rejected = [s for s in summaries if s.status == "rejected"]
+    for s in rejected:
+        context.log.warning(f"文件被拒：{s.message}")
+    reasons: dict[str, int] = {}
+    for s in summaries:
+        for k, v in s.by_reason.items():
+            reasons[k] = reasons.get(k, 0) + v
+    table = "\n".join(f"| {s.source_file} | {s.status} | {s.n_loaded} | {s.n_quarantined} | "
+                      f"{', '.join(f'{k}:{v}' for k, v in s.by_reason.items())} | {s.message or ''} |"
+                      for s in summaries)
+    return dg.MaterializeResult(
+        metadata={"文件数": len(summaries), "新入库文件": sum(s.status == "loaded" for s in summaries),
+                  "被拒文件": len(rejected), "入库数值": sum(s.n_loaded for s in summaries),
+                  "隔离数值": sum(s.n_quarantined for s in summaries), "隔离原因": reasons,
+                  "文件摘要": dg.MetadataValue.md("| 文件 | 状态 | 入库 | 隔离 | 原因 | 说明 |\n|---|---|---|---|---|---|\n"
+                                              + table)},
+        check_results=[*_check_results("staged_values", "staged_values", results),
+                       dg.AssetCheckResult(check_name="files_readable", passed=not rejected,
+                                           severity=dg.AssetCheckSeverity.WARN,
+                                           metadata={"被拒文件": [s.message for s in rejected]})])
+
+
+@dg.asset(group_name="s4_facts", deps=[staged_values],
+          description="指标事实表（社区×指标×期间，最新版本优先，保留来源单元格）/ Fact table: community x "
+                      "indicator x period, latest file version wins, provenance kept.",
+          check_specs=_suite_checks("fact_indicator_value", "fact_indicator_value"), **COMMON)
+def fact_indicator_value(context: dg.AssetExecutionContext, warehouse: ShequWarehouse) -> dg.MaterializeResult:
+    counts, results = {}, {}
+    with warehouse.connection() as con:
+        for q in quarters_of(context):
+            counts[q] = pipeline.stage_facts(con, q)
+            results[q] = pipeline.stage_checks(con, "fact_indicator_value", q)
+    return dg.MaterializeResult(metadata={"行数": counts, "合计": sum(counts.values())},
+                                check_results=_check_results("fact_indicator_value", "fact_indicator_value",
+                                                             results))
+
+
+@dg.asset(group_name="s4_facts", deps=[fact_indicator_value],
+          description="街道/区/市汇总（按指标规则：求和、分子分母之比、占比、均值）/ Street, district and city "
+                      "aggregates by each indicator's rule.",
+          check_specs=_suite_checks("agg_indicator_value", "agg_indicator_value"), **COMMON)
+def agg_indicator_value(context: dg.AssetExecutionContext, warehouse: ShequWarehouse) -> dg.MaterializeResult:
+    counts, results = {}, {}
+    with warehouse.connection() as con:
+        for q in quarters_of(context):
+            counts[q] = pipeline.stage_aggregates(con, q)
+            results[q] = pipeline.stage_checks(con, "agg_indicator_value", q)
+    return dg.MaterializeResult(metadata={"行数": counts},
+                                check_results=_check_results("agg_indicator_value", "agg_indicator_value",
+                                                             results))
+
+
+@dg.asset(group_name="s5_rankings", deps=[fact_indicator_value],
+          description="得分与三级排名（社区在街道/区/市内，街道在区内，区在市内）/ Scores and ranks: "
+                      "communities within street, district, city; streets within district; districts within city.",
+          check_specs=_suite_checks("fact_ranking", "fact_ranking"), **COMMON)
+def fact_ranking(context: dg.AssetExecutionContext, warehouse: ShequWarehouse) -> dg.MaterializeResult:
+    counts, results = {}, {}
+    with warehouse.connection() as con:
+        for q in quarters_of(context):
+            counts[q] = pipeline.stage_rankings(con, q, warehouse.scheme)
+            results[q] = pipeline.stage_checks(con, "fact_ranking", q)
+            top = con.execute("""SELECT entity_name, scope_name, round(score, 2), rank FROM fact_ranking
+                                 WHERE period_key = ? AND entity_level = 'community' AND scope_level = 'city'
+                                   AND rank <= 3 ORDER BY scope_name, rank""", [q]).fetchall()
+            context.log.info(f"{q} 各市前三：{top}")
+    return dg.MaterializeResult(metadata={"行数": {q: sum(v for k, v in c.items() if k != 'fact_score')
+                                                   for q, c in counts.items()}},
+                                check_results=_check_results("fact_ranking", "fact_ranking", results))
+
+
+ASSETS = [inbox_files, dimensions, staged_values, fact_indicator_value, agg_indicator_value, fact_ranking]

@@ -1,0 +1,191 @@
+"""`shequ` command line: refresh, sample, ui, bench.
+
+`shequ refresh` executes the Dagster job `quarterly_refresh` in-process (the same assets and checks the UI
+runs), one quarter partition at a time, then prints a summary read back from the warehouse.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from . import config
+from .periods import normalise_quarter_arg, quarter_label, quarters_between
+
+console = Console()
+
+
+def _quarters_arg(text: str) -> list[str]:
+    """2024Q3 | 2024年第三季度 | 2023Q1:2024Q4"""
+    if ":" in text:
+        a, b = text.split(":", 1)
+        return quarters_between(normalise_quarter_arg(a), normalise_quarter_arg(b))
+    return [normalise_quarter_arg(text)]
+
+
+# ------------------------------------------------------------------ refresh
+def cmd_refresh(args) -> int:
+    warnings.filterwarnings("ignore", module="dagster")
+    import dagster as dg
+
+    from pipelines.definitions import defs
+    from pipelines.resources import ShequWarehouse
+
+    from .periods import quarter_to_partition
+    from .pipeline import quarters_in_inbox
+    from .warehouse import connect
+
+    wh = config.warehouse_path(args.warehouse)
+    inbox = config.inbox_path(args.inbox)
+    if not inbox.is_dir():
+        console.print(f"[red]收件箱不存在：{inbox}[/red]")
+        return 2
+    try:
+        quarters = _quarters_arg(args.quarter) if args.quarter else quarters_in_inbox(inbox)
+    except ValueError as e:
+        console.print(f"[red]{e}[/red]")
+        return 2
+    if not quarters:
+        console.print(f"[yellow]收件箱 {inbox} 中没有可识别季度的文件[/yellow]")
+        return 1
+    console.print(f"仓库 [bold]{wh}[/bold]　收件箱 [bold]{inbox}[/bold]　季度 {', '.join(quarters)}")
+    job = defs.resolve_job_def("quarterly_refresh")
+    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    resource = ShequWarehouse(path=str(wh), inbox=str(inbox))
+    blocking_failed, run_failed = [], []
+    check_rows = []
+    with console.status("刷新中…") as status:
+        for q in quarters:
+            status.update(f"刷新 {quarter_label(q)}（{q}）…")
+            result = job.execute_in_process(partition_key=quarter_to_partition(q), instance=instance,
+                                            resources={"warehouse": resource}, raise_on_error=False,
+                                            tags={"shequ/quarter": q})
+            if not result.success:
+                failure = result.get_run_failure_event()
+                steps = [e for e in result.all_events if e.is_step_failure]
+                if steps:
+                    err = steps[0].step_failure_data.error
+                    while err.cause is not None:  # Dagster wraps the real error; show the root cause
+                        err = err.cause
+                    msg = f"{steps[0].step_key}：{err.message.strip()}"
+                else:
+                    msg = failure.message if failure else "未知错误"
+                run_failed.append((q, msg))
+            for ev in result.get_asset_check_evaluations():
+                sev = ev.severity.value if ev.severity else "ERROR"
+                check_rows.append((q, ev.asset_check_key.asset_key.to_user_string(), ev.check_name, ev.passed, sev))
+                if not ev.passed and sev == "ERROR":
+                    blocking_failed.append((q, ev.check_name))
+            console.print(f"  {q} {'[green]完成[/green]' if result.success else '[red]失败[/red]'}")
+    with connect(wh, read_only=True) as con:
+        _print_summary(con, quarters, check_rows)
+    for q, msg in run_failed:
+        console.print(f"[red]{q} 运行失败：{msg}[/red]")
+    if blocking_failed:
+        console.print(f"[red]阻断性检查未通过：{blocking_failed}[/red]")
+    return 1 if (blocking_failed or run_failed) else 0
+
+
+def _print_summary(con, quarters: list[str], check_rows: list) -> None:
+    qs = list(quarters)
+    files = con.execute("""
+        SELECT source_file, status, n_loaded, n_quarantined, coalesce(message, '') FROM raw_file
+        WHERE list_has_any(period_keys, ?::VARCHAR[]) OR status = 'rejected' ORDER BY ingest_seq""", [qs]).fetchall()
+    t = Table(title="文件", show_lines=False)
+    for c in ("文件", "状态", "入库值", "隔离值", "说明"):
+        t.add_column(c)
+    for f, s, n, qn, m in files:
+        t.add_row(f, "[green]已入库[/green]" if s == "loaded" else "[red]被拒[/red]", str(n), str(qn), m[:80])
+    console.print(t)
+    loaded = con.execute("SELECT count(*) FROM fact_indicator_value WHERE period_key IN (SELECT unnest(?::VARCHAR[]))",
+                         [qs]).fetchall()[0][0]
+    reasons = con.execute("""SELECT q.reason_code, count(*) FROM quarantine q JOIN raw_file f USING (file_id)
+                             WHERE list_has_any(f.period_keys, ?::VARCHAR[]) OR f.status = 'rejected'
+                             GROUP BY 1 ORDER BY 2 DESC""", [qs]).fetchall()
+    console.print(f"读取文件 {len(files)} 个；事实表数值 {loaded} 个；隔离 {sum(n for _, n in reasons)} 个"
+                  + ("（" + "，".join(f"{r} {n}" for r, n in reasons) + "）" if reasons else ""))
+    passed = sum(1 for *_, p, _ in check_rows if p)
+    failed = [(q, a, c, s) for q, a, c, p, s in check_rows if not p]
+    console.print(f"检查 {len(check_rows)} 项：通过 {passed}，未通过 {len(failed)}"
+                  + ("" if not failed else "：" + "；".join(f"{q} {c}（{s}）" for q, a, c, s in failed[:8])))
+    last = qs[-1]
+    top = con.execute("""
+        SELECT scope_name, entity_name, round(score, 2), rank, grade FROM fact_ranking
+        WHERE period_key = ? AND entity_level = 'community' AND scope_level = 'city' AND rank <= 3
+        ORDER BY scope_name, rank, entity_name""", [last]).fetchall()
+    t = Table(title=f"{quarter_label(last)} 各市前三名社区")
+    for c in ("市", "社区", "得分", "名次", "等次"):
+        t.add_column(c)
+    for r in top:
+        t.add_row(*[str(x) for x in r])
+    console.print(t)
+
+
+# ------------------------------------------------------------------ sample
+def cmd_sample(args) -> int:
+    from .sample import SAMPLE_QUARTERS, write_sample_inbox, write_synthetic_set
+
+    quarters = _quarters_arg(args.quarters) if args.quarters else None
+    if args.communities:
+        out = Path(args.out) if args.out else config.DATA_DIR / "bench" / str(args.communities)
+        info = write_synthetic_set(out, args.communities, quarters or ["2024Q3"])
+        console.print(f"合成数据集已写入 {out}：{info}")
+        console.print(f"运行：shequ refresh --inbox {out / 'inbox'} 需配合其登记表，请用 shequ bench")
+        return 0
+    out = Path(args.out) if args.out else config.DEFAULT_INBOX
+    paths = write_sample_inbox(out, quarters or SAMPLE_QUARTERS)
+    console.print(f"样例收件箱已写入 {out}：{len(paths)} 个文件")
+    return 0
+
+
+# ------------------------------------------------------------------ ui
+def cmd_ui(args) -> int:
+    cmd = [sys.executable, "-m", "dagster", "dev", "-h", args.host, "-p", str(args.port)]
+    console.print(f"启动 Dagster 界面：http://{args.host}:{args.port}（Ctrl+C 退出）")
+    return subprocess.call(cmd, cwd=config.ROOT)
+
+
+# ------------------------------------------------------------------ bench
+def cmd_bench(args) -> int:
+    from .bench import run_bench
+
+    return run_bench(args.communities, args.quarters, Path(args.out) if args.out else None, console,
+                     keep=args.keep)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="shequ", description="社区建设指标仓库")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("refresh", help="读取收件箱，建仓、校验、排名并打印摘要")
+    r.add_argument("--quarter", help="季度：2024Q3、2024年第三季度或区间 2023Q1:2024Q4（默认：收件箱中出现的全部季度）")
+    r.add_argument("--inbox", help=f"收件箱目录（默认 SHEQU_INBOX 或 {config.DEFAULT_INBOX}）")
+    r.add_argument("--warehouse", help=f"DuckDB 仓库文件（默认 SHEQU_WAREHOUSE 或 {config.DEFAULT_WAREHOUSE}）")
+    r.set_defaults(fn=cmd_refresh)
+    s = sub.add_parser("sample", help="生成样例收件箱，或 --communities N 生成全国规模合成数据")
+    s.add_argument("--out", help="输出目录")
+    s.add_argument("--quarters", help="季度或区间，如 2023Q1:2024Q4")
+    s.add_argument("--communities", type=int, help="合成数据的社区数（最多 600000）")
+    s.set_defaults(fn=cmd_sample)
+    u = sub.add_parser("ui", help="启动 Dagster 界面（dagster dev）")
+    u.add_argument("--host", default="127.0.0.1")
+    u.add_argument("--port", type=int, default=3000)
+    u.set_defaults(fn=cmd_ui)
+    b = sub.add_parser("bench", help="按阶段计时：每秒数值数与峰值内存")
+    b.add_argument("--communities", type=int, default=10_000)
+    b.add_argument("--quarters", type=int, default=1)
+    b.add_argument("--out", help="合成数据与临时仓库目录（默认 data/bench/N）")
+    b.add_argument("--keep", action="store_true", help="保留临时仓库文件")
+    b.set_defaults(fn=cmd_bench)
+    args = p.parse_args(argv)
+    if getattr(args, "communities", None) and args.communities > 600_000:
+        p.error("--communities 最多 600000")
+    return args.fn(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

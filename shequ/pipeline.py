@@ -1,0 +1,109 @@
+"""The refresh, stage by stage, as plain functions over an open warehouse connection.
+
+Dagster assets (pipelines/) and the benchmark (shequ bench) call exactly these; a notebook can too:
+
+    from shequ import pipeline
+    from shequ.warehouse import connect
+    with connect("data/warehouse.duckdb") as con:
+        pipeline.stage_dimensions(con)
+        pipeline.stage_staged(con, "data/inbox", "2024Q3")
+        ...
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from . import ingest, quality, scoring, warehouse
+from .config import DEFAULT_SCHEME, REGISTRY_DIR
+from .periods import parse_quarter
+from .readers import FileRejected, read_file
+
+# suites checked after each stage; critical failures block the stages after it
+STAGE_SUITES = {
+    "dimensions": ["dim_indicator", "dim_community"],
+    "staged_values": ["stg_value"],
+    "fact_indicator_value": ["fact_indicator_value"],
+    "agg_indicator_value": ["agg_indicator_value"],
+    "fact_ranking": ["fact_ranking"],
+}
+
+
+@dataclass
+class InboxFile:
+    path: Path
+    rel: str
+    file_id: str
+    size: int
+    quarters: list[str]
+    known_status: str | None  # status in raw_file when this exact content was ingested before
+
+
+def file_quarters(path: Path, inbox: Path) -> list[str]:
+    """Quarters a file holds: from its name or folder when they say, else from its contents (title, cells)."""
+    q = ingest.path_quarter(path, inbox)
+    if q:
+        return [q]
+    try:
+        fr = read_file(path)
+    except FileRejected:
+        return []
+    found = set()
+    context = " ".join(fr.title_lines)
+    tq = parse_quarter(context)
+    if tq:
+        found.add(tq)
+    for (pr,) in fr.cells.select("period_raw").unique().iter_rows():
+        if pr:
+            pq = parse_quarter(pr)
+            if pq:
+                found.add(pq)
+    return sorted(found)
+
+
+def scan_inbox(con: duckdb.DuckDBPyConnection | None, inbox: Path) -> list[InboxFile]:
+    """The raw-files stage: every supported file in the inbox with its content hash and quarters."""
+    inbox = Path(inbox)
+    known = dict(con.execute("SELECT file_id, status FROM raw_file").fetchall()) if con is not None else {}
+    out = []
+    for p in ingest.inventory(inbox):
+        fid = ingest.sha256(p)
+        out.append(InboxFile(p, str(p.relative_to(inbox)), fid, p.stat().st_size, file_quarters(p, inbox),
+                             known.get(fid)))
+    return out
+
+
+def quarters_in_inbox(inbox: Path) -> list[str]:
+    return sorted({q for f in scan_inbox(None, inbox) for q in f.quarters})
+
+
+def stage_dimensions(con: duckdb.DuckDBPyConnection, registry_dir: Path = REGISTRY_DIR) -> dict[str, int]:
+    warehouse.ensure_schema(con)
+    return warehouse.load_dimensions(con, registry_dir)
+
+
+def stage_staged(con: duckdb.DuckDBPyConnection, inbox: Path, quarter: str, on_file=None
+                 ) -> list[ingest.FileSummary]:
+    """Read the quarter's new files (those whose name says the quarter, or that do not say) into stg_value."""
+    return ingest.ingest_inbox(con, Path(inbox), quarter, on_file)
+
+
+def stage_facts(con: duckdb.DuckDBPyConnection, quarter: str) -> int:
+    return warehouse.build_facts(con, quarter)
+
+
+def stage_aggregates(con: duckdb.DuckDBPyConnection, quarter: str) -> int:
+    return warehouse.build_aggregates(con, quarter)
+
+
+def stage_rankings(con: duckdb.DuckDBPyConnection, quarter: str, scheme_path: Path = DEFAULT_SCHEME
+                   ) -> dict[str, int]:
+    return scoring.score_period(con, quarter, scoring.load_scheme(scheme_path))
+
+
+def stage_checks(con: duckdb.DuckDBPyConnection, stage: str, quarter: str) -> list[quality.Result]:
+    out = []
+    for suite in STAGE_SUITES[stage]:
+        out.extend(quality.run_suite(con, suite, quarter))
+    return out
