@@ -20,7 +20,7 @@ import polars as pl
 from .catalogue import HeaderMatcher, load_catalogue
 from .periods import parse_quarter, quarter_bounds
 from .readers import CELL_COLUMNS, READERS, FileRead, FileRejected, read_file
-from .registry import resolve_communities
+from .registry import match_frame, resolve_communities
 from .text import clean_text
 from .values import parse_cells
 from .warehouse import frame, transaction
@@ -88,7 +88,7 @@ class Ingestor:
         self.catalogue = load_catalogue()
         self.matcher = HeaderMatcher(self.catalogue)
         self.dim_community = frame(con, "SELECT * FROM dim_community")
-        self.aliases = frame(con, "SELECT * FROM community_alias")
+        self.registry = match_frame(self.dim_community, frame(con, "SELECT * FROM community_alias"))
         self.districts = sorted(set(self.dim_community["district"].to_list()), key=len, reverse=True)
         self.known = {r[0]: r[1] for r in con.execute("SELECT file_id, status FROM raw_file").fetchall()}
 
@@ -169,7 +169,7 @@ class Ingestor:
         as_of = {q: quarter_bounds(q)[1] for q in refs["period_key"].unique().to_list()}
         refs = refs.with_columns(pl.col("period_key").replace_strict(as_of, return_dtype=pl.Date).alias("as_of"),
                                  pl.lit(district_hint, pl.String).alias("district_hint"))
-        resolved = resolve_communities(refs, self.dim_community, self.aliases)
+        resolved = resolve_communities(refs, self.registry)
         cells = cells.join(resolved.select("street_raw", "community_raw", "period_key", "community_key",
                                            "resolve_reason"),
                            on=["street_raw", "community_raw", "period_key"], how="left", nulls_equal=True)

@@ -162,8 +162,11 @@ def _table_to_cells(df: pl.DataFrame, sheet: str, merged: list[tuple[int, int, i
 
 # ------------------------------------------------------------------ xlsx
 _MERGE = re.compile(rb'<mergeCell ref="([A-Z]+)(\d+):([A-Z]+)(\d+)"')
-_HIDDEN_COL = re.compile(rb'<col [^>]*?min="(\d+)" max="(\d+)"[^>]*?hidden="(?:1|true)"')
-_FORMULA_NO_VALUE = re.compile(rb'<c r="([A-Z]+\d+)"[^>]*>\s*<f>[^<]*</f>\s*(?:<v>\s*</v>\s*)?</c>')
+_COL = re.compile(rb'<col\s[^>]*>')
+_ATTR = re.compile(rb'(\w+)="([^"]*)"')
+# a formula cell whose value element is missing or empty: <f>..</f></c>, <f>..</f><v/></c>, <f t="shared" si="0"/>
+_FORMULA_NO_VALUE = re.compile(
+    rb'<c r="([A-Z]+\d+)"[^>]*>\s*<f[^>]*?(?:/>|>[^<]*</f>)\s*(?:<v\s*/>|<v>\s*</v>)?\s*</c>')
 
 
 def _xlsx_structure(path: Path) -> dict[str, dict]:
@@ -186,8 +189,10 @@ def _xlsx_structure(path: Path) -> dict[str, dict]:
             merged = [(int(m[1]) - 1, col_index(m[0].decode()), int(m[3]) - 1, col_index(m[2].decode()))
                       for m in _MERGE.findall(xml)]
             hidden = set()
-            for lo, hi in _HIDDEN_COL.findall(xml):
-                hidden.update(range(int(lo) - 1, int(hi)))
+            for tag in _COL.findall(xml):  # attribute order differs between writers
+                a = dict(_ATTR.findall(tag))
+                if a.get(b"hidden") in (b"1", b"true"):
+                    hidden.update(range(int(a[b"min"]) - 1, int(a[b"max"])))
             no_value = [m.decode() for m in _FORMULA_NO_VALUE.findall(xml)]
             out[s.get("name")] = {"merged": merged, "hidden": hidden, "formula_no_value": no_value,
                                   "state": s.get("state") or "visible"}

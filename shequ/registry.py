@@ -74,18 +74,27 @@ def _clean_unique(s: pl.Series) -> pl.Series:
     return s.replace_strict(mapping, return_dtype=pl.String)
 
 
-def registry_keys(dim_community: pl.DataFrame) -> pl.DataFrame:
-    """dim_community rows with the cores used for joining (plus declared aliases)."""
-    return dim_community.with_columns(
-        name_core(pl.col("name")).alias("_name_core"),
-        street_core(pl.col("street")).alias("_street_core"),
-    )
+def match_frame(dim_community: pl.DataFrame, aliases: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Registry rows keyed for matching (name core, street core), declared aliases included. Built once per
+    refresh and reused for every file."""
+    reg = dim_community.select(
+        "community_key", "community_code", "district", "valid_from", "valid_to",
+        name_core(pl.col("name")).alias("_name_core"), street_core(pl.col("street")).alias("_street_core"))
+    if aliases is not None and aliases.height:
+        al = aliases.join(dim_community.select("community_code", "community_key", "street", "district",
+                                               pl.col("valid_from").alias("_vf"), pl.col("valid_to").alias("_vt")),
+                          on="community_code")
+        al = al.select(
+            "community_key", "community_code", "district",
+            pl.col("_vf").alias("valid_from"), pl.col("_vt").alias("valid_to"),
+            name_core(pl.col("alias")).alias("_name_core"), street_core(pl.col("street")).alias("_street_core"))
+        reg = pl.concat([reg, al]).unique()
+    return reg
 
 
-def resolve_communities(refs: pl.DataFrame, dim_community: pl.DataFrame, aliases: pl.DataFrame | None = None
-                        ) -> pl.DataFrame:
-    """refs: columns ref_id, street_raw (nullable), community_raw, district_hint (nullable), as_of (Date).
-    Returns refs with community_key (null when unresolved) and resolve_reason."""
+def resolve_communities(refs: pl.DataFrame, reg: pl.DataFrame) -> pl.DataFrame:
+    """refs: columns ref_id, street_raw (nullable), community_raw, district_hint (nullable), as_of (Date);
+    reg: match_frame(...). Returns refs with community_key (null when unresolved) and resolve_reason."""
     refs = refs.with_columns(
         _clean_unique(refs["community_raw"].cast(pl.String)).alias("_cr"),
         _clean_unique(refs["street_raw"].cast(pl.String)).alias("_sr"),
@@ -98,17 +107,6 @@ def resolve_communities(refs: pl.DataFrame, dim_community: pl.DataFrame, aliases
         name_core(pl.col("_cr")).alias("_name_core"),
         street_core(pl.col("_sr")).alias("_street_core"),
     )
-    reg = registry_keys(dim_community).select(
-        "community_key", "community_code", "district", "_name_core", "_street_core", "valid_from", "valid_to")
-    if aliases is not None and aliases.height:
-        al = aliases.join(dim_community.select("community_code", "community_key", "street", "district",
-                                               pl.col("valid_from").alias("_vf"), pl.col("valid_to").alias("_vt")),
-                          on="community_code")
-        al = al.select(
-            "community_key", "community_code", "district",
-            name_core(pl.col("alias")).alias("_name_core"), street_core(pl.col("street")).alias("_street_core"),
-            pl.col("_vf").alias("valid_from"), pl.col("_vt").alias("valid_to"))
-        reg = pl.concat([reg, al]).unique()
     valid = (pl.col("valid_from") <= pl.col("as_of")) & (pl.col("valid_to").is_null() | (pl.col("valid_to") > pl.col("as_of")))
     district_ok = pl.col("district_hint").is_null() | (pl.col("district") == pl.col("district_hint"))
 

@@ -6,6 +6,7 @@
 --   share  flags: share of reporting communities with the flag set
 --   mean   levels that do not add up (average wage, average age, inspection score, ordinal grade)
 -- Communities are placed by the registry version the value was reported against (boundaries as they were).
+-- Sums are ordered by community so that reruns give bit-identical results.
 WITH p AS (
     SELECT start_date, end_date FROM dim_period WHERE period_key = $period_key
 ),
@@ -14,7 +15,7 @@ expected AS (   -- communities that should report in the period (valid on its la
     WHERE c.valid_from <= p.end_date AND (c.valid_to IS NULL OR c.valid_to > p.end_date)
 ),
 vals AS (
-    SELECT f.indicator_code, f.value, f.numerator, f.denominator,
+    SELECT f.community_key, f.indicator_code, f.value, f.numerator, f.denominator,
            c.street_code, c.street, c.district_code, c.district, c.city_code, c.city
     FROM fact_indicator_value f
     JOIN dim_community c USING (community_key)
@@ -32,20 +33,20 @@ units AS (      -- one row per (level, entity) with its expected member count
     FROM expected GROUP BY city_code
 ),
 long AS (
-    SELECT 'street' AS entity_level, street_code AS entity_code, indicator_code, value, numerator, denominator FROM vals
+    SELECT 'street' AS entity_level, street_code AS entity_code, community_key, indicator_code, value, numerator, denominator FROM vals
     UNION ALL
-    SELECT 'district', district_code, indicator_code, value, numerator, denominator FROM vals
+    SELECT 'district', district_code, community_key, indicator_code, value, numerator, denominator FROM vals
     UNION ALL
-    SELECT 'city', city_code, indicator_code, value, numerator, denominator FROM vals
+    SELECT 'city', city_code, community_key, indicator_code, value, numerator, denominator FROM vals
 ),
 rolled AS (
     SELECT l.entity_level, l.entity_code, l.indicator_code, i.aggregation,
            count(*)                                                   AS n_reporting,
            count(*) FILTER (WHERE l.numerator IS NOT NULL AND l.denominator IS NOT NULL) AS n_with_ratio_parts,
-           sum(l.value)                                               AS v_sum,
-           avg(l.value)                                               AS v_mean,
-           sum(l.numerator)                                           AS num_sum,
-           sum(l.denominator)                                         AS den_sum,
+           sum(l.value ORDER BY l.community_key)         AS v_sum,
+           avg(l.value ORDER BY l.community_key)         AS v_mean,
+           sum(l.numerator ORDER BY l.community_key)     AS num_sum,
+           sum(l.denominator ORDER BY l.community_key)   AS den_sum,
            any_value(coalesce(i.ratio_scale, 1))                      AS ratio_scale
     FROM long l
     JOIN dim_indicator i USING (indicator_code)

@@ -5,7 +5,7 @@
 -- predecessor's values stay with the predecessor and are not shown here. Read the past "as it was" from
 -- fact_indicator_value itself.
 WITH mapped AS (
-    SELECT f.indicator_code, f.period_key, f.value, f.numerator, f.denominator,
+    SELECT f.community_key AS source_key, f.indicator_code, f.period_key, f.value, f.numerator, f.denominator,
            coalesce(l.successor_code, c.community_code) AS current_code
     FROM fact_indicator_value f
     JOIN dim_community c USING (community_key)
@@ -18,16 +18,17 @@ SELECT cur.community_key,
        m.indicator_code,
        m.period_key,
        CASE i.aggregation
-            WHEN 'sum' THEN sum(m.value)
+            WHEN 'sum' THEN sum(m.value ORDER BY m.source_key)
             WHEN 'ratio' THEN CASE WHEN count(*) = 1 THEN any_value(m.value)
                                    WHEN count(m.numerator) = count(*) AND count(m.denominator) = count(*)
                                         AND sum(m.denominator) > 0
-                                   THEN sum(m.numerator) / sum(m.denominator) * coalesce(any_value(i.ratio_scale), 1)
+                                   THEN sum(m.numerator ORDER BY m.source_key) / sum(m.denominator ORDER BY m.source_key)
+                                        * coalesce(any_value(i.ratio_scale), 1)
                               END
-            ELSE avg(m.value)
+            ELSE avg(m.value ORDER BY m.source_key)
        END AS value,
-       sum(m.numerator)   AS numerator,
-       sum(m.denominator) AS denominator,
+       sum(m.numerator ORDER BY m.source_key)   AS numerator,
+       sum(m.denominator ORDER BY m.source_key) AS denominator,
        count(*)           AS n_sources
 FROM mapped m
 JOIN dim_community cur ON cur.community_code = m.current_code AND cur.is_current

@@ -1,7 +1,8 @@
 -- fact_ranking rows for streets (ranked within their district) and districts (ranked within their city):
--- an area's score is the mean of its ranked member communities' scores (scheme: area_score = member_mean).
+-- an area's score is the mean of its ranked member communities' scores (scheme: area_score = member_mean),
+-- averaged in code order so reruns give bit-identical scores.
 WITH members AS (
-    SELECT r.score, c.street_code, c.street, c.district_code, c.district, c.city_code, c.city
+    SELECT r.entity_code, r.score, c.street_code, c.street, c.district_code, c.district, c.city_code, c.city
     FROM fact_ranking r
     JOIN dim_community c USING (community_key)
     WHERE r.entity_level = 'community' AND r.scope_level = 'city' AND r.period_key = $period_key
@@ -10,11 +11,11 @@ WITH members AS (
 areas AS (
     SELECT 'street' AS entity_level, street_code AS entity_code, any_value(street) AS entity_name,
            'district' AS scope_level, any_value(district_code) AS scope_code, any_value(district) AS scope_name,
-           avg(score) AS score, count(*) AS n_members
+           avg(score ORDER BY entity_code) AS score, count(*) AS n_members
     FROM members GROUP BY street_code
     UNION ALL
     SELECT 'district', district_code, any_value(district), 'city', any_value(city_code), any_value(city),
-           avg(score), count(*)
+           avg(score ORDER BY entity_code), count(*)
     FROM members GROUP BY district_code
 )
 SELECT entity_level,

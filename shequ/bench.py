@@ -1,0 +1,118 @@
+"""`shequ bench`: time each refresh stage on a synthetic national-scale set, with values/s and peak memory.
+
+The stages are the same functions the Dagster assets call (shequ.pipeline). Peak memory is the process's
+resident set size sampled every 10 ms during the stage (DuckDB and polars allocate outside Python, so
+tracemalloc would miss most of it); "peak" is the highest RSS seen while the stage ran.
+"""
+
+import json
+import shutil
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import psutil
+from rich.console import Console
+from rich.table import Table
+
+from . import pipeline
+from .config import DATA_DIR
+from .periods import quarters_between
+from .sample import write_synthetic_set
+from .warehouse import connect
+
+
+@dataclass
+class StageTime:
+    stage: str
+    seconds: float
+    values: int
+    peak_rss_mb: float
+
+    @property
+    def rate(self) -> float:
+        return self.values / self.seconds if self.seconds > 0 else float("inf")
+
+
+@contextmanager
+def measure(stage: str, out: list, values_fn=lambda: 0):
+    proc = psutil.Process()
+    peak = [proc.memory_info().rss]
+    stop = threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            peak[0] = max(peak[0], proc.memory_info().rss)
+            stop.wait(0.01)
+
+    t = threading.Thread(target=sample, daemon=True)
+    t.start()
+    start = time.perf_counter()
+    holder = {}
+    try:
+        yield holder
+    finally:
+        elapsed = time.perf_counter() - start
+        stop.set()
+        t.join()
+        out.append(StageTime(stage, elapsed, int(holder.get("values", 0)), peak[0] / 2**20))
+
+
+def run_bench(n_communities: int, n_quarters: int = 1, out: Path | None = None, console: Console | None = None,
+              keep: bool = False) -> int:
+    console = console or Console()
+    out = out or DATA_DIR / "bench" / str(n_communities)
+    quarters = quarters_between("2024Q1", "2024Q4")[:n_quarters] if n_quarters <= 4 else \
+        quarters_between("2023Q1", "2030Q4")[:n_quarters]
+    times: list[StageTime] = []
+    marker = out / f".complete-{'-'.join(quarters)}"
+    if not marker.exists():
+        if out.exists():
+            shutil.rmtree(out)
+        with measure("generate (write files)", times) as h:
+            info = write_synthetic_set(out, n_communities, quarters)
+            h["values"] = info["values"]
+        marker.touch()
+        console.print(f"生成合成数据：{info}")
+    db = out / "bench.duckdb"
+    db.unlink(missing_ok=True)
+    with connect(db) as con:
+        with measure("dimensions", times) as h:
+            counts = pipeline.stage_dimensions(con, out / "registry")
+            h["values"] = counts["dim_community"]
+        for q in quarters:
+            with measure(f"staged_values {q}", times) as h:
+                summaries = pipeline.stage_staged(con, out / "inbox", q)
+                h["values"] = sum(s.n_cells for s in summaries)
+            bad = [s for s in summaries if s.status != "loaded" or s.n_quarantined]
+            if bad:
+                console.print(f"[yellow]{len(bad)} 个文件有隔离：{bad[0].source_file} {bad[0].by_reason}[/yellow]")
+            with measure(f"fact_indicator_value {q}", times) as h:
+                h["values"] = pipeline.stage_facts(con, q)
+            with measure(f"agg_indicator_value {q}", times) as h:
+                pipeline.stage_aggregates(con, q)
+                h["values"] = con.execute("SELECT count(*) FROM fact_indicator_value WHERE period_key = ?",
+                                          [q]).fetchall()[0][0]
+            with measure(f"fact_ranking {q}", times) as h:
+                pipeline.stage_rankings(con, q)
+                h["values"] = con.execute("SELECT count(*) FROM fact_indicator_value WHERE period_key = ?",
+                                          [q]).fetchall()[0][0]
+            with measure(f"checks {q}", times) as h:
+                for stage in ("staged_values", "fact_indicator_value", "agg_indicator_value", "fact_ranking"):
+                    pipeline.stage_checks(con, stage, q)
+                h["values"] = con.execute("SELECT count(*) FROM fact_indicator_value WHERE period_key = ?",
+                                          [q]).fetchall()[0][0]
+    if not keep:
+        db.unlink(missing_ok=True)
+    t = Table(title=f"shequ bench：{n_communities:,} 个社区 × 68 个指标 × {len(quarters)} 个季度")
+    for c in ("阶段", "秒", "数值", "数值/秒", "峰值内存 MB"):
+        t.add_column(c, justify="right" if c != "阶段" else "left")
+    for s in times:
+        t.add_row(s.stage, f"{s.seconds:.2f}", f"{s.values:,}", f"{s.rate:,.0f}", f"{s.peak_rss_mb:,.0f}")
+    console.print(t)
+    (out / "bench_result.json").write_text(json.dumps(
+        {"communities": n_communities, "quarters": quarters, "stages": [asdict(s) | {"rate": s.rate} for s in times]},
+        ensure_ascii=False, indent=2), encoding="utf-8")
+    return 0

@@ -1,0 +1,60 @@
+"""Shared fixtures: a generated two-quarter sample inbox (2023Q4 and 2024Q1, either side of the 兴隆 merger)
+and a warehouse built from it by the real Dagster job, executed in-process."""
+
+import shutil
+import warnings
+from pathlib import Path
+
+import pytest
+
+warnings.filterwarnings("ignore", module="dagster")
+
+QUARTERS = ["2023Q4", "2024Q1"]
+
+
+def run_quarter(warehouse: Path, inbox: Path, quarter: str):
+    """Materialise every asset of the quarterly_refresh job for one quarter, as `shequ refresh` does."""
+    import dagster as dg
+
+    from pipelines.definitions import defs
+    from pipelines.resources import ShequWarehouse
+    from shequ.periods import quarter_to_partition
+
+    job = defs.resolve_job_def("quarterly_refresh")
+    return job.execute_in_process(
+        partition_key=quarter_to_partition(quarter), instance=dg.DagsterInstance.ephemeral(),
+        resources={"warehouse": ShequWarehouse(path=str(warehouse), inbox=str(inbox))}, raise_on_error=False)
+
+
+@pytest.fixture(scope="session")
+def sample_inbox(tmp_path_factory) -> Path:
+    from shequ.sample import write_sample_inbox
+
+    inbox = tmp_path_factory.mktemp("sample") / "inbox"
+    write_sample_inbox(inbox, QUARTERS)
+    return inbox
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory, sample_inbox) -> dict:
+    wh = tmp_path_factory.mktemp("wh") / "warehouse.duckdb"
+    results = {q: run_quarter(wh, sample_inbox, q) for q in QUARTERS}
+    return {"warehouse": wh, "inbox": sample_inbox, "results": results}
+
+
+@pytest.fixture
+def con(built):
+    from shequ.warehouse import connect
+
+    with connect(built["warehouse"], read_only=True) as c:
+        yield c
+
+
+@pytest.fixture
+def workspace(tmp_path, built) -> dict:
+    """A private copy of the built warehouse and inbox for tests that change them."""
+    wh = tmp_path / "warehouse.duckdb"
+    shutil.copy(built["warehouse"], wh)
+    inbox = tmp_path / "inbox"
+    shutil.copytree(built["inbox"], inbox)
+    return {"warehouse": wh, "inbox": inbox}

@@ -1,0 +1,59 @@
+"""The code location: what `dagster dev` shows, the schedule, the sensor, and what must not be imported."""
+
+import datetime as dt
+import subprocess
+import sys
+import zoneinfo
+
+import dagster as dg
+
+from pipelines.automation import inbox_sensor, quarterly_refresh_schedule
+from pipelines.definitions import defs
+from shequ.config import ROOT
+
+
+def test_code_location_loads_without_great_expectations():
+    out = subprocess.run([sys.executable, "-c", "import sys, pipelines.definitions as d; "
+                          "print('great_expectations' in sys.modules)"], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+
+
+def test_assets_checks_pool_and_partitions():
+    job = defs.resolve_job_def("quarterly_refresh")
+    assert job.executor_def.name == "in_process"
+    specs = {s.key.to_user_string(): s for s in defs.resolve_all_asset_specs()}
+    assert set(specs) == {"inbox_files", "dimensions", "staged_values", "fact_indicator_value",
+                          "agg_indicator_value", "fact_ranking"}
+    for name in specs:
+        a = defs.resolve_assets_def(name)
+        assert a.partitions_def is not None
+        assert a.partitions_def.get_partition_keys()[:2] == ["2020-01-01", "2020-04-01"]
+        assert {n.pool for n in a.node_def.iterate_op_defs()} == {"shequ_warehouse"}
+    checks = defs.resolve_asset_graph().asset_check_keys
+    names = {c.name for c in checks}
+    assert {"dim_community_suite", "fact_indicator_value_suite", "fact_ranking_suite", "files_readable"} <= names
+    suite_checks = [s for n in specs for s in defs.resolve_assets_def(n).check_specs if s.name.endswith("_suite")]
+    assert len(suite_checks) == 6 and all(s.blocking for s in suite_checks)
+
+
+def test_schedule_targets_the_quarter_just_ended_in_shanghai():
+    assert quarterly_refresh_schedule.execution_timezone == "Asia/Shanghai"
+    when = dt.datetime(2024, 10, 5, 6, 0, tzinfo=zoneinfo.ZoneInfo("Asia/Shanghai"))
+    ctx = dg.build_schedule_context(scheduled_execution_time=when, repository_def=defs.get_repository_def())
+    req = quarterly_refresh_schedule.evaluate_tick(ctx).run_requests[0]
+    assert req.partition_key == "2024-07-01" and req.tags["shequ/quarter"] == "2024Q3"
+
+
+def test_sensor_notices_new_files(tmp_path, monkeypatch):
+    monkeypatch.setenv("SHEQU_INBOX", str(tmp_path))
+    (tmp_path / "2024Q2").mkdir()
+    (tmp_path / "2024Q2" / "天桥区_2024Q2.csv").write_text("社区名称,参保率\n", encoding="utf-8")
+    ctx = dg.build_sensor_context(cursor=None)
+    res = inbox_sensor(ctx)
+    assert [r.partition_key for r in res.run_requests] == ["2024-04-01"]
+    ctx2 = dg.build_sensor_context(cursor=res.cursor)
+    assert inbox_sensor(ctx2).run_requests == []           # nothing new
+    (tmp_path / "2024Q2" / "姜堰区_2024Q3.csv").write_text("社区名称,参保率\n", encoding="utf-8")
+    assert [r.partition_key for r in inbox_sensor(dg.build_sensor_context(cursor=res.cursor)).run_requests] == \
+        ["2024-07-01"]
