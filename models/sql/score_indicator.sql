@@ -18,7 +18,8 @@ bounded AS (
 SELECT community_key,
        indicator_code,
        category,
-       CASE
+       -- clamped: 100 * (v - lo) / (hi - lo) can land one ulp above 100
+       least(100.0, greatest(0.0, CASE
            WHEN direction = 'flag_true_good'  THEN 100 * value
            WHEN direction = 'flag_false_good' THEN 100 * (1 - value)
            WHEN direction = 'target_band' THEN
@@ -28,5 +29,5 @@ SELECT community_key,
            WHEN hi = lo THEN 100
            WHEN direction = 'lower_better' THEN 100 * (hi - value) / (hi - lo)
            ELSE 100 * (value - lo) / (hi - lo)
-       END AS score
+       END)) AS score
 FROM bounded
