@@ -6,7 +6,8 @@
 --   share  flags: share of reporting communities with the flag set
 --   mean   levels that do not add up (average wage, average age, inspection score, ordinal grade)
 -- Communities are placed by the registry version the value was reported against (boundaries as they were).
--- Sums are ordered by community so that reruns give bit-identical results.
+-- Sums are taken in DECIMAL(38,10), which is associative, so reruns give bit-identical results whatever
+-- order DuckDB's threads add in (each value is rounded to 1e-10 first).
 WITH p AS (
     SELECT start_date, end_date FROM dim_period WHERE period_key = $period_key
 ),
@@ -43,10 +44,10 @@ rolled AS (
     SELECT l.entity_level, l.entity_code, l.indicator_code, i.aggregation,
            count(*)                                                   AS n_reporting,
            count(*) FILTER (WHERE l.numerator IS NOT NULL AND l.denominator IS NOT NULL) AS n_with_ratio_parts,
-           sum(l.value ORDER BY l.community_key)         AS v_sum,
-           avg(l.value ORDER BY l.community_key)         AS v_mean,
-           sum(l.numerator ORDER BY l.community_key)     AS num_sum,
-           sum(l.denominator ORDER BY l.community_key)   AS den_sum,
+           sum(l.value::DECIMAL(38, 10))::DOUBLE         AS v_sum,
+           (sum(l.value::DECIMAL(38, 10)) / count(l.value))::DOUBLE AS v_mean,
+           sum(l.numerator::DECIMAL(38, 10))::DOUBLE     AS num_sum,
+           sum(l.denominator::DECIMAL(38, 10))::DOUBLE   AS den_sum,
            any_value(coalesce(i.ratio_scale, 1))                      AS ratio_scale
     FROM long l
     JOIN dim_indicator i USING (indicator_code)
