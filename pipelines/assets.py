@@ -10,6 +10,7 @@ import dagster as dg
 
 from shequ import pipeline
 from shequ.quality import Result
+from shequ.warehouse import ensure_schema
 
 from .partitions import quarterly, quarters_of
 from .resources import ShequWarehouse
@@ -54,7 +55,7 @@ def _check_results(asset_name: str, stage: str, results_by_quarter: dict[str, li
 def inbox_files(context: dg.AssetExecutionContext, warehouse: ShequWarehouse) -> dg.MaterializeResult:
     quarters = quarters_of(context)
     with warehouse.connection() as con:
-        pipeline.stage_dimensions(con, warehouse.registry_dir)  # schema must exist to look up known files
+        ensure_schema(con)  # raw_file must exist to tell new files from known ones
         files = pipeline.scan_inbox(con, warehouse.inbox)
     mine = [f for f in files if set(f.quarters) & set(quarters) or not f.quarters]
     rows = "\n".join(f"| {f.rel} | {','.join(f.quarters) or '未知'} | {f.size} | {f.file_id[:12]} | "
@@ -114,19 +115,23 @@ def staged_values(context: dg.AssetExecutionContext, warehouse: ShequWarehouse) 
                                            metadata={"被拒文件": [s.message for s in rejected]})])
 
 
+def _per_quarter(context, warehouse: ShequWarehouse, asset_name: str, stage_fn) -> dg.MaterializeResult:
+    """Run one stage for each quarter of the run, then its suites; rows written per quarter as metadata."""
+    counts, results = {}, {}
+    with warehouse.connection() as con:
+        for q in quarters_of(context):
+            counts[q] = stage_fn(con, q)
+            results[q] = pipeline.stage_checks(con, asset_name, q)
+    return dg.MaterializeResult(metadata={"行数": counts},
+                                check_results=_check_results(asset_name, asset_name, results))
+
+
 @dg.asset(group_name="s4_facts", deps=[staged_values],
           description="指标事实表（社区×指标×期间，最新版本优先，保留来源单元格）/ Fact table: community x "
                       "indicator x period, latest file version wins, provenance kept.",
           check_specs=_suite_checks("fact_indicator_value", "fact_indicator_value"), **COMMON)
 def fact_indicator_value(context: dg.AssetExecutionContext, warehouse: ShequWarehouse) -> dg.MaterializeResult:
-    counts, results = {}, {}
-    with warehouse.connection() as con:
-        for q in quarters_of(context):
-            counts[q] = pipeline.stage_facts(con, q)
-            results[q] = pipeline.stage_checks(con, "fact_indicator_value", q)
-    return dg.MaterializeResult(metadata={"行数": counts, "合计": sum(counts.values())},
-                                check_results=_check_results("fact_indicator_value", "fact_indicator_value",
-                                                             results))
+    return _per_quarter(context, warehouse, "fact_indicator_value", pipeline.stage_facts)
 
 
 @dg.asset(group_name="s4_facts", deps=[fact_indicator_value],
@@ -134,14 +139,7 @@ def fact_indicator_value(context: dg.AssetExecutionContext, warehouse: ShequWare
                       "aggregates by each indicator's rule.",
           check_specs=_suite_checks("agg_indicator_value", "agg_indicator_value"), **COMMON)
 def agg_indicator_value(context: dg.AssetExecutionContext, warehouse: ShequWarehouse) -> dg.MaterializeResult:
-    counts, results = {}, {}
-    with warehouse.connection() as con:
-        for q in quarters_of(context):
-            counts[q] = pipeline.stage_aggregates(con, q)
-            results[q] = pipeline.stage_checks(con, "agg_indicator_value", q)
-    return dg.MaterializeResult(metadata={"行数": counts},
-                                check_results=_check_results("agg_indicator_value", "agg_indicator_value",
-                                                             results))
+    return _per_quarter(context, warehouse, "agg_indicator_value", pipeline.stage_aggregates)
 
 
 @dg.asset(group_name="s5_rankings", deps=[fact_indicator_value],
@@ -149,18 +147,15 @@ def agg_indicator_value(context: dg.AssetExecutionContext, warehouse: ShequWareh
                       "communities within street, district, city; streets within district; districts within city.",
           check_specs=_suite_checks("fact_ranking", "fact_ranking"), **COMMON)
 def fact_ranking(context: dg.AssetExecutionContext, warehouse: ShequWarehouse) -> dg.MaterializeResult:
-    counts, results = {}, {}
-    with warehouse.connection() as con:
-        for q in quarters_of(context):
-            counts[q] = pipeline.stage_rankings(con, q, warehouse.scheme)
-            results[q] = pipeline.stage_checks(con, "fact_ranking", q)
-            top = con.execute("""SELECT entity_name, scope_name, round(score, 2), rank FROM fact_ranking
-                                 WHERE period_key = ? AND entity_level = 'community' AND scope_level = 'city'
-                                   AND rank <= 3 ORDER BY scope_name, rank""", [q]).fetchall()
-            context.log.info(f"{q} 各市前三：{top}")
-    return dg.MaterializeResult(metadata={"行数": {q: sum(v for k, v in c.items() if k != 'fact_score')
-                                                   for q, c in counts.items()}},
-                                check_results=_check_results("fact_ranking", "fact_ranking", results))
+    def rank(con, q):
+        counts = pipeline.stage_rankings(con, q, warehouse.scheme)
+        top = con.execute("""SELECT entity_name, scope_name, round(score, 2), rank FROM fact_ranking
+                             WHERE period_key = ? AND entity_level = 'community' AND scope_level = 'city'
+                               AND rank <= 3 ORDER BY scope_name, rank""", [q]).fetchall()
+        context.log.info(f"{q} 各市前三：{top}")
+        return sum(v for k, v in counts.items() if k != "fact_score")
+
+    return _per_quarter(context, warehouse, "fact_ranking", rank)
 
 
 ASSETS = [inbox_files, dimensions, staged_values, fact_indicator_value, agg_indicator_value, fact_ranking]

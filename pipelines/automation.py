@@ -1,6 +1,7 @@
 """The quarterly schedule and the inbox sensor."""
 
 import datetime as dt
+import hashlib
 import json
 import zoneinfo
 from pathlib import Path
@@ -51,7 +52,9 @@ def inbox_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     if unknown:
         # the quarter is inside the file: refresh the last completed quarter, whose run reads such files
         changed_quarters.add(last_completed_quarter(dt.datetime.now(SHANGHAI).date()))
-    requests = [dg.RunRequest(run_key=f"inbox-{q}-{abs(hash(tuple(sorted(now.items())))) % 10**12}",
+    # the run key names the inbox state (not Python's per-process randomised hash): one run per state and quarter
+    state = hashlib.sha256(json.dumps(sorted(now.items()), ensure_ascii=False).encode()).hexdigest()[:16]
+    requests = [dg.RunRequest(run_key=f"inbox-{q}-{state}",
                               partition_key=quarter_to_partition(q), tags={"shequ/quarter": q})
                 for q in sorted(changed_quarters)]
     return dg.SensorResult(run_requests=requests, cursor=json.dumps(now, ensure_ascii=False),
