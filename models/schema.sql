@@ -40,6 +40,7 @@ CREATE TABLE IF NOT EXISTS dim_indicator (
     period_semantics  VARCHAR NOT NULL CHECK (period_semantics IN ('stock', 'flow', 'rate', 'survey', 'flag')),
     aggregation       VARCHAR NOT NULL CHECK (aggregation IN ('sum', 'ratio', 'share', 'mean')),
     ratio_scale       DOUBLE,
+    time_rollup       VARCHAR NOT NULL CHECK (time_rollup IN ('last', 'sum', 'ratio_of_sums')),
     level             VARCHAR NOT NULL,
     is_veto           BOOLEAN NOT NULL,
     veto_note         VARCHAR,

@@ -62,7 +62,8 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(SCHEMA_SQL.read_text(encoding="utf-8"))
     con.execute("INSERT INTO meta_schema SELECT ?, now()::TIMESTAMP WHERE NOT EXISTS "
                 "(SELECT 1 FROM meta_schema WHERE version = ?)", [SCHEMA_VERSION, SCHEMA_VERSION])
-    con.execute(f"CREATE OR REPLACE VIEW fact_indicator_value_current AS {model_sql('fact_indicator_value_current')}")
+    for view in ("fact_indicator_value_current", "fact_indicator_value_rollup"):
+        con.execute(f"CREATE OR REPLACE VIEW {view} AS {model_sql(view)}")
     con.execute("""CREATE OR REPLACE VIEW fact_indicator_value_history AS
         SELECT s.*, f.source_file, f.ingest_seq, f.ingested_at,
                row_number() OVER (PARTITION BY s.community_key, s.indicator_code, s.period_key, s.role

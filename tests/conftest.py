@@ -9,7 +9,7 @@ import pytest
 
 warnings.filterwarnings("ignore", module="dagster")
 
-QUARTERS = ["2023Q4", "2024Q1"]
+QUARTERS = ["2023Q4", "2024Q1", "2024Q2"]
 
 
 def run_quarter(warehouse: Path, inbox: Path, quarter: str):

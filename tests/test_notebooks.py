@@ -17,6 +17,6 @@ def test_notebook_executes(path, built, monkeypatch):
     for cell in nb["cells"]:
         if cell["cell_type"] == "code":
             exec(compile("".join(cell["source"]), f"{path.name}:{cell['id']}", "exec"), ns)
-    assert ns["QUARTER"] == "2024Q1"
+    assert ns["QUARTER"] == "2024Q2"
     assert ns["top"].height > 0 and set(ns["top"]["市"]) == {"南京市", "泰州市", "济南市"}
     assert len(ns["fig"].data) == 4   # one bar trace per indicator facet

@@ -11,7 +11,7 @@ from shequ.registry import load_communities
 from shequ.sample import generate_values
 from shequ.warehouse import connect, frame
 
-N_COMMUNITIES = {"2023Q4": 20 + 75 + 38 + 1, "2024Q1": 20 + 75 + 36 + 1}
+N_COMMUNITIES = {"2023Q4": 20 + 75 + 38 + 1, "2024Q1": 20 + 75 + 36 + 1, "2024Q2": 20 + 75 + 36 + 1}
 
 
 def test_runs_succeed_and_every_check_passes(built):
@@ -29,7 +29,7 @@ def test_row_counts(con):
     assert n("SELECT count(*) FROM community_lineage") == 4
     assert n("SELECT count(*) FROM dim_period WHERE period_type = 'quarter'") == 36 * 4
     assert n("SELECT label FROM dim_period WHERE period_key = '2024Q3'") == "2024年第三季度"
-    assert n("SELECT count(*) FROM raw_file WHERE status = 'loaded'") == 8
+    assert n("SELECT count(*) FROM raw_file WHERE status = 'loaded'") == 4 * len(QUARTERS)
     assert n("SELECT count(*) FROM quarantine") == 0
     for q, k in N_COMMUNITIES.items():
         assert n(f"SELECT count(*) FROM fact_indicator_value WHERE period_key = '{q}'") == k * 68
@@ -43,7 +43,7 @@ def test_row_counts(con):
 def test_every_value_round_trips_from_the_generator(con):
     """Generate -> write as xlsx / GBK CSV / JSON / BOM CSV -> read -> the warehouse holds the same numbers."""
     comms = load_communities()
-    truth = generate_values(comms, ["2023Q4", "2024Q1"]).rename({"quarter": "period_key"})
+    truth = generate_values(comms, QUARTERS).rename({"quarter": "period_key"})
     got = frame(con, """SELECT c.community_code, f.indicator_code, f.period_key, f.value, i.value_kind
                         FROM fact_indicator_value f JOIN dim_community c USING (community_key)
                         JOIN dim_indicator i USING (indicator_code)""")
@@ -129,6 +129,34 @@ def test_merger_read_as_it_was_and_on_todays_boundaries(con):
     n = con.execute("""SELECT count(*) FROM fact_indicator_value f JOIN dim_community c USING (community_key)
                        WHERE f.period_key = '2024Q1' AND c.community_code IN ('320105004005', '320105004009')""").fetchall()
     assert n[0][0] == 68
+
+
+def test_half_year_and_year_roll_up_by_each_indicators_time_rule(con):
+    def fact(code, q):
+        return con.execute("""SELECT f.value, f.numerator, f.denominator FROM fact_indicator_value f
+                              JOIN dim_community c USING (community_key)
+                              WHERE c.name = '河南社区' AND f.indicator_code = ? AND f.period_key = ?""",
+                           [code, q]).fetchall()[0]
+
+    def rolled(code, period):
+        return con.execute("""SELECT r.value, r.n_periods, r.n_expected, r.last_period, r.method
+                              FROM fact_indicator_value_rollup r JOIN dim_community c USING (community_key)
+                              WHERE c.name = '河南社区' AND r.indicator_code = ? AND r.period_key = ?""",
+                           [code, period]).fetchall()[0]
+
+    # flow: placements add up over the half-year
+    v, n, e, last, m = rolled("jobs_placed", "2024H1")
+    assert v == pytest.approx(fact("jobs_placed", "2024Q1")[0] + fact("jobs_placed", "2024Q2")[0])
+    assert (n, e, last, m) == (2, 2, "2024Q2", "sum")
+    # stock: the staff count at the end of the half-year is Q2's, not a sum
+    assert rolled("staff_count", "2024H1")[0] == fact("staff_count", "2024Q2")[0]
+    assert rolled("staff_count", "2024H1")[4] == "last"
+    # end-of-period rate: Q2's coverage; event rate: summed cases over summed cases, not a mean of rates
+    assert rolled("medical_insurance_rate", "2024H1")[0] == pytest.approx(fact("medical_insurance_rate", "2024Q2")[0])
+    (_, n1, d1), (_, n2, d2) = fact("mediation_success_rate", "2024Q1"), fact("mediation_success_rate", "2024Q2")
+    assert rolled("mediation_success_rate", "2024H1")[0] == pytest.approx((n1 + n2) / (d1 + d2))
+    # a partial year says so
+    assert rolled("jobs_placed", "2024")[1:3] == (2, 4)
 
 
 def _snapshot(wh):
