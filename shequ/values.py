@@ -181,6 +181,8 @@ def _convert(raw, number, rest, percent, qualifier, value_kind, target_unit, col
             return Parsed(number, "%", qualifier)
         if 1 < number <= 100:
             return Parsed(number / 100.0, "%", qualifier or (None if column_unit == "%" else "percent_inferred"))
+        if number < 0:
+            return _reject(PERCENT_SCALE, f"比率 {raw!r} 为负数")
         return _reject(PERCENT_SCALE, f"比率 {raw!r} 没有%且大于100，无法确定口径")
     if percent:
         return _reject(UNIT_MISMATCH, f"非比率指标出现百分号：{raw!r}")
@@ -241,7 +243,9 @@ def parse_cells(cells: pl.DataFrame) -> pl.DataFrame:
     factors = [column_factor(*r) for r in combos.iter_rows()]
     combos = combos.with_columns(pl.Series("_factor", factors, dtype=pl.Float64))
     df = cells.join(combos, on=keys, how="left", nulls_equal=True)
-    plain = df["raw_text"].str.contains(_PLAIN) & df["_factor"].is_not_null()
+    is_plain = df["raw_text"].str.contains(_PLAIN)
+    is_ratio = df["value_kind"].is_in(["ratio", "survey"]) | (df["target_unit"] == "%")
+    plain = is_plain & df["_factor"].is_not_null()
     fast = df.filter(plain).with_columns(
         value=pl.col("raw_text").str.strip_chars().cast(pl.Float64) * pl.col("_factor"),
         unit=pl.col("target_unit"),
@@ -249,7 +253,20 @@ def parse_cells(cells: pl.DataFrame) -> pl.DataFrame:
         reason=pl.lit(None, pl.String),
         message=pl.lit(None, pl.String),
     )
-    slow = df.filter(~plain)
+    # plain numbers in ratio columns: the percent rule of the module docstring, column-wise
+    v = pl.col("raw_text").str.strip_chars().cast(pl.Float64)
+    in_scale = (v >= 0) & (v <= 100)
+    ratio = df.filter(is_plain & is_ratio).with_columns(
+        value=pl.when(~in_scale).then(None).when(v > 1).then(v / 100.0).otherwise(v),
+        unit=pl.lit("%"),
+        qualifier=pl.when(~in_scale).then(None).when(v == 1).then(pl.lit("ambiguous_one"))
+        .when((v > 1) & (pl.col("column_unit") != "%")).then(pl.lit("percent_inferred")).otherwise(None),
+        reason=pl.when(in_scale).then(None).otherwise(pl.lit(PERCENT_SCALE)),
+        message=pl.when(in_scale).then(None).when(v < 0).then(pl.format("比率 '{}' 为负数", pl.col("raw_text")))
+        .otherwise(pl.format("比率 '{}' 没有%且大于100，无法确定口径", pl.col("raw_text"))),
+    )
+    fast = pl.concat([fast, ratio.select(fast.columns)])
+    slow = df.filter(~plain & ~(is_plain & is_ratio))
     if slow.height:
         uniq = slow.select(["raw_text", *keys]).unique()
         parsed = [parse_text(*r) for r in uniq.iter_rows()]

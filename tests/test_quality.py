@@ -83,3 +83,28 @@ def test_suites_are_valid_gx_json():
         for e in doc["expectations"]:
             assert e["type"].startswith("expect_") or e["type"] == "unexpected_rows_expectation"
             assert e.get("severity", "critical") in ("critical", "warning", "info")
+
+
+def test_rate_with_zero_denominator_is_reported_not_silently_dropped(workspace):
+    p = workspace["inbox"] / "2024Q1" / "天桥区_2024Q1_业委会.csv"
+    p.write_bytes("街道,居委会,已组建业委会小区数,应组建业委会小区数\r\n北村街道,北村社区,0,0\r\n".encode("gbk"))
+    from conftest import run_quarter
+
+    res = run_quarter(workspace["warehouse"], workspace["inbox"], "2024Q1")
+    assert res.success
+    with connect(workspace["warehouse"]) as c:
+        r = [x for x in run_suite(c, "fact_indicator_value", "2024Q1", record=False)
+             if x.detail.startswith("已暂存但未进入事实表")]
+    # the earlier file's stated rate still stands for 北村社区, so nothing is missing here ...
+    assert r[0].success
+    with connect(workspace["warehouse"]) as c:   # ... until the only source for a pair is the zero-denominator one
+        c.execute("""DELETE FROM stg_value WHERE role = 'value' AND indicator_code = 'owners_committee_rate'
+                     AND period_key = '2024Q1' AND community_key = (SELECT community_key FROM dim_community
+                     WHERE name = '北村社区' AND street = '北村街道')""")
+        c.execute("DELETE FROM fact_indicator_value WHERE period_key = '2024Q1'")
+        c.execute("INSERT INTO fact_indicator_value SELECT * FROM (" +
+                  __import__("shequ.warehouse", fromlist=["model_sql"]).model_sql("fact_indicator_value") + ")",
+                  {"period_key": "2024Q1"})
+        r = [x for x in run_suite(c, "fact_indicator_value", "2024Q1", record=False)
+             if x.detail.startswith("已暂存但未进入事实表")]
+    assert not r[0].success and r[0].unexpected == 1 and r[0].severity == "warning"

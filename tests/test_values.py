@@ -110,3 +110,16 @@ def test_vectorised_path_equals_scalar_path(x):
     fast = parse_cells(df)["value"][0]
     slow = parse_text(repr(x), "amount", "万元", "元").value
     assert math.isclose(fast, slow, rel_tol=1e-12, abs_tol=1e-12)
+
+
+@given(st.one_of(st.floats(min_value=-5, max_value=150, allow_nan=False).map(lambda x: round(x, 3)),
+                 st.sampled_from([0.0, 1.0, 100.0, 100.5, 0.999, 1.001])),
+       st.sampled_from(["", "%"]))
+def test_vectorised_percent_rule_equals_scalar_rule(x, column_unit):
+    raw = repr(x)
+    df = pl.DataFrame({"raw_text": [raw], "value_kind": ["ratio"], "target_unit": ["%"],
+                       "column_unit": [column_unit], "table_unit": [""]})
+    fast = parse_cells(df).row(0, named=True)
+    slow = parse_text(raw, "ratio", "%", column_unit)
+    assert (fast["reason"], fast["qualifier"], fast["message"]) == (slow.reason, slow.qualifier, slow.message)
+    assert fast["value"] == slow.value or math.isclose(fast["value"], slow.value)
