@@ -76,6 +76,12 @@ class HeaderMatch:
     targets: tuple[HeaderTarget, ...]
     column_unit: str
     candidates: tuple[str, ...] = ()  # closest catalogue names when targets is empty
+    reason: str = ""                  # why a recognisable header is refused (prior_period_column)
+    message: str = ""
+
+
+# a header group naming another period than the survey's (上年同期 » 刑事案件发案数): never the current value
+PRIOR_PERIOD = re.compile(r"上年|去年|同期|上期|上季|上月|基期|往年")
 
 
 def split_header_unit(header: str) -> tuple[str, str]:
@@ -123,6 +129,9 @@ class HeaderMatcher:
     def match(self, header: str) -> HeaderMatch:
         # multi-row headers arrive as 居民自治 » 住宅小区数: try the whole text, the last level, the levels joined
         parts = [p.strip() for p in header.split(HEADER_SEP) if p.strip()] or [header]
+        if any(PRIOR_PERIOD.search(squash(p)) for p in parts):
+            return HeaderMatch((), "", (), "prior_period_column",
+                               f"表头 {header!r} 指上年同期或上期的数值，不作为本期数据")
         for cand in (parts[-1], "".join(parts)):
             whole = squash(cand)
             if whole in self._map:

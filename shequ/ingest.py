@@ -10,6 +10,7 @@ Every cell either lands in stg_value or is written to quarantine with a reason c
 
 import datetime as dt
 import hashlib
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,13 +19,14 @@ import duckdb
 import polars as pl
 
 from .catalogue import HeaderMatcher, load_catalogue
-from .periods import parse_quarter, quarter_bounds
+from .periods import classify_period, explicit_year, parse_quarter, quarter_bounds
 from .readers import CELL_COLUMNS, READERS, FileRead, FileRejected, read_file
 from .registry import match_frame, resolve_communities
 from .text import clean_text
 from .values import parse_cells
 from .warehouse import frame, transaction
 
+log = logging.getLogger(__name__)
 REVISION_MARK = re.compile(r"修改|更正|修订|重报|补报|v\d+|_r\d+", re.I)
 QUARANTINE_COLUMNS = ["file_id", "source_file", "source_sheet", "source_row", "source_column", "source_cell",
                       "community_raw", "header_raw", "period_key", "raw_text", "reason_code", "message",
@@ -90,24 +92,25 @@ class Ingestor:
         self.dim_community = frame(con, "SELECT * FROM dim_community")
         self.registry = match_frame(self.dim_community, frame(con, "SELECT * FROM community_alias"))
         self.districts = sorted(set(self.dim_community["district"].to_list()), key=len, reverse=True)
+        # only loaded files are final; a rejected file is read again (a registry, catalogue or code fix may
+        # let it load), and its earlier rejection is replaced
         self.known = {r[0]: r[1] for r in con.execute("SELECT file_id, status FROM raw_file").fetchall()}
 
     # -------------------------------------------------------------- one file
     def ingest(self, path: Path) -> FileSummary:
         rel = str(path.relative_to(self.inbox)) if path.is_relative_to(self.inbox) else path.name
         file_id = sha256(path)
-        if file_id in self.known:
+        if self.known.get(file_id) == "loaded":
             return FileSummary(rel, file_id, "unchanged")
         now = dt.datetime.now()
         try:
             fr = read_file(path)
             staged, quarantined, periods = self._normalise(fr, path, rel, file_id, now)
         except FileRejected as e:
-            where = f"（{e.where}）" if e.where else ""
-            msg = f"{rel}{where}：{e.message}"
-            self._write(path, rel, file_id, now, None, "rejected", e.reason, msg, 0, None, self._file_quarantine(
-                file_id, rel, e.reason, msg, now), [])
-            return FileSummary(rel, file_id, "rejected", e.reason, msg, by_reason={e.reason: 1})
+            return self._reject(path, rel, file_id, now, e.reason, e.message, e.where)
+        except Exception as e:  # a defect of ours must not stop the rest of the inbox: the file is rejected
+            log.exception("读取 %s 时出错", rel)
+            return self._reject(path, rel, file_id, now, "internal_error", f"读取时程序出错 {type(e).__name__}: {e}")
         n_cells = staged.height + quarantined.height
         by_reason = dict(quarantined.group_by("reason_code").len().iter_rows()) if quarantined.height else {}
         if staged.height == 0:
@@ -120,83 +123,132 @@ class Ingestor:
         return FileSummary(rel, file_id, "loaded", None, None, n_cells, staged.height, quarantined.height,
                            by_reason, periods, fr.notes)
 
+    def _reject(self, path, rel, file_id, now, reason, message, where="") -> FileSummary:
+        msg = f"{rel}{f'（{where}）' if where else ''}：{message}"
+        self._write(path, rel, file_id, now, None, "rejected", reason, msg, 0, None,
+                    self._file_quarantine(file_id, rel, reason, msg, now), [])
+        return FileSummary(rel, file_id, "rejected", reason, msg, by_reason={reason: 1})
+
+    # -------------------------------------------------------------- periods
+    def _periods(self, fr: FileRead, cells: pl.DataFrame, path: Path, rel: str) -> pl.DataFrame:
+        """Quarter of each (period cell, sheet): the cell or column, else the sheet's title, the sheet name, the
+        file name, the folder, in that order. A source that names a period which is not one quarter (a month,
+        year-to-date, a half-year) stops the search with its reason: such a value is never filed under a
+        quarter found further down the list."""
+        folders = [clean_text(p) for p in reversed(Path(rel).parent.parts)]
+        year = next((y for y in (explicit_year(t) for t in
+                                 [*fr.title_lines, clean_text(path.stem), *folders]) if y), None)
+        tail = [clean_text(path.stem), *folders]
+        combos = cells.select("period_raw", "sheet").unique()
+        keys, reasons = [], []
+        for pr, sheet in combos.iter_rows():
+            sources = [clean_text(pr) if pr else None, " ".join(fr.sheet_titles.get(sheet or "", [])),
+                       clean_text(sheet) if sheet else None, *tail]
+            key = reason = None
+            for src in sources:
+                key, reason = classify_period(src, year)
+                if key or reason:
+                    break
+            keys.append(key)
+            reasons.append(reason or (None if key else "no_period"))
+        return combos.with_columns(pl.Series("period_key", keys, dtype=pl.String),
+                                   pl.Series("period_reason", reasons, dtype=pl.String))
+
     # -------------------------------------------------------------- cells -> staged values
     def _normalise(self, fr: FileRead, path: Path, rel: str, file_id: str, now: dt.datetime):
-        cells = fr.cells
+        cells = fr.cells.with_row_index("_idx")  # source order: "the first one is kept" means the first read
         problems = pl.DataFrame(fr.problems, schema={**{c: cells.schema[c] for c in CELL_COLUMNS},
                                                      "reason_code": pl.String, "message": pl.String}) \
             if fr.problems else None
         context = " ".join(fr.title_lines)
         district_hint = next((d for d in self.districts if d in context or d in rel or d[:-1] in path.stem), None)
-        # period: cell/column -> title -> sheet name -> file name -> folder
-        file_year = None
-        for src in (context, path.stem, str(Path(rel).parent)):
-            m = re.search(r"(20\d{2})\s*年?", src or "")
-            if m:
-                file_year = int(m.group(1))
-                break
-        title_q = parse_quarter(context, file_year)
-        name_q = parse_quarter(path.stem, file_year)
-        folder_q = next((q for q in (parse_quarter(p, file_year) for p in reversed(Path(rel).parent.parts)) if q), None)
-        combos = cells.select("period_raw", "sheet").unique()
-        pkeys = [
-            (parse_quarter(clean_text(pr), file_year) if pr else None) or title_q
-            or (parse_quarter(clean_text(sh), file_year) if sh else None) or name_q or folder_q
-            for pr, sh in combos.iter_rows()
-        ]
-        combos = combos.with_columns(pl.Series("period_key", pkeys, dtype=pl.String))
-        cells = cells.join(combos, on=["period_raw", "sheet"], how="left", nulls_equal=True)
-        if cells.height and cells["period_key"].is_null().all():
+        periods = self._periods(fr, cells, path, rel)
+        cells = cells.join(periods, on=["period_raw", "sheet"], how="left", nulls_equal=True)
+        if cells.height and cells["period_key"].is_null().all() and (cells["period_reason"] == "no_period").all():
             raise FileRejected("no_period", "单元格、表头、标题、工作表名、文件名和目录名都没有说明统计期间")
 
-        # headers -> (indicator, role, unit): one row per target; unknown headers quarantined with candidates
+        # headers -> (indicator, role, units): one row per target; unknown headers quarantined with candidates
         heads = cells.select("header_raw").unique()
         rows = []
         for (h,) in heads.iter_rows():
             m = self.matcher.match(h)
             if not m.targets:
+                if m.reason:
+                    rows.append((h, None, None, m.column_unit, "", m.reason, m.message))
+                    continue
                 hint = f"，最接近的目录指标：{'、'.join(m.candidates)}" if m.candidates else ""
-                rows.append((h, None, None, m.column_unit, f"未知表头 {h!r}{hint}"))
+                rows.append((h, None, None, m.column_unit, "", "unknown_header", f"未知表头 {h!r}{hint}"))
             for t in m.targets:
-                rows.append((h, t.indicator_code, t.role, m.column_unit or t.unit, None))
+                rows.append((h, t.indicator_code, t.role, m.column_unit, t.unit, None, None))
         hmap = pl.DataFrame(rows, schema={"header_raw": pl.String, "indicator_code": pl.String, "role": pl.String,
-                                          "column_unit": pl.String, "header_message": pl.String}, orient="row")
+                                          "header_unit": pl.String, "alias_unit": pl.String,
+                                          "header_reason": pl.String, "header_message": pl.String}, orient="row")
         cells = cells.join(hmap, on="header_raw", how="left")
+        # two different headers of one sheet feeding the same indicator and role: neither is taken
+        clash = (cells.filter(pl.col("indicator_code").is_not_null())
+                 .group_by("sheet", "indicator_code", "role").agg(pl.col("header_raw").unique().alias("hs"))
+                 .filter(pl.col("hs").list.len() > 1))
+        if clash.height:
+            clash = clash.explode("hs").rename({"hs": "header_raw"}).with_columns(pl.lit(True).alias("_clash"))
+            cells = cells.join(clash, on=["sheet", "indicator_code", "role", "header_raw"], how="left")
+            cells = cells.with_columns(
+                pl.when(pl.col("_clash")).then(pl.lit("ambiguous_header")).otherwise(pl.col("header_reason"))
+                .alias("header_reason"),
+                pl.when(pl.col("_clash")).then(pl.format("表头 {} 与同表另一列都对应指标 {}（{}），无法确定取哪一列",
+                                                         pl.col("header_raw"), pl.col("indicator_code"),
+                                                         pl.col("role")))
+                .otherwise(pl.col("header_message")).alias("header_message"),
+                pl.when(pl.col("_clash")).then(None).otherwise(pl.col("indicator_code")).alias("indicator_code"),
+            ).drop("_clash")
 
         # communities: resolved once per distinct (street, name, period)
         refs = (cells.select("street_raw", "community_raw", "period_key").unique()
-                .filter(pl.col("period_key").is_not_null()).with_row_index("ref_id"))
+                .filter(pl.col("period_key").is_not_null() & pl.col("community_raw").is_not_null())
+                .with_row_index("ref_id"))
         as_of = {q: quarter_bounds(q)[1] for q in refs["period_key"].unique().to_list()}
-        refs = refs.with_columns(pl.col("period_key").replace_strict(as_of, return_dtype=pl.Date).alias("as_of"),
-                                 pl.lit(district_hint, pl.String).alias("district_hint"))
-        resolved = resolve_communities(refs, self.registry)
+        refs = refs.with_columns(
+            pl.col("period_key").replace_strict(as_of, default=None, return_dtype=pl.Date).alias("as_of"),
+            pl.lit(district_hint, pl.String).alias("district_hint"))
+        if refs.height:
+            resolved = resolve_communities(refs, self.registry)
+        else:  # every cell already failed on its period
+            resolved = refs.select("street_raw", "community_raw", "period_key").with_columns(
+                pl.lit(None, pl.Int32).alias("community_key"), pl.lit(None, pl.String).alias("resolve_reason"))
         cells = cells.join(resolved.select("street_raw", "community_raw", "period_key", "community_key",
                                            "resolve_reason"),
                            on=["street_raw", "community_raw", "period_key"], how="left", nulls_equal=True)
 
         cat = self.catalogue.select(pl.col("code").alias("indicator_code"), "value_kind", "unit", "valid_min",
                                     "valid_max", "direction")
-        cells = cells.join(cat, on="indicator_code", how="left").with_columns(
-            # numerator / denominator cells are counts, amounts or areas in the header's unit
+        units = pl.DataFrame({"sheet": list(fr.sheet_units), "table_unit": list(fr.sheet_units.values())},
+                             schema={"sheet": pl.String, "table_unit": pl.String})
+        cells = cells.join(cat, on="indicator_code", how="left").join(units, on="sheet", how="left").with_columns(
+            # a numerator or denominator is a count, amount or area in its alias's unit (the catalogue side);
+            # the header's own unit (（万元）, （亩）) is what the cell is written in and gets converted
             pl.when(pl.col("role") == "value").then(pl.col("value_kind"))
-            .when(pl.col("column_unit").str.contains("元")).then(pl.lit("amount"))
-            .when(pl.col("column_unit").str.contains("平方米")).then(pl.lit("area"))
+            .when(pl.col("alias_unit").str.contains("元")).then(pl.lit("amount"))
+            .when(pl.col("alias_unit").str.contains("平方米")).then(pl.lit("area"))
             .otherwise(pl.lit("count")).alias("value_kind"),
             pl.when(pl.col("role") == "value").then(pl.col("unit"))
-            .otherwise(pl.coalesce(pl.col("column_unit").replace("", None), pl.lit("个"))).alias("target_unit"),
-            pl.coalesce(pl.col("column_unit"), pl.lit("")).alias("column_unit"),
-            pl.lit(fr.table_unit or "").alias("table_unit"),
+            .otherwise(pl.coalesce(pl.col("alias_unit").replace("", None), pl.lit("个"))).alias("target_unit"),
+            pl.coalesce(pl.col("header_unit"), pl.lit("")).alias("column_unit"),
+            pl.coalesce(pl.col("table_unit"), pl.lit("")).alias("table_unit"),
             pl.col("raw_text").fill_null(""),
         )
         ok_so_far = (pl.col("period_key").is_not_null() & pl.col("indicator_code").is_not_null()
                      & pl.col("community_key").is_not_null())
         parsed = parse_cells(cells.filter(ok_so_far))
         rejected_early = cells.filter(~ok_so_far).with_columns(
-            pl.when(pl.col("period_key").is_null()).then(pl.lit("no_period"))
-            .when(pl.col("indicator_code").is_null()).then(pl.lit("unknown_header"))
+            pl.when(pl.col("period_key").is_null()).then(pl.col("period_reason"))
+            .when(pl.col("indicator_code").is_null()).then(pl.col("header_reason"))
+            .when(pl.col("community_raw").is_null() | (pl.col("community_raw").str.strip_chars() == ""))
+            .then(pl.lit("no_community"))
             .otherwise(pl.col("resolve_reason")).alias("reason"),
-            pl.when(pl.col("period_key").is_null()).then(pl.lit("无法确定统计期间"))
+            pl.when(pl.col("period_key").is_null()).then(pl.format("统计期间不是单一季度或无法确定（{}）",
+                                                                   pl.col("period_reason")))
             .when(pl.col("indicator_code").is_null()).then(pl.col("header_message"))
+            .when(pl.col("community_raw").is_null() | (pl.col("community_raw").str.strip_chars() == ""))
+            .then(pl.lit("该行没有社区名称"))
             .otherwise(pl.format("社区 {} 在登记表中无法唯一匹配（街道 {}）", pl.col("community_raw"),
                                  pl.col("street_raw").fill_null("未填"))).alias("message"),
         )
@@ -210,9 +262,9 @@ class Ingestor:
             pl.when(out_of_range).then(pl.format("{} 超出有效范围 [{}, {}]", pl.col("value"), pl.col("valid_min"),
                                                  pl.col("valid_max"))).otherwise(pl.col("message")).alias("message"),
         )
-        good = parsed.filter(pl.col("reason").is_null())
+        good = parsed.filter(pl.col("reason").is_null()).sort("_idx")
         key = ["community_key", "indicator_code", "period_key", "role"]
-        dup = good.select(pl.struct(key).is_duplicated() & (pl.int_range(pl.len()).over(key) > 0)).to_series()
+        dup = good.select(pl.int_range(pl.len()).over(key) > 0).to_series()
         dups = good.filter(dup).with_columns(pl.lit("duplicate_in_file").alias("reason"),
                                              pl.lit("同一社区、指标、期间在文件中重复出现，保留第一次").alias("message"))
         good = good.filter(~dup)
@@ -230,7 +282,8 @@ class Ingestor:
         quarantined = pl.concat([f.cast({"source_row": pl.Int32}) for f in frames]).select(
             pl.lit(file_id).alias("file_id"), pl.lit(rel).alias("source_file"),
             pl.col("sheet").alias("source_sheet"), "source_row", "source_column", "source_cell", "community_raw",
-            "header_raw", "period_key", "raw_text", pl.col("reason").alias("reason_code"), "message",
+            "header_raw", "period_key", "raw_text", pl.col("reason").fill_null("unclassified").alias("reason_code"),
+            pl.coalesce(pl.col("message"), pl.col("reason"), pl.lit("未分类")).alias("message"),
             pl.lit(now).alias("quarantined_at"))
         periods = sorted(staged["period_key"].unique().to_list())
         return staged, quarantined, periods
@@ -246,6 +299,9 @@ class Ingestor:
         stat = path.stat()
         n_loaded = 0 if staged is None else staged.height
         with transaction(self.con):
+            if file_id in self.known:  # an earlier rejection of the same bytes is replaced by this reading
+                self.con.execute("DELETE FROM quarantine WHERE file_id = ?", [file_id])
+                self.con.execute("DELETE FROM raw_file WHERE file_id = ?", [file_id])
             seq = self.con.execute("SELECT coalesce(max(ingest_seq), 0) + 1 FROM raw_file").fetchall()[0][0]
             self.con.execute(
                 "INSERT INTO raw_file VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -124,10 +124,17 @@ def _cn_int(s: str) -> int | None:
 
 
 _NUM = r"(\d{1,4}|[〇零一二两三四五六七八九十]{1,4})"
-_P_YEAR_Q = re.compile(rf"(?:(\d{{4}}|\d{{2}}|[〇零一二三四五六七八九]{{4}})\s*(?:年度?|[-/.]?)\s*)?第?\s*{_NUM}\s*季度")
-_P_QNOTE = re.compile(r"(?:(\d{4}|\d{2})\s*(?:年)?\s*[-_]?\s*)?Q([1-4])\b", re.I)
+# a quarter number that ends a range (1-3季度 is cumulative, not the third quarter) is not a quarter
+_P_YEAR_Q = re.compile(rf"(?:(\d{{4}}|\d{{2}}|[〇零一二三四五六七八九]{{4}})\s*(?:年度?|[-/.]?)\s*)?(?<![-—~至到\d])"
+                       rf"第?\s*{_NUM}\s*季度")
+_P_QNOTE = re.compile(r"(?:(\d{4}|\d{2})\s*(?:年)?\s*[-_]?\s*)?Q([1-4])(?![0-9])", re.I)
 _P_MONTH_RANGE = re.compile(rf"(?:(\d{{4}})\s*年\s*)?{_NUM}\s*[-—~至到]\s*{_NUM}\s*月")
-_P_YEAR = re.compile(r"(\d{4})\s*年")
+# a year that stands for a period, not part of a date such as 2025年1月10日, 2025-01-10 or 20250110
+_P_YEAR = re.compile(r"(?<![0-9])((?:19|20)\d{2})(?![0-9])(?!\s*年\s*\d{1,2}\s*月\s*\d{1,2}\s*日)"
+                     r"(?!\s*[-/.]\s*\d{1,2}\s*[-/.]\s*\d{1,2})")
+_P_MONTH = re.compile(r"(?<![0-9-])(\d{1,2}|[一二三四五六七八九十]{1,3})\s*月(?:份)?(?!\s*\d{1,2}\s*日)")
+_P_CUMULATIVE = re.compile(r"截至|截止|累计|至今|(?:\d|[一二三四])\s*[-—~至到]\s*(?:\d|[一二三四])\s*季度")
+_P_HALF_OR_YEAR = re.compile(r"上半年|下半年|全年|年度")
 
 
 def parse_quarter(text: str, default_year: int | None = None) -> str | None:
@@ -163,10 +170,57 @@ def _year(token: str | None, text: str, default_year: int | None) -> int | None:
             return _cn_int(token)
         y = int(token)
         return 2000 + y if y < 100 else y
-    m = _P_YEAR.search(text)
+    return explicit_year(text) or default_year
+
+
+def explicit_year(text: str) -> int | None:
+    """The one year a text names as a period (dates such as 填报日期：2025年1月10日 do not count); None when it
+    names none or several."""
+    years = {int(y) for y in _P_YEAR.findall(unicodedata.normalize("NFKC", text or ""))}
+    return years.pop() if len(years) == 1 else None
+
+
+def names_month(text: str) -> bool:
+    """9月份 / 七月 / 2024年9月: a month, which is not a quarter (and must not fall back to one)."""
+    t = unicodedata.normalize("NFKC", text or "")
+    m = _P_MONTH_RANGE.search(t)
     if m:
-        return int(m.group(1))
-    return default_year
+        return False
+    return bool(_P_MONTH.search(t))
+
+
+def is_cumulative(text: str) -> bool:
+    """Year-to-date or multi-quarter notations (截至9月30日, 1-3季度, 1-9月, 上半年, 全年): not one quarter."""
+    t = unicodedata.normalize("NFKC", text or "")
+    m = _P_MONTH_RANGE.search(t)
+    if m:
+        a, b = _cn_int(m.group(2)), _cn_int(m.group(3))
+        if a and b and not (b - a == 2 and a in (1, 4, 7, 10)):
+            return True
+    return bool(_P_CUMULATIVE.search(t))
+
+
+CUMULATIVE, MONTH, HALF_OR_YEAR = "cumulative_period", "month_period_unsupported", "not_a_quarter"
+
+
+def classify_period(text: str | None, default_year: int | None = None) -> tuple[str | None, str | None]:
+    """(quarter key, None) when ``text`` names one quarter; (None, reason) when it names a period that is not
+    one quarter and must not fall back to a file-level quarter (year-to-date, a month, a half or a year);
+    (None, None) when it says nothing about the period. Months and year-to-date values are not rolled up
+    or differenced here (reader issue); they are rejected rather than misfiled."""
+    if not text:
+        return None, None
+    if is_cumulative(text):
+        return None, CUMULATIVE
+    q = parse_quarter(text, default_year)
+    if q:
+        return q, None
+    t = unicodedata.normalize("NFKC", text)
+    if _P_HALF_OR_YEAR.search(t):
+        return None, HALF_OR_YEAR
+    if names_month(t):
+        return None, MONTH
+    return None, None
 
 
 def normalise_quarter_arg(text: str) -> str:

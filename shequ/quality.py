@@ -66,10 +66,11 @@ def _lit(v) -> str:
     return "'" + str(v).replace("'", "''") + "'"
 
 
-def _label(exp: dict) -> str:
+def _label(exp: dict, i: int) -> str:
+    """Unique within a suite (check_result keys on it): position, type and what it looks at."""
     kw = exp.get("kwargs", {})
-    key = kw.get("column") or ",".join(kw.get("column_list", [])) or exp.get("meta", {}).get("name") or ""
-    return f"{exp['type']}({key})" if key else exp["type"]
+    key = kw.get("column") or ",".join(kw.get("column_list", [])) or exp.get("meta", {}).get("notes", "")[:40]
+    return f"{i:02d} {exp['type']}({key})" if key else f"{i:02d} {exp['type']}"
 
 
 def _aggregate(exp: dict) -> tuple[str, str] | None:
@@ -87,7 +88,7 @@ def _aggregate(exp: dict) -> tuple[str, str] | None:
         if hi is not None:
             conds.append(f"{c} {'>=' if kw.get('strict_max') else '>'} {_lit(hi)}")
         if not conds:
-            raise UnsupportedExpectation(f"{_label(exp)}: 至少需要 min_value 或 max_value")
+            raise UnsupportedExpectation(f"{exp['type']}({kw['column']}): 至少需要 min_value 或 max_value")
         return f"count(*) FILTER (WHERE {' OR '.join(conds)})", f"count({c})"
     if t == "expect_column_values_to_be_in_set":
         c = _q(kw["column"])
@@ -139,7 +140,7 @@ def run_suite(con: duckdb.DuckDBPyConnection, name: str, period_key: str | None 
         vals = con.execute(f"SELECT {select} FROM {batch} AS batch").fetchall()[0]
         for k, (i, exp, _) in enumerate(agg):
             u, c = int(vals[2 * k] or 0), int(vals[2 * k + 1] or 0)
-            results[i] = Result(name, _label(exp), exp.get("severity", "critical"), u == 0, u, c,
+            results[i] = Result(name, _label(exp, i), exp.get("severity", "critical"), u == 0, u, c,
                                 exp.get("meta", {}).get("notes", ""))
     n_batch = None
     for i, exp in rows:
@@ -150,7 +151,7 @@ def run_suite(con: duckdb.DuckDBPyConnection, name: str, period_key: str | None 
         sample = con.execute(f"SELECT * FROM ({query}) LIMIT 3").fetchall() if u else []
         if n_batch is None:
             n_batch = int(con.execute(f"SELECT count(*) FROM {batch}").fetchall()[0][0])
-        results[i] = Result(name, _label(exp), exp.get("severity", "critical"), u == 0, int(u), n_batch,
+        results[i] = Result(name, _label(exp, i), exp.get("severity", "critical"), u == 0, int(u), n_batch,
                             (exp.get("meta", {}).get("notes", "") + (f" 例：{sample}" if sample else "")).strip())
     out = [results[i] for i in range(len(exps))]
     if record:

@@ -7,6 +7,7 @@ Output columns of ``read_file(...).cells`` (all String except source_row):
     sheet, source_row, source_column, source_cell, street_raw, community_raw, header_raw, period_raw, raw_text
 """
 
+import csv
 import io
 import json
 import re
@@ -32,7 +33,7 @@ PERIOD_HEADERS = {"期间", "统计期间", "报告期", "季度", "月份", "�
 SKIP_HEADERS = {"序号", "编号", "备注", "区", "所属区", "区县", "社区代码", "代码"}
 SUBTOTAL = re.compile(r"^(合计|总计|小计|全区|全街|全市|累计)$|小计$|合计$")
 FOOTER = re.compile(r"^(填表人|审核人|负责人|制表|注|说明|备注)[:：\s]")
-UNIT_LINE = re.compile(r"(?:^|\s)单位[:：]\s*([^\s，,;；]+)")
+UNIT_LINE = re.compile(r"(?:^|[\s(（])(?:金额|计量)?单位[:：]\s*([^\s，,;；)）]+)")
 REPORTER = re.compile(r"填报单位[:：]\s*([^\s，,;；]+)")
 
 
@@ -49,7 +50,9 @@ class FileRead:
     cells: pl.DataFrame
     file_format: str
     encoding: str | None = None
-    title_lines: list[str] = field(default_factory=list)   # text above tables (for period and unit)
+    title_lines: list[str] = field(default_factory=list)   # text above tables, all sheets (district hint)
+    sheet_titles: dict[str, list[str]] = field(default_factory=dict)  # per sheet: its own title block
+    sheet_units: dict[str, str] = field(default_factory=dict)         # per sheet: its 单位：万元 line
     table_unit: str = ""
     reporter: str = ""
     dropped_rows: int = 0                                   # subtotal and footer rows
@@ -74,7 +77,7 @@ def col_index(letters: str) -> int:
 
 # ------------------------------------------------------------------ table -> cells (wide tables)
 def _table_to_cells(df: pl.DataFrame, sheet: str, merged: list[tuple[int, int, int, int]], a1: bool,
-                    fr: FileRead) -> pl.DataFrame:
+                    fr: FileRead, titles_above: list[str] | None = None, row_offset: int = 0) -> pl.DataFrame:
     """Find the header rows of a wide table in ``df`` (all-String columns, no header), rebuild merged headers,
     drop subtotal/footer rows and unpivot to long cells. Only the first rows (title block and header) are
     handled in Python; the body is filtered and unpivoted column-wise by polars."""
@@ -100,11 +103,14 @@ def _table_to_cells(df: pl.DataFrame, sheet: str, merged: list[tuple[int, int, i
             break
     if header_row is None:
         raise FileRejected("no_header", f"工作表 {sheet or '(CSV)'} 前20行内找不到“社区名称/居委会”表头", sheet)
-    fr.title_lines.extend(" ".join(clean_text(v) for v in top[r] if v) for r in range(header_row))
-    for line in fr.title_lines:
+    titles = list(titles_above or []) + [" ".join(clean_text(v) for v in top[r] if v) for r in range(header_row)]
+    fr.title_lines.extend(titles)
+    fr.sheet_titles[sheet] = titles
+    for line in titles:
         m = UNIT_LINE.search(line)
-        if m and not fr.table_unit:
-            fr.table_unit = m.group(1)
+        if m and sheet not in fr.sheet_units:
+            fr.sheet_units[sheet] = m.group(1)
+            fr.table_unit = fr.table_unit or m.group(1)
         m = REPORTER.search(line)
         if m and not fr.reporter:
             fr.reporter = m.group(1)
@@ -128,7 +134,7 @@ def _table_to_cells(df: pl.DataFrame, sheet: str, merged: list[tuple[int, int, i
     value_cols = [c for c in range(width)
                   if headers[c] and c not in (comm_col, street_col, period_col) and leaf[c] not in SKIP_HEADERS]
 
-    body = df.slice(last_header + 1).with_row_index("_r", offset=last_header + 2)  # 1-based source rows
+    body = df.slice(last_header + 1).with_row_index("_r", offset=last_header + 2 + row_offset)  # 1-based rows
     first = pl.coalesce([pl.col(f"c{i}").str.strip_chars().replace("", None) for i in range(width)])
     comm = pl.col(f"c{comm_col}").str.replace_all(r"\s+", "")
     street = pl.col(f"c{street_col}") if street_col is not None else pl.lit(None, pl.String)
@@ -136,7 +142,10 @@ def _table_to_cells(df: pl.DataFrame, sheet: str, merged: list[tuple[int, int, i
     body = body.filter(pl.col("_first").is_not_null())
     is_footer = pl.col("_first").str.contains(FOOTER.pattern)
     fr.notes.extend(body.filter(is_footer)["_first"].to_list())
-    is_subtotal = (comm.is_null() | (comm == "") | comm.str.contains(SUBTOTAL.pattern)
+    # a row without a community name is kept (its cells are quarantined as no_community), unless it is a
+    # subtotal: 合计/小计 in its first cell, its community cell or its street cell
+    is_subtotal = (pl.col("_first").str.replace_all(r"\s+", "").str.contains(SUBTOTAL.pattern)
+                   | comm.str.contains(SUBTOTAL.pattern).fill_null(False)
                    | street.str.replace_all(r"\s+", "").str.contains(SUBTOTAL.pattern).fill_null(False))
     fr.dropped_rows += body.filter(is_footer | is_subtotal).height
     body = body.filter(~is_footer & ~is_subtotal)
@@ -250,15 +259,22 @@ def read_delimited(path: Path) -> FileRead:
         raise FileRejected("encoding_unknown", str(e)) from e
     if mojibake_ratio(text[:20000]) > 0.01:
         raise FileRejected("mojibake", f"文本含错位乱码字符（占 {mojibake_ratio(text[:20000]):.1%}），疑似 GBK 丢字节，拒收而不猜测")
-    first = text.split("\n", 1)[0]
-    sep = "\t" if first.count("\t") > first.count(",") else ","
+    head = text.splitlines()[:30]
+    sep = "\t" if sum(line.count("\t") for line in head) > sum(line.count(",") for line in head) else ","
+    # polars takes the column count from the first row it reads: a title line above the table would cut every
+    # row to one field, so the table is read from its widest row and the lines above it become titles
+    rows = list(csv.reader(head, delimiter=sep))
+    width = max((len(r) for r in rows), default=0)
+    start = next((i for i, r in enumerate(rows) if len(r) == width), 0)
+    titles = [clean_text(" ".join(c for c in r if c)) for r in rows[:start]]
+    body = "\n".join(text.splitlines()[start:])
     try:
-        df = pl.read_csv(io.StringIO(text), separator=sep, has_header=False, infer_schema=False,
+        df = pl.read_csv(io.StringIO(body), separator=sep, has_header=False, infer_schema=False,
                          truncate_ragged_lines=True, quote_char='"')
     except pl.exceptions.PolarsError as e:
         raise FileRejected("file_unreadable", f"CSV 解析失败：{e}") from e
     fr = FileRead(cells=pl.DataFrame(schema=CELL_SCHEMA), file_format="tsv" if sep == "\t" else "csv", encoding=enc)
-    fr.cells = _table_to_cells(df, "", [], False, fr)
+    fr.cells = _table_to_cells(df, "", [], False, fr, titles_above=titles, row_offset=start)
     return fr
 
 
@@ -297,6 +313,7 @@ def read_json(path: Path) -> FileRead:
             raise FileRejected("no_records", "JSON 中没有记录数组")
         key, records = lists[0]
         fr.title_lines.extend(str(v) for v in context.values())
+        fr.sheet_titles[""] = [clean_text(str(v)) for v in context.values()]
     if not isinstance(records, list):
         raise FileRejected("no_records", "JSON 顶层应为记录数组或含记录数组的对象")
     ctx_period = _pick(context, "period") if context else None
@@ -312,15 +329,15 @@ def read_json(path: Path) -> FileRead:
         comm = _pick(rec, "community")
         period = _pick(rec, "period") or ctx_period
         ind = _pick(rec, "indicator")
-        if ind is not None:  # long record
+        if ind is not None and not isinstance(ind, (dict, list)):  # long record
             val = _pick(rec, "value")
             unit = _pick(rec, "unit")
             raw = None if val is None else str(val)
-            if raw is not None and unit and not isinstance(val, (int, float)) is False and str(unit) not in raw:
-                raw = f"{raw}{unit}"  # a numeric value with a unit key: the unit is part of the reading
+            if raw is not None and unit and not raw.endswith(str(unit)):
+                raw = f"{raw}{unit}"  # the unit key is part of the reading, for numbers and strings alike
             rows.append(("", i + 1, "数值", f"[{i}]", street, comm, str(ind), period, raw))
             continue
-        nested = rec.get("values") or rec.get("指标")
+        nested = rec.get("values") if isinstance(rec.get("values"), dict) else ind
         items = nested.items() if isinstance(nested, dict) else [
             (k, v) for k, v in rec.items() if k not in sum(LONG_KEYS.values(), ())]
         for k, v in items:

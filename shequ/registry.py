@@ -84,9 +84,11 @@ def match_frame(dim_community: pl.DataFrame, aliases: pl.DataFrame | None = None
         al = aliases.join(dim_community.select("community_code", "community_key", "street", "district",
                                                pl.col("valid_from").alias("_vf"), pl.col("valid_to").alias("_vt")),
                           on="community_code")
+        # an alias is valid where both it and the community version are (汽车站社区 only until 2019-07-01)
         al = al.select(
             "community_key", "community_code", "district",
-            pl.col("_vf").alias("valid_from"), pl.col("_vt").alias("valid_to"),
+            pl.max_horizontal(pl.col("_vf"), pl.col("valid_from")).alias("valid_from"),
+            pl.min_horizontal(pl.col("_vt"), pl.col("valid_to")).alias("valid_to"),
             name_core(pl.col("alias")).alias("_name_core"), street_core(pl.col("street")).alias("_street_core"))
         reg = pl.concat([reg, al]).unique()
     return reg

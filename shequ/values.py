@@ -47,8 +47,6 @@ ORDINAL = {"优秀": 4, "优": 4, "a": 4, "良好": 3, "良": 3, "b": 3, "合格
 MONEY = {"亿元": 1e8, "亿": 1e8, "千万元": 1e7, "千万": 1e7, "万元": 1e4, "万": 1e4, "千元": 1e3, "元": 1.0}
 AREA = {"平方米": 1.0, "平米": 1.0, "m2": 1.0, "㎡": 1.0, "亩": 2000.0 / 3.0}
 PER_TIME = {"/月": 1.0, "每月": 1.0, "/年": 1.0 / 12.0, "每年": 1.0 / 12.0}
-COUNT_UNITS = ["人次", "个", "人", "户", "次", "场", "支", "套", "台", "期", "项", "处", "起", "例", "岁", "分", "份", "件",
-               "家", "名", "间", "所", "座"]
 
 
 @dataclass(frozen=True)
@@ -115,6 +113,8 @@ def parse_text(raw: str, value_kind: str, target_unit: str, column_unit: str = "
         return _reject(MISSING, "空值或缺失标记")
 
     t = re.sub(r"(?<=\d)[,，\s\u202f\u00a0](?=\d{3}(?:\D|$))", "", text)  # 2,031,600 / 2 031 600 / 1 420万元
+    if re.search(r"\d\s+\d", t):  # "2 3" is two numbers or a typo, never 23
+        return _reject(UNPARSEABLE, f"数字之间有空格，无法确定数值：{raw!r}")
     t = t.replace(" ", "")
     qualifier = None
     for p, q in _QUAL_PREFIX:
@@ -187,6 +187,9 @@ def _convert(raw, number, rest, percent, qualifier, value_kind, target_unit, col
     if percent:
         return _reject(UNIT_MISMATCH, f"非比率指标出现百分号：{raw!r}")
 
+    # a table-level 单位：万元 applies only to columns of its own family and only when it is a unit at all
+    if table_unit and not _same_family(table_unit, family):
+        table_unit = ""
     if family == "money":
         unit = rest or column_unit or table_unit or target_unit
         per = 1.0
@@ -212,9 +215,18 @@ def _convert(raw, number, rest, percent, qualifier, value_kind, target_unit, col
         if unit not in AREA:
             return _reject(UNIT_MISMATCH, f"单位 {unit!r} 无法换算为平方米")
         return Parsed(number * AREA[unit], target_unit, qualifier)
-    if rest and rest not in COUNT_UNITS and rest != target_unit and not target_unit.startswith(rest):
+    # a unit in the cell must be the indicator's own (人 for 人次 is fine, 个 is the generic classifier);
+    # 5户 under a 人 indicator is a different quantity, not a different notation
+    if rest and rest != target_unit and not target_unit.startswith(rest) and rest != "个":
         return _reject(UNIT_MISMATCH, f"单位 {rest!r} 与指标单位 {target_unit} 不符：{raw!r}")
     return Parsed(number, target_unit, qualifier)
+
+
+def _same_family(unit: str, family: str) -> bool:
+    base = unit
+    for suffix in PER_TIME:
+        base = base.removesuffix(suffix)
+    return (family == "money" and base in MONEY) or (family == "area" and unit in AREA)
 
 
 def column_factor(value_kind: str, target_unit: str, column_unit: str, table_unit: str) -> float | None:
@@ -223,7 +235,7 @@ def column_factor(value_kind: str, target_unit: str, column_unit: str, table_uni
     if value_kind in ("ratio", "survey") or target_unit == "%":
         return None
     family = _target_family(target_unit)
-    unit = column_unit or table_unit
+    unit = column_unit or (table_unit if _same_family(table_unit, family) else "")
     if family == "money" and unit:
         p = parse_text("1", value_kind, target_unit, unit, "")
         return p.value
@@ -232,7 +244,7 @@ def column_factor(value_kind: str, target_unit: str, column_unit: str, table_uni
     return 1.0
 
 
-_PLAIN = r"^\s*-?\d+(?:\.\d+)?\s*$"
+_PLAIN = r"^\s*-?[0-9]+(?:\.[0-9]+)?\s*$"  # ASCII digits only: full-width ones go through NFKC in parse_text
 
 
 def parse_cells(cells: pl.DataFrame) -> pl.DataFrame:

@@ -1,16 +1,16 @@
 -- fact_indicator_value for one period ($period_key).
--- Per community x indicator x period x role the latest loaded file version wins (raw_file.ingest_seq);
--- earlier versions stay in stg_value. Roles (value / numerator / denominator) are pivoted into one row;
--- a rate is recomputed from its numerator and denominator when both came, the stated value kept beside it.
+-- Per community x indicator x period, the latest loaded file version that reported the cell wins, for all of
+-- its roles together (value, numerator, denominator): a corrected file's rate is never recomputed from an
+-- older file's numerator and denominator. Earlier versions stay in stg_value. A rate is recomputed from its
+-- numerator and denominator when both came, the stated value kept beside it.
 WITH versions AS (
     SELECT s.*, f.source_file, f.ingest_seq,
-           row_number() OVER w_desc AS rn,
-           count(*) OVER w_all AS n_versions
+           max(f.ingest_seq) OVER w_cell AS latest_seq,
+           count(DISTINCT s.file_id) OVER w_cell AS n_versions
     FROM stg_value s
     JOIN raw_file f USING (file_id)
     WHERE s.period_key = $period_key AND f.status = 'loaded'
-    WINDOW w_desc AS (PARTITION BY s.community_key, s.indicator_code, s.period_key, s.role ORDER BY f.ingest_seq DESC),
-           w_all AS (PARTITION BY s.community_key, s.indicator_code, s.period_key, s.role)
+    WINDOW w_cell AS (PARTITION BY s.community_key, s.indicator_code, s.period_key)
 ),
 pivoted AS (
     SELECT community_key, indicator_code, period_key,
@@ -22,7 +22,7 @@ pivoted AS (
                     'row': source_row, 'col': source_column, 'cell': source_cell, 'file_id': file_id},
                    CASE role WHEN 'value' THEN 0 WHEN 'numerator' THEN 1 ELSE 2 END) AS prov
     FROM versions
-    WHERE rn = 1
+    WHERE ingest_seq = latest_seq
     GROUP BY ALL
 )
 SELECT p.community_key,

@@ -5,6 +5,7 @@
 --   ratio_of_sums  summed numerators over summed denominators: rates of events (attendance, mediation),
 --                  never an average of the quarters' rates; NULL unless every quarter sent both parts
 -- n_periods quarters contributed out of n_expected; a partial year is visible, not hidden.
+-- 'last' takes value and parts from the same quarter (one struct), since arg_max skips NULLs field by field.
 WITH src AS (
     SELECT f.community_key, f.indicator_code, f.period_key, f.value, f.numerator, f.denominator,
            p.end_date, p.half_key, p.year_key, i.time_rollup, coalesce(i.ratio_scale, 1) AS ratio_scale
@@ -27,11 +28,11 @@ SELECT community_key,
                  CASE WHEN count(numerator) = count(*) AND count(denominator) = count(*) AND sum(denominator) > 0
                       THEN (sum(numerator::DECIMAL(38, 10)) / sum(denominator::DECIMAL(38, 10)))::DOUBLE
                            * any_value(ratio_scale) END
-            ELSE arg_max(value, end_date)
+            ELSE arg_max({'v': value, 'n': numerator, 'd': denominator}, end_date).v
        END AS value,
-       CASE time_rollup WHEN 'last' THEN arg_max(numerator, end_date)
+       CASE time_rollup WHEN 'last' THEN arg_max({'v': value, 'n': numerator, 'd': denominator}, end_date).n
                         ELSE sum(numerator::DECIMAL(38, 10))::DOUBLE END AS numerator,
-       CASE time_rollup WHEN 'last' THEN arg_max(denominator, end_date)
+       CASE time_rollup WHEN 'last' THEN arg_max({'v': value, 'n': numerator, 'd': denominator}, end_date).d
                         ELSE sum(denominator::DECIMAL(38, 10))::DOUBLE END AS denominator,
        count(*)                    AS n_periods,
        any_value(n_expected)       AS n_expected,

@@ -1,6 +1,6 @@
 -- fact_ranking rows for streets (ranked within their district) and districts (ranked within their city):
 -- an area's score is the mean of its ranked member communities' scores (scheme: area_score = member_mean),
--- averaged in code order so reruns give bit-identical scores.
+-- averaged in code order so reruns give bit-identical scores. coverage = ranked members / members expected.
 WITH members AS (
     SELECT r.entity_code, r.score, c.street_code, c.street, c.district_code, c.district, c.city_code, c.city
     FROM fact_ranking r
@@ -8,15 +8,22 @@ WITH members AS (
     WHERE r.entity_level = 'community' AND r.scope_level = 'city' AND r.period_key = $period_key
       AND r.scheme_id = $scheme_id AND r.eligibility_reason IS NULL
 ),
+expected AS (
+    SELECT c.street_code, c.district_code FROM dim_community c, dim_period p
+    WHERE p.period_key = $period_key AND c.valid_from <= p.end_date
+      AND (c.valid_to IS NULL OR c.valid_to > p.end_date)
+),
 areas AS (
     SELECT 'street' AS entity_level, street_code AS entity_code, any_value(street) AS entity_name,
            'district' AS scope_level, any_value(district_code) AS scope_code, any_value(district) AS scope_name,
-           avg(score ORDER BY entity_code) AS score, count(*) AS n_members
-    FROM members GROUP BY street_code
+           avg(score ORDER BY entity_code) AS score, count(*) AS n_members,
+           count(*) / any_value((SELECT count(*) FROM expected e WHERE e.street_code = m.street_code)) AS coverage
+    FROM members m GROUP BY street_code
     UNION ALL
     SELECT 'district', district_code, any_value(district), 'city', any_value(city_code), any_value(city),
-           avg(score ORDER BY entity_code), count(*)
-    FROM members GROUP BY district_code
+           avg(score ORDER BY entity_code), count(*),
+           count(*) / any_value((SELECT count(*) FROM expected e WHERE e.district_code = m.district_code))
+    FROM members m GROUP BY district_code
 )
 SELECT entity_level,
        entity_code,
@@ -35,6 +42,6 @@ SELECT entity_level,
        NULL::INTEGER   AS rank_high,
        (SELECT g.grade FROM _scheme_grade g WHERE round(score, $rank_round) >= g.min_score
         ORDER BY g.min_score DESC LIMIT 1)                                                       AS grade,
-       1.0             AS coverage,
+       coverage,
        NULL            AS eligibility_reason
 FROM areas

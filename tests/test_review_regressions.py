@@ -1,0 +1,217 @@
+"""Regressions for wrong readings found in review: each case once produced a plausible but wrong value."""
+
+import json
+
+import polars as pl
+import pytest
+from openpyxl import Workbook
+
+from conftest import run_quarter
+from shequ.values import parse_cells, parse_text
+from shequ.warehouse import connect
+
+
+def _fact(wh, name, code, q="2024Q1"):
+    with connect(wh, read_only=True) as c:
+        return c.execute("""SELECT f.value, f.numerator, f.denominator, f.source_file FROM fact_indicator_value f
+                            JOIN dim_community c USING (community_key)
+                            WHERE c.name = ? AND f.indicator_code = ? AND f.period_key = ?""",
+                         [name, code, q]).fetchall()
+
+
+def _quarantine(wh, like):
+    with connect(wh, read_only=True) as c:
+        return dict(c.execute("""SELECT reason_code, count(*) FROM quarantine WHERE source_file LIKE ?
+                                 GROUP BY 1""", [f"%{like}%"]).fetchall())
+
+
+def test_corrected_rate_is_not_rebuilt_from_the_older_files_parts(workspace):
+    p = workspace["inbox"] / "2024Q1" / "天桥区_2024Q1_更正.csv"
+    p.write_bytes("街道,居委会,持证率\r\n北村街道,北村社区,50%\r\n".encode("gbk"))
+    assert run_quarter(workspace["warehouse"], workspace["inbox"], "2024Q1").success
+    value, num, den, src = _fact(workspace["warehouse"], "北村社区", "social_worker_cert_rate")[0]
+    assert (value, num, den) == (0.5, None, None) and src.endswith("更正.csv")
+
+
+def test_numerator_and_denominator_are_converted_to_catalogue_units(workspace):
+    p = workspace["inbox"] / "2024Q1" / "天桥区_2024Q1_经费.csv"
+    p.write_bytes("街道,居委会,月办公活动经费（万元）,辖区户数,综合服务设施建筑面积（亩）,服务户数\r\n"
+                  "北村街道,北村社区,0.5,1500,1.2,1500\r\n".encode("gbk"))
+    assert run_quarter(workspace["warehouse"], workspace["inbox"], "2024Q1").success
+    value, num, den, _ = _fact(workspace["warehouse"], "北村社区", "office_funds_per_100hh_month")[0]
+    assert num == pytest.approx(5000.0) and value == pytest.approx(5000 / 1500 * 100)
+    value, num, _, _ = _fact(workspace["warehouse"], "北村社区", "service_facility_area_per_100hh")[0]
+    assert num == pytest.approx(800.0) and value == pytest.approx(800 / 1500 * 100)
+
+
+def test_prior_period_columns_are_refused_not_matched_on_the_leaf(workspace):
+    wb = Workbook()
+    ws = wb.active
+    ws.append(["天桥区2024年第一季度治安情况"])
+    ws.append(["街道", "社区名称", "本期", "上年同期"])
+    ws.append(["街道", "社区名称", "刑事案件发案数", "刑事案件发案数"])
+    ws.merge_cells("A2:A3")
+    ws.merge_cells("B2:B3")
+    ws.append(["北村街道", "北村社区", 2, 9])
+    wb.save(workspace["inbox"] / "2024Q1" / "天桥区_2024Q1_治安.xlsx")
+    assert run_quarter(workspace["warehouse"], workspace["inbox"], "2024Q1").success
+    assert _fact(workspace["warehouse"], "北村社区", "criminal_cases")[0][0] == 2
+    assert _quarantine(workspace["warehouse"], "治安") == {"prior_period_column": 1}
+
+
+def test_two_headers_for_one_indicator_are_refused(workspace):
+    p = workspace["inbox"] / "2024Q1" / "天桥区_2024Q1_重复列.csv"
+    p.write_bytes("街道,居委会,参保率,医疗保险参保率\r\n北村街道,北村社区,95%,90%\r\n".encode("gbk"))
+    assert run_quarter(workspace["warehouse"], workspace["inbox"], "2024Q1").success
+    assert _quarantine(workspace["warehouse"], "重复列") == {"ambiguous_header": 2}
+
+
+def test_table_unit_in_parentheses_and_amount_unit_line(workspace):
+    wb = Workbook()
+    ws = wb.active
+    ws.append(["天桥区2024年第一季度集体经济（金额单位：元）"])
+    ws.append(["街道", "社区名称", "社区集体经济年可支配收入"])
+    ws.append(["北村街道", "北村社区", 356000])
+    wb.save(workspace["inbox"] / "2024Q1" / "天桥区_2024Q1_集体经济.xlsx")
+    assert run_quarter(workspace["warehouse"], workspace["inbox"], "2024Q1").success
+    assert _fact(workspace["warehouse"], "北村社区", "collective_income")[0][0] == pytest.approx(35.6)
+
+
+def test_json_unit_key_applies_to_string_values(workspace):
+    p = workspace["inbox"] / "2024Q1" / "建邺区_2024Q1_工资.json"
+    p.write_text(json.dumps({"期间": "2024年第一季度", "记录": [
+        {"街道": "南湖街道", "社区": "沿河社区", "指标": "月均工资", "数值": "10200", "单位": "元/年"}]},
+        ensure_ascii=False), encoding="utf-8")
+    assert run_quarter(workspace["warehouse"], workspace["inbox"], "2024Q1").success
+    assert _fact(workspace["warehouse"], "沿河社区", "staff_monthly_wage")[0][0] == pytest.approx(850.0)
+
+
+def test_each_sheet_takes_its_own_title_period(workspace):
+    wb = Workbook()
+    for i, (title, q) in enumerate([("2023年第四季度", 3), ("2024年第一季度", 7)]):
+        ws = wb.active if i == 0 else wb.create_sheet()
+        ws.title = f"表{i + 1}"
+        ws.append([f"天桥区{title}志愿者组织统计"])
+        ws.append(["街道", "社区名称", "志愿者组织数"])
+        ws.append(["北村街道", "北村社区", q])
+    wb.save(workspace["inbox"] / "2024Q1" / "天桥区_两季度.xlsx")
+    assert run_quarter(workspace["warehouse"], workspace["inbox"], "2024Q1").success
+    assert _fact(workspace["warehouse"], "北村社区", "volunteer_orgs", "2024Q1")[0][0] == 7
+
+
+def test_month_rows_and_cumulative_titles_are_not_filed_as_a_quarter(workspace):
+    p = workspace["inbox"] / "2024Q1" / "天桥区_2024Q1_月报.csv"
+    p.write_bytes("街道,居委会,月份,帮助就业安置人次\r\n北村街道,北村社区,2024年1月,1\r\n"
+                  "北村街道,北村社区,2024年2月,2\r\n北村街道,北村社区,2024年3月,3\r\n".encode("gbk"))
+    p2 = workspace["inbox"] / "2024Q1" / "天桥区_2024Q1_累计.csv"
+    p2.write_bytes("天桥区2024年1-9月累计培训情况\r\n街道,居委会,就业/技能/创业培训期数\r\n北村街道,北村社区,9\r\n"
+                   .encode("gbk"))
+    before = _fact(workspace["warehouse"], "北村社区", "jobs_placed")[0][0]
+    assert run_quarter(workspace["warehouse"], workspace["inbox"], "2024Q1").success
+    assert _fact(workspace["warehouse"], "北村社区", "jobs_placed")[0][0] == before
+    assert _quarantine(workspace["warehouse"], "月报") == {"month_period_unsupported": 3}
+    assert _quarantine(workspace["warehouse"], "累计") == {"cumulative_period": 1}
+
+
+@pytest.mark.parametrize("text,key", [("第四季度社区统计 填报日期：2025年1月10日", None),
+                                      ("天桥区第四季度报表_20250110", None), ("2024年1-3季度", None),
+                                      ("天桥区_2024Q1_社区调查", "2024Q1")])
+def test_dates_are_not_period_years(text, key):
+    from shequ.periods import classify_period, explicit_year
+
+    assert classify_period(text, explicit_year(text))[0] == key
+
+
+def test_spaces_between_digits_and_foreign_count_units_are_refused():
+    assert parse_text("2 3", "count", "个").reason == "unparseable_value"
+    assert parse_text("12 34", "count", "个").reason == "unparseable_value"
+    assert parse_text("5户", "count", "人").reason == "unit_mismatch"
+
+
+def test_fullwidth_digits_in_the_vectorised_path():
+    df = pl.DataFrame({"raw_text": ["１２", "12"], "value_kind": ["count"] * 2, "target_unit": ["个"] * 2,
+                       "column_unit": [""] * 2, "table_unit": [""] * 2})
+    assert sorted(parse_cells(df)["value"].to_list()) == [12.0, 12.0]
+
+
+def test_first_duplicate_in_source_order_is_kept(workspace):
+    p = workspace["inbox"] / "2024Q1" / "天桥区_2024Q1_重复行.csv"
+    p.write_bytes("街道,居委会,志愿者组织数\r\n北村街道,北村社区,约5\r\n北村街道,北村社区,3\r\n".encode("gbk"))
+    assert run_quarter(workspace["warehouse"], workspace["inbox"], "2024Q1").success
+    assert _fact(workspace["warehouse"], "北村社区", "volunteer_orgs")[0][0] == 5.0
+    assert _quarantine(workspace["warehouse"], "重复行") == {"duplicate_in_file": 1}
+
+
+def test_a_crashing_file_is_rejected_and_the_rest_loads(workspace, monkeypatch):
+    import shequ.ingest
+
+    real = shequ.ingest.Ingestor._normalise
+
+    def boom(self, fr, path, rel, *a):
+        if "炸" in rel:
+            raise RuntimeError("模拟程序错误")
+        return real(self, fr, path, rel, *a)
+
+    monkeypatch.setattr(shequ.ingest.Ingestor, "_normalise", boom)
+    (workspace["inbox"] / "2024Q1" / "天桥区_2024Q1_炸.csv").write_bytes(
+        "街道,居委会,志愿者组织数\r\n北村街道,北村社区,4\r\n".encode("gbk"))
+    (workspace["inbox"] / "2024Q1" / "天桥区_2024Q1_好.csv").write_bytes(
+        "街道,居委会,志愿者组织数\r\n北村街道,北村社区,6\r\n".encode("gbk"))
+    assert run_quarter(workspace["warehouse"], workspace["inbox"], "2024Q1").success
+    with connect(workspace["warehouse"], read_only=True) as c:
+        st = dict(c.execute("SELECT source_file, reason_code FROM raw_file WHERE source_file LIKE '%2024Q1_%'"
+                            ).fetchall())
+    assert st["2024Q1/天桥区_2024Q1_炸.csv"] == "internal_error"
+    assert _fact(workspace["warehouse"], "北村社区", "volunteer_orgs")[0][0] == 6
+
+
+def test_rows_without_a_community_are_quarantined_not_dropped(workspace):
+    p = workspace["inbox"] / "2024Q1" / "天桥区_2024Q1_空名.csv"
+    p.write_bytes("街道,居委会,志愿者组织数,文体队伍数\r\n北村街道,北村社区,4,2\r\n北村街道,,7,1\r\n"
+                  "合计,,11,3\r\n".encode("gbk"))
+    assert run_quarter(workspace["warehouse"], workspace["inbox"], "2024Q1").success
+    assert _quarantine(workspace["warehouse"], "空名") == {"no_community": 2}
+    with connect(workspace["warehouse"], read_only=True) as c:
+        assert c.execute("SELECT n_cells, n_loaded FROM raw_file WHERE source_file LIKE '%空名%'").fetchall() \
+            == [(4, 2)]
+
+
+def test_csv_with_a_title_line_and_quarter_in_the_name(workspace):
+    p = workspace["inbox"] / "天桥区_2024Q1_补报.csv"          # inbox root, no folder
+    p.write_bytes("天桥区社区建设补报表\r\n街道,居委会,志愿者组织数\r\n北村街道,北村社区,8\r\n".encode("gbk"))
+    assert run_quarter(workspace["warehouse"], workspace["inbox"], "2024Q1").success
+    assert _fact(workspace["warehouse"], "北村社区", "volunteer_orgs")[0][0] == 8
+
+
+def test_rejected_file_is_read_again_and_can_load(workspace):
+    p = workspace["inbox"] / "2024Q1" / "天桥区_2024Q1_新社区.csv"
+    p.write_bytes("街道,居委会,志愿者组织数\r\n北村街道,北村社区,x\r\n".encode("gbk"))
+    assert run_quarter(workspace["warehouse"], workspace["inbox"], "2024Q1").success
+    with connect(workspace["warehouse"], read_only=True) as c:
+        first = c.execute("SELECT status, reason_code FROM raw_file WHERE source_file LIKE '%新社区%'").fetchall()
+    assert first == [("rejected", "no_values")]
+    assert run_quarter(workspace["warehouse"], workspace["inbox"], "2024Q1").success  # read again, same verdict
+    with connect(workspace["warehouse"], read_only=True) as c:
+        assert c.execute("SELECT count(*) FROM raw_file WHERE source_file LIKE '%新社区%'").fetchall() == [(1,)]
+        assert c.execute("SELECT count(*) FROM quarantine WHERE source_file LIKE '%新社区%'").fetchall() == [(1,)]
+
+
+def test_alias_validity_is_respected():
+    import datetime as dt
+
+    from shequ.registry import load_aliases, load_communities, match_frame, resolve_communities
+    from shequ.registry import dim_community_frame
+
+    al = load_aliases().filter(pl.col("valid_to").is_not_null()).row(0, named=True)
+    dim = dim_community_frame(load_communities()).with_row_index("community_key").with_columns(
+        pl.col("community_key").cast(pl.Int32))
+    street = dim.filter(pl.col("community_code") == al["community_code"])["street"][0]
+    reg = match_frame(dim, load_aliases())
+
+    def at(d):
+        refs = pl.DataFrame({"ref_id": [0], "street_raw": [street], "community_raw": [al["alias"]],
+                             "as_of": [d], "district_hint": [None]}, schema_overrides={"district_hint": pl.String})
+        return resolve_communities(refs, reg)["community_key"][0]
+
+    assert at(al["valid_to"] - dt.timedelta(days=1)) is not None
+    assert at(al["valid_to"]) is None
