@@ -18,6 +18,9 @@ from . import config
 from .periods import normalise_quarter_arg, quarter_label, quarters_between
 
 console = Console()
+# Dagster's per-event DEBUG stream would bury the summary; warnings and errors still print (and the full event
+# log is in the Dagster instance when DAGSTER_HOME is set)
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def _quarters_arg(text: str) -> list[str]:
@@ -64,7 +67,7 @@ def cmd_refresh(args) -> int:
             status.update(f"刷新 {quarter_label(q)}（{q}）…")
             result = job.execute_in_process(partition_key=quarter_to_partition(q), instance=instance,
                                             resources={"warehouse": resource}, raise_on_error=False,
-                                            tags={"shequ/quarter": q})
+                                            tags={"shequ/quarter": q}, run_config=QUIET)
             if not result.success:
                 failure = result.get_run_failure_event()
                 steps = [e for e in result.all_events if e.is_step_failure]
