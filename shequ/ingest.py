@@ -19,7 +19,7 @@ import duckdb
 import polars as pl
 
 from .catalogue import HeaderMatcher, load_catalogue
-from .periods import classify_period, explicit_year, parse_quarter, quarter_bounds
+from .periods import classify_period, explicit_year, period_end, quarter_of_key
 from .readers import CELL_COLUMNS, READERS, FileRead, FileRejected, read_file
 from .registry import match_frame, resolve_communities
 from .text import clean_text
@@ -61,15 +61,13 @@ def inventory(inbox: Path) -> list[Path]:
 
 
 def path_quarter(path: Path, inbox: Path) -> str | None:
-    """The quarter the file name or folder names (None when only the contents can tell)."""
+    """The quarter the file name or folder names, a named month counting for its quarter (None when only the
+    contents can tell)."""
     rel = path.relative_to(inbox) if path.is_relative_to(inbox) else Path(path.name)
-    q = parse_quarter(path.stem)
-    if q:
-        return q
-    for part in reversed(rel.parent.parts):
-        q = parse_quarter(part)
-        if q:
-            return q
+    for part in (path.stem, *reversed(rel.parent.parts)):
+        key, _ = classify_period(part)
+        if key:
+            return quarter_of_key(key)
     return None
 
 
@@ -205,7 +203,7 @@ class Ingestor:
         refs = (cells.select("street_raw", "community_raw", "period_key").unique()
                 .filter(pl.col("period_key").is_not_null() & pl.col("community_raw").is_not_null())
                 .with_row_index("ref_id"))
-        as_of = {q: quarter_bounds(q)[1] for q in refs["period_key"].unique().to_list()}
+        as_of = {q: period_end(q) for q in refs["period_key"].unique().to_list()}
         refs = refs.with_columns(
             pl.col("period_key").replace_strict(as_of, default=None, return_dtype=pl.Date).alias("as_of"),
             pl.lit(district_hint, pl.String).alias("district_hint"))
@@ -285,7 +283,7 @@ class Ingestor:
             "header_raw", "period_key", "raw_text", pl.col("reason").fill_null("unclassified").alias("reason_code"),
             pl.coalesce(pl.col("message"), pl.col("reason"), pl.lit("未分类")).alias("message"),
             pl.lit(now).alias("quarantined_at"))
-        periods = sorted(staged["period_key"].unique().to_list())
+        periods = sorted({quarter_of_key(k) for k in staged["period_key"].unique().to_list()})
         return staged, quarantined, periods
 
     # -------------------------------------------------------------- writes

@@ -200,14 +200,54 @@ def is_cumulative(text: str) -> bool:
     return bool(_P_CUMULATIVE.search(t))
 
 
-CUMULATIVE, MONTH, HALF_OR_YEAR = "cumulative_period", "month_period_unsupported", "not_a_quarter"
+CUMULATIVE, MONTH, HALF_OR_YEAR = "cumulative_period", "month_without_year", "not_a_quarter"
+_P_YM = [
+    re.compile(r"(?<![0-9])((?:19|20)\d{2})\s*年\s*(\d{1,2}|[一二三四五六七八九十]{1,3})\s*月(?!\s*\d{1,2}\s*日)"),
+    re.compile(r"(?<![0-9])((?:19|20)\d{2})\s*[./-]\s*(\d{1,2})(?![0-9])(?!\s*[./-]\s*\d)"),
+    re.compile(r"(?<![0-9])((?:19|20)\d{2})(0[1-9]|1[0-2])(?![0-9])"),
+]
+
+
+def month_key(year: int, month: int) -> str:
+    return f"{year}-{month:02d}"
+
+
+def parse_month(text: str | None, default_year: int | None = None) -> str | None:
+    """2024年9月 / 2024.09 / 2024/9 / 202409 / 9月份 / 九月 (with default_year) -> 2024-09."""
+    if not text:
+        return None
+    t = unicodedata.normalize("NFKC", text)
+    for rx in _P_YM:
+        m = rx.search(t)
+        if m:
+            mo = _cn_int(m.group(2))
+            if mo and 1 <= mo <= 12:
+                return month_key(int(m.group(1)), mo)
+    m = _P_MONTH.search(t)
+    if m and default_year:
+        mo = _cn_int(m.group(1))
+        if mo and 1 <= mo <= 12:
+            return month_key(default_year, mo)
+    return None
+
+
+def period_end(key: str) -> dt.date:
+    """Last day of a quarter (2024Q3) or month (2024-09) key."""
+    if QUARTER_RE.match(key):
+        return quarter_bounds(key)[1]
+    y, m = int(key[:4]), int(key[5:7])
+    return dt.date(y, m, calendar.monthrange(y, m)[1])
+
+
+def quarter_of_key(key: str) -> str:
+    return key if QUARTER_RE.match(key) else quarter_key(int(key[:4]), (int(key[5:7]) - 1) // 3 + 1)
 
 
 def classify_period(text: str | None, default_year: int | None = None) -> tuple[str | None, str | None]:
-    """(quarter key, None) when ``text`` names one quarter; (None, reason) when it names a period that is not
-    one quarter and must not fall back to a file-level quarter (year-to-date, a month, a half or a year);
-    (None, None) when it says nothing about the period. Months and year-to-date values are not rolled up
-    or differenced here (reader issue); they are rejected rather than misfiled."""
+    """(key, None) when ``text`` names one quarter (2024Q3) or one month (2024-09: rolled up to its quarter
+    by the fact build); (None, reason) when it names a period that must not fall back to a file-level one
+    (year-to-date, a half or a year, a month without a year); (None, None) when it says nothing about the
+    period. Year-to-date values are not differenced here (reader issue); they are rejected, not misfiled."""
     if not text:
         return None, None
     if is_cumulative(text):
@@ -218,8 +258,9 @@ def classify_period(text: str | None, default_year: int | None = None) -> tuple[
     t = unicodedata.normalize("NFKC", text)
     if _P_HALF_OR_YEAR.search(t):
         return None, HALF_OR_YEAR
-    if names_month(t):
-        return None, MONTH
+    if names_month(t) or any(rx.search(t) for rx in _P_YM):
+        mk = parse_month(t, default_year)
+        return (mk, None) if mk else (None, MONTH)
     return None, None
 
 

@@ -17,7 +17,7 @@ import duckdb
 
 from . import ingest, quality, scoring, warehouse
 from .config import DEFAULT_SCHEME, REGISTRY_DIR
-from .periods import parse_quarter
+from .periods import classify_period, quarter_of_key
 from .readers import FileRejected, read_file
 
 # suites checked after each stage; critical failures block the stages after it
@@ -50,15 +50,12 @@ def file_quarters(path: Path, inbox: Path) -> list[str]:
     except FileRejected:
         return []
     found = set()
-    context = " ".join(fr.title_lines)
-    tq = parse_quarter(context)
-    if tq:
-        found.add(tq)
-    for (pr,) in fr.cells.select("period_raw").unique().iter_rows():
-        if pr:
-            pq = parse_quarter(pr)
-            if pq:
-                found.add(pq)
+    texts = [" ".join(lines) for lines in fr.sheet_titles.values()] + list(fr.sheet_titles)
+    texts += [pr for (pr,) in fr.cells.select("period_raw").unique().iter_rows() if pr]
+    for t in texts:
+        key, _ = classify_period(t)
+        if key:
+            found.add(quarter_of_key(key))
     return sorted(found)
 
 

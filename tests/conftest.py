@@ -20,9 +20,11 @@ def run_quarter(warehouse: Path, inbox: Path, quarter: str):
     from pipelines.resources import ShequWarehouse
     from shequ.periods import quarter_to_partition
 
+    from shequ.cli import QUIET
+
     job = defs.resolve_job_def("quarterly_refresh")
     return job.execute_in_process(
-        partition_key=quarter_to_partition(quarter), instance=dg.DagsterInstance.ephemeral(),
+        partition_key=quarter_to_partition(quarter), instance=dg.DagsterInstance.ephemeral(), run_config=QUIET,
         resources={"warehouse": ShequWarehouse(path=str(warehouse), inbox=str(inbox))}, raise_on_error=False)
 
 

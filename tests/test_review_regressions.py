@@ -99,18 +99,34 @@ def test_each_sheet_takes_its_own_title_period(workspace):
     assert _fact(workspace["warehouse"], "北村社区", "volunteer_orgs", "2024Q1")[0][0] == 7
 
 
-def test_month_rows_and_cumulative_titles_are_not_filed_as_a_quarter(workspace):
-    p = workspace["inbox"] / "2024Q1" / "天桥区_2024Q1_月报.csv"
-    p.write_bytes("街道,居委会,月份,帮助就业安置人次\r\n北村街道,北村社区,2024年1月,1\r\n"
-                  "北村街道,北村社区,2024年2月,2\r\n北村街道,北村社区,2024年3月,3\r\n".encode("gbk"))
-    p2 = workspace["inbox"] / "2024Q1" / "天桥区_2024Q1_累计.csv"
-    p2.write_bytes("天桥区2024年1-9月累计培训情况\r\n街道,居委会,就业/技能/创业培训期数\r\n北村街道,北村社区,9\r\n"
-                   .encode("gbk"))
-    before = _fact(workspace["warehouse"], "北村社区", "jobs_placed")[0][0]
-    assert run_quarter(workspace["warehouse"], workspace["inbox"], "2024Q1").success
-    assert _fact(workspace["warehouse"], "北村社区", "jobs_placed")[0][0] == before
-    assert _quarantine(workspace["warehouse"], "月报") == {"month_period_unsupported": 3}
-    assert _quarantine(workspace["warehouse"], "累计") == {"cumulative_period": 1}
+def test_month_rows_roll_up_to_the_quarter_and_cumulative_titles_are_refused(tmp_path):
+    inbox = tmp_path / "inbox" / "2024Q1"
+    inbox.mkdir(parents=True)
+    (inbox / "天桥区_月报.csv").write_bytes(
+        ("街道,居委会,月份,帮助就业安置人次,社区工作者人数,调解成功件数,受理纠纷件数,参保率\r\n"
+         "北村街道,北村社区,2024年1月,1,7,1,2,90%\r\n"
+         "北村街道,北村社区,2024年2月,2,8,2,2,91%\r\n"
+         "北村街道,北村社区,2024年3月,3,9,3,4,93%\r\n"
+         "北村街道,北村社区,9月份,5,5,1,1,95%\r\n").encode("gbk"))   # the folder names the year: 2024-09
+    (inbox / "天桥区_2024Q1_累计.csv").write_bytes(
+        "天桥区2024年1-9月累计培训情况\r\n街道,居委会,就业/技能/创业培训期数\r\n北村街道,北村社区,9\r\n".encode("gbk"))
+    wh = tmp_path / "w.duckdb"
+    assert run_quarter(wh, tmp_path / "inbox", "2024Q1").success
+    with connect(wh, read_only=True) as c:
+        got = dict(c.execute("""SELECT f.indicator_code, (f.value, f.qualifier) FROM fact_indicator_value f
+                                WHERE f.period_key = '2024Q1'""").fetchall())
+        q = dict(c.execute("SELECT reason_code, count(*) FROM quarantine GROUP BY 1").fetchall())
+        sept = c.execute("SELECT count(*) FROM stg_value WHERE period_key = '2024-09'").fetchall()[0][0]
+        quarters = c.execute("SELECT period_keys FROM raw_file WHERE source_file LIKE '%月报%'").fetchall()[0][0]
+    assert got["jobs_placed"] == (6.0, "months:3/3")                       # flow: months added
+    assert got["staff_count"] == (9.0, "months:3/3")                       # stock: the last month
+    assert got["mediation_success_rate"][0] == pytest.approx(6 / 8)        # events: summed parts
+    assert got["medical_insurance_rate"][0] == pytest.approx(0.93)         # end-of-period rate
+    assert q == {"cumulative_period": 1}
+    assert sept == 5 and quarters == ["2024Q1", "2024Q3"]   # staged for 2024Q3, not folded into Q1
+    from shequ.periods import classify_period
+
+    assert classify_period("9月份") == (None, "month_without_year")
 
 
 @pytest.mark.parametrize("text,key", [("第四季度社区统计 填报日期：2025年1月10日", None),

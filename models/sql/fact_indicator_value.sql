@@ -1,19 +1,35 @@
--- fact_indicator_value for one period ($period_key).
--- Per community x indicator x period, the latest loaded file version that reported the cell wins, for all of
--- its roles together (value, numerator, denominator): a corrected file's rate is never recomputed from an
--- older file's numerator and denominator. Earlier versions stay in stg_value. A rate is recomputed from its
--- numerator and denominator when both came, the stated value kept beside it.
-WITH versions AS (
-    SELECT s.*, f.source_file, f.ingest_seq,
-           max(f.ingest_seq) OVER w_cell AS latest_seq,
-           count(DISTINCT s.file_id) OVER w_cell AS n_versions
+-- fact_indicator_value for one quarter ($period_key).
+-- Per community x indicator, the latest loaded file version that reported the cell wins, for all of its roles
+-- together (value, numerator, denominator): a corrected file's rate is never recomputed from an older file's
+-- parts. Earlier versions stay in stg_value. A rate is recomputed from its numerator and denominator when both
+-- came, the stated value kept beside it.
+-- A cell reported for the quarter itself wins. A cell reported only by month (2024-07, 2024-08, 2024-09) is
+-- rolled up by the indicator's time rule (dim_indicator.time_rollup): the latest month's value and parts for
+-- stocks, flags, surveys and end-of-period rates; the months added for flows; summed parts for rates of
+-- events. The qualifier then says months:k/3, so a quarter resting on fewer months is visible.
+WITH staged AS (
+    SELECT s.*, f.source_file, f.ingest_seq, p.period_type, p.end_date
     FROM stg_value s
     JOIN raw_file f USING (file_id)
-    WHERE s.period_key = $period_key AND f.status = 'loaded'
+    JOIN dim_period p USING (period_key)
+    WHERE f.status = 'loaded'
+      AND (s.period_key = $period_key OR (p.period_type = 'month' AND p.quarter_key = $period_key))
+),
+has_quarter AS (   -- community x indicator cells reported for the quarter itself
+    SELECT DISTINCT community_key, indicator_code FROM staged WHERE period_type = 'quarter'
+),
+versions AS (     -- per cell and period (the quarter, or each month): the latest file, all roles
+    SELECT s.*,
+           max(s.ingest_seq) OVER w_cell AS latest_seq,
+           count(DISTINCT s.file_id) OVER w_cell AS n_versions
+    FROM staged s
+    LEFT JOIN has_quarter h USING (community_key, indicator_code)
+    WHERE s.period_type = 'quarter' OR h.community_key IS NULL
     WINDOW w_cell AS (PARTITION BY s.community_key, s.indicator_code, s.period_key)
 ),
-pivoted AS (
-    SELECT community_key, indicator_code, period_key,
+per_period AS (   -- one row per community x indicator x period (quarter or month), roles pivoted
+    SELECT community_key, indicator_code, period_key, any_value(period_type) AS period_type,
+           any_value(end_date) AS end_date,
            max(value) FILTER (WHERE role = 'value')       AS reported_value,
            max(value) FILTER (WHERE role = 'numerator')   AS numerator,
            max(value) FILTER (WHERE role = 'denominator') AS denominator,
@@ -23,11 +39,38 @@ pivoted AS (
                    CASE role WHEN 'value' THEN 0 WHEN 'numerator' THEN 1 ELSE 2 END) AS prov
     FROM versions
     WHERE ingest_seq = latest_seq
-    GROUP BY ALL
+    GROUP BY community_key, indicator_code, period_key
+),
+pivoted AS (      -- quarter cells as they are; month cells rolled up to the quarter
+    SELECT community_key, indicator_code, reported_value, numerator, denominator, n_versions, prov
+    FROM per_period WHERE period_type = 'quarter'
+    UNION ALL
+    SELECT m.community_key, m.indicator_code,
+           CASE i.time_rollup
+                WHEN 'sum' THEN sum(m.reported_value::DECIMAL(38, 10))::DOUBLE
+                WHEN 'ratio_of_sums' THEN NULL
+                ELSE arg_max({'v': m.reported_value, 'n': m.numerator, 'd': m.denominator}, m.end_date).v
+           END,
+           CASE i.time_rollup WHEN 'last' THEN arg_max({'v': m.reported_value, 'n': m.numerator,
+                                                        'd': m.denominator}, m.end_date).n
+                ELSE CASE WHEN count(m.numerator) = count(*) THEN sum(m.numerator::DECIMAL(38, 10))::DOUBLE END
+           END,
+           CASE i.time_rollup WHEN 'last' THEN arg_max({'v': m.reported_value, 'n': m.numerator,
+                                                        'd': m.denominator}, m.end_date).d
+                ELSE CASE WHEN count(m.denominator) = count(*) THEN sum(m.denominator::DECIMAL(38, 10))::DOUBLE END
+           END,
+           max(m.n_versions),
+           struct_update(arg_max(m.prov, m.end_date),
+                         qualifier := 'months:' || count(*) || '/3'
+                                      || coalesce(',' || arg_max(m.prov, m.end_date).qualifier, ''))
+    FROM per_period m
+    JOIN dim_indicator i USING (indicator_code)
+    WHERE m.period_type = 'month'
+    GROUP BY m.community_key, m.indicator_code, i.time_rollup
 )
 SELECT p.community_key,
        p.indicator_code,
-       p.period_key,
+       $period_key                                       AS period_key,
        CASE WHEN i.aggregation = 'ratio' AND p.numerator IS NOT NULL AND p.denominator > 0
             THEN p.numerator / p.denominator * coalesce(i.ratio_scale, 1)
             ELSE p.reported_value END                    AS value,
