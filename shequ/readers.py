@@ -102,7 +102,11 @@ def _table_to_cells(df: pl.DataFrame, sheet: str, merged: list[tuple[int, int, i
         if header_row is not None:
             break
     if header_row is None:
-        raise FileRejected("no_header", f"工作表 {sheet or '(CSV)'} 前20行内找不到“社区名称/居委会”表头", sheet)
+        transposed = _transposed_to_cells(top, df, sheet, a1, fr, titles_above, row_offset)
+        if transposed is not None:
+            return transposed
+        raise FileRejected("no_header", f"工作表 {sheet or '(CSV)'} 前20行内找不到“社区名称/居委会”表头，"
+                                        f"也不是以社区为列的转置表", sheet)
     titles = list(titles_above or []) + [" ".join(clean_text(v) for v in top[r] if v) for r in range(header_row)]
     fr.title_lines.extend(titles)
     fr.sheet_titles[sheet] = titles
@@ -162,6 +166,65 @@ def _table_to_cells(df: pl.DataFrame, sheet: str, merged: list[tuple[int, int, i
         col_idx.replace_strict({c: letters[c] if a1 else str(c + 1) for c in value_cols}, return_dtype=pl.String)
         .alias("source_column"),
         col_idx.replace_strict({c: headers[c] for c in value_cols}, return_dtype=pl.String).alias("header_raw"),
+    ).with_columns(
+        (pl.col("source_column") + pl.col("source_row").cast(pl.String)).alias("source_cell") if a1 else
+        (pl.lit("R") + pl.col("source_row").cast(pl.String) + pl.lit("C") + pl.col("source_column")).alias("source_cell")
+    )
+    return long.select(CELL_COLUMNS).cast(CELL_SCHEMA)
+
+
+COMMUNITY_NAME = re.compile(r".{1,12}(社区|居委会|居民委员会)(\(筹\))?$")
+LABEL_HEADERS = {"指标", "项目", "指标名称", "项目名称", "统计指标", "内容"}
+UNIT_HEADERS = {"单位", "计量单位"}
+
+
+def _transposed_to_cells(top: list[list], df: pl.DataFrame, sheet: str, a1: bool, fr: FileRead,
+                         titles_above: list[str] | None, row_offset: int) -> pl.DataFrame | None:
+    """Communities as columns, indicators as rows (H25). The header row is the first row where at least two
+    cells name communities (…社区/…居委会); the label column is the one headed 指标/项目 (else the first);
+    a 单位 column gives each row's unit; a row labelled 街道 above the header gives each column's street."""
+    width = df.width
+    for r in range(min(len(top), 20)):
+        names = [c for c in range(width) if top[r][c] is not None and COMMUNITY_NAME.match(squash(top[r][c]))]
+        if len(names) >= 2:
+            break
+    else:
+        return None
+    label_col = next((c for c in range(width) if top[r][c] is not None and squash(top[r][c]) in LABEL_HEADERS), 0)
+    unit_col = next((c for c in range(width) if top[r][c] is not None and squash(top[r][c]) in UNIT_HEADERS), None)
+    street_row = next((rr for rr in range(r) if top[rr][label_col] is not None
+                       and squash(top[rr][label_col]) in STREET_HEADERS), None)
+    titles = list(titles_above or []) + [" ".join(clean_text(v) for v in top[rr] if v) for rr in range(r)
+                                         if rr != street_row]
+    fr.title_lines.extend(titles)
+    fr.sheet_titles[sheet] = titles
+    for line in titles:
+        m = UNIT_LINE.search(line)
+        if m and sheet not in fr.sheet_units:
+            fr.sheet_units[sheet] = m.group(1)
+    fr.notes.append(f"工作表 {sheet or '(CSV)'} 按转置表读取：社区为列，指标为行")
+    body = df.slice(r + 1).with_row_index("_r", offset=r + 2 + row_offset)
+    label = pl.col(f"c{label_col}").str.strip_chars()
+    body = body.filter(label.is_not_null() & (label != ""))
+    is_footer = label.str.contains(FOOTER.pattern)
+    fr.notes.extend(body.filter(is_footer)[f"c{label_col}"].to_list())
+    fr.dropped_rows += body.filter(is_footer).height
+    body = body.filter(~is_footer)
+    unit = (pl.col(f"c{unit_col}").fill_null("") if unit_col is not None else pl.lit(""))
+    header = pl.when(unit != "").then(label + "(" + unit + ")").otherwise(label)
+    wide = body.select(pl.col("_r").cast(pl.Int32).alias("source_row"), header.alias("header_raw"),
+                       *[pl.col(f"c{c}") for c in names])
+    long = wide.unpivot(index=["source_row", "header_raw"], on=[f"c{c}" for c in names],
+                        variable_name="_col", value_name="raw_text")
+    col_idx = long["_col"].str.slice(1).cast(pl.Int32)
+    streets = {c: (top[street_row][c] if street_row is not None else None) for c in names}
+    long = long.with_columns(
+        pl.lit(sheet).alias("sheet"),
+        col_idx.replace_strict({c: col_letter(c) if a1 else str(c + 1) for c in names}, return_dtype=pl.String)
+        .alias("source_column"),
+        col_idx.replace_strict({c: str(top[r][c]) for c in names}, return_dtype=pl.String).alias("community_raw"),
+        col_idx.replace_strict(streets, return_dtype=pl.String).alias("street_raw"),
+        pl.lit(None, pl.String).alias("period_raw"),
     ).with_columns(
         (pl.col("source_column") + pl.col("source_row").cast(pl.String)).alias("source_cell") if a1 else
         (pl.lit("R") + pl.col("source_row").cast(pl.String) + pl.lit("C") + pl.col("source_column")).alias("source_cell")

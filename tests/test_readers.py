@@ -104,3 +104,27 @@ def test_unsupported_extension(tmp_path):
     with pytest.raises(FileRejected) as e:
         read_file(p)
     assert e.value.reason == "unsupported_format"
+
+
+def test_transposed_month_sheets(tmp_path):
+    """H25: indicators as rows, communities as columns, one sheet per month (7月, 8月, 9月份)."""
+    wb = Workbook()
+    for i, name in enumerate(["7月", "8月", "9月份"]):
+        ws = wb.active if i == 0 else wb.create_sheet()
+        ws.title = name
+        ws.append([f"天桥区2024年{name}社区工作月报"])
+        ws.append(["街道", None, "北村街道", "北村街道"])
+        ws.append(["指标", "单位", "北村社区", "标山社区"])
+        ws.append(["帮助就业安置人次", "人次", 10 + i, 20 + i])
+        ws.append(["社区工作者人数", "人", 7, 8 + i])
+        ws.append(["填表人：张三"])
+    p = tmp_path / "天桥区_2024年三季度月报.xlsx"
+    wb.save(p)
+    fr = read_file(p)
+    c = fr.cells
+    assert c.height == 3 * 2 * 2
+    row = c.filter((pl.col("sheet") == "9月份") & (pl.col("community_raw") == "标山社区")
+                   & pl.col("header_raw").str.starts_with("社区工作者人数")).row(0, named=True)
+    assert (row["raw_text"], row["street_raw"], row["source_cell"], row["header_raw"]) == \
+        ("10", "北村街道", "D5", "社区工作者人数(人)")
+    assert any("转置" in n for n in fr.notes)
