@@ -67,6 +67,7 @@ def run_bench(n_communities: int, n_quarters: int = 1, out: Path | None = None, 
     quarters = quarters_between("2024Q1", "2024Q4")[:n_quarters] if n_quarters <= 4 else \
         quarters_between("2023Q1", "2030Q4")[:n_quarters]
     times: list[StageTime] = []
+    shapes: list[StageTime] = []   # read rate per file shape, inside the staging stage
     marker = out / f".complete-{'-'.join(quarters)}"
     if not marker.exists():
         if out.exists():
@@ -86,6 +87,10 @@ def run_bench(n_communities: int, n_quarters: int = 1, out: Path | None = None, 
             with measure(f"staged_values {q}", times) as h:
                 summaries = pipeline.stage_staged(con, out / "inbox", q)
                 h["values"] = sum(s.n_cells for s in summaries)
+            for shape in sorted({s.file_format for s in summaries}):
+                mine = [s for s in summaries if s.file_format == shape]
+                shapes.append(StageTime(f"  read {shape} ({len(mine)} files)", sum(s.seconds for s in mine),
+                                        sum(s.n_cells for s in mine), times[-1].peak_rss_mb))
             bad = [s for s in summaries if s.status != "loaded" or s.n_quarantined]
             if bad:
                 console.print(f"[yellow]{len(bad)} 个文件有隔离：{bad[0].source_file} {bad[0].by_reason}[/yellow]")
@@ -111,8 +116,12 @@ def run_bench(n_communities: int, n_quarters: int = 1, out: Path | None = None, 
         t.add_column(c, justify="right" if c != "阶段" else "left")
     for s in times:
         t.add_row(s.stage, f"{s.seconds:.2f}", f"{s.values:,}", f"{s.rate:,.0f}", f"{s.peak_rss_mb:,.0f}")
+        if s.stage.startswith("staged_values"):
+            for sh in shapes:
+                t.add_row(sh.stage, f"{sh.seconds:.2f}", f"{sh.values:,}", f"{sh.rate:,.0f}", "")
     console.print(t)
     (out / "bench_result.json").write_text(json.dumps(
-        {"communities": n_communities, "quarters": quarters, "stages": [asdict(s) | {"rate": s.rate} for s in times]},
+        {"communities": n_communities, "quarters": quarters, "stages": [asdict(s) | {"rate": s.rate} for s in times],
+         "read_by_shape": [asdict(s) | {"rate": s.rate} for s in shapes]},
         ensure_ascii=False, indent=2), encoding="utf-8")
     return 0

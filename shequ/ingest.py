@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import logging
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +47,8 @@ class FileSummary:
     by_reason: dict[str, int] = field(default_factory=dict)
     period_keys: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    file_format: str = ""
+    seconds: float = 0.0         # read + normalise + write, for the per-shape read rate
 
     def as_metadata(self) -> dict:
         return {"文件": self.source_file, "状态": self.status, "入库": self.n_loaded, "隔离": self.n_quarantined,
@@ -96,6 +99,13 @@ class Ingestor:
 
     # -------------------------------------------------------------- one file
     def ingest(self, path: Path) -> FileSummary:
+        t0 = time.perf_counter()
+        summary = self._ingest(path)
+        summary.seconds = time.perf_counter() - t0
+        summary.file_format = summary.file_format or path.suffix.lstrip(".").lower()
+        return summary
+
+    def _ingest(self, path: Path) -> FileSummary:
         rel = str(path.relative_to(self.inbox)) if path.is_relative_to(self.inbox) else path.name
         file_id = sha256(path)
         if self.known.get(file_id) == "loaded":
@@ -119,7 +129,8 @@ class Ingestor:
                                notes=fr.notes)
         self._write(path, rel, file_id, now, fr, "loaded", None, None, n_cells, staged, quarantined, periods)
         return FileSummary(rel, file_id, "loaded", None, None, n_cells, staged.height, quarantined.height,
-                           by_reason, periods, fr.notes)
+                           by_reason, periods, fr.notes, f"{fr.file_format}/{fr.encoding}" if fr.encoding
+                           else fr.file_format)
 
     def _reject(self, path, rel, file_id, now, reason, message, where="") -> FileSummary:
         msg = f"{rel}{f'（{where}）' if where else ''}：{message}"
