@@ -22,7 +22,7 @@ import polars as pl
 from .catalogue import HeaderMatcher, load_catalogue
 from .periods import classify_period, explicit_year, period_end, quarter_of_key
 from .readers import CELL_COLUMNS, READERS, FileRead, FileRejected, read_file
-from .registry import match_frame, resolve_communities
+from .registry import match_frame, resolve_communities, suggest_candidates
 from .text import clean_text
 from .values import parse_cells
 from .warehouse import frame, transaction
@@ -226,6 +226,15 @@ class Ingestor:
         cells = cells.join(resolved.select("street_raw", "community_raw", "period_key", "community_key",
                                            "resolve_reason"),
                            on=["street_raw", "community_raw", "period_key"], how="left", nulls_equal=True)
+        # unknown names: homophone and near-spelling candidates, proposed in the message, never applied
+        unknown = resolved.filter(pl.col("resolve_reason") == "unknown_community")
+        hints = suggest_candidates(unknown, self.registry) if unknown.height else {}
+        hint_frame = pl.DataFrame(
+            [(s, n, "；可能是：" + "、".join(f"{c}社区（{'同音' if m == 'same_pinyin' else '形近'}，{code}）"
+                                          for code, c, m, _ in cands) + "，请人工确认后加入别名表")
+             for (s, n), cands in hints.items()],
+            schema={"street_raw": pl.String, "community_raw": pl.String, "candidate_hint": pl.String}, orient="row")
+        cells = cells.join(hint_frame, on=["street_raw", "community_raw"], how="left", nulls_equal=True)
 
         cat = self.catalogue.select(pl.col("code").alias("indicator_code"), "value_kind", "unit", "valid_min",
                                     "valid_max", "direction")
@@ -258,8 +267,9 @@ class Ingestor:
             .when(pl.col("indicator_code").is_null()).then(pl.col("header_message"))
             .when(pl.col("community_raw").is_null() | (pl.col("community_raw").str.strip_chars() == ""))
             .then(pl.lit("该行没有社区名称"))
-            .otherwise(pl.format("社区 {} 在登记表中无法唯一匹配（街道 {}）", pl.col("community_raw"),
-                                 pl.col("street_raw").fill_null("未填"))).alias("message"),
+            .otherwise(pl.format("社区 {} 在登记表中无法唯一匹配（街道 {}）{}", pl.col("community_raw"),
+                                 pl.col("street_raw").fill_null("未填"), pl.col("candidate_hint").fill_null("")))
+            .alias("message"),
         )
         lo = pl.when(pl.col("direction") == "target_band").then(pl.lit(0.0)).otherwise(pl.col("valid_min"))
         hi = pl.when(pl.col("direction") == "target_band").then(pl.lit(None, pl.Float64)).otherwise(pl.col("valid_max"))

@@ -134,6 +134,46 @@ def resolve_communities(refs: pl.DataFrame, reg: pl.DataFrame) -> pl.DataFrame:
     return out.drop("_cr", "_sr", "_name_core", "_street_core")
 
 
+def _pinyin(text: str) -> str:
+    from pypinyin import lazy_pinyin  # imported on first unknown name only
+
+    return " ".join(lazy_pinyin(text))
+
+
+def suggest_candidates(unresolved: pl.DataFrame, reg: pl.DataFrame, limit: int = 3) -> dict[tuple, list[tuple]]:
+    """For unresolved (street_raw, community_raw) pairs: registry communities of the same street (else the same
+    district hint) whose name sounds the same (pinyin without tones: 业舍/叶舍, 星隆/兴隆) or is one edit away
+    (秦怀/秦淮). Proposals for a person to confirm in community_aliases.csv, never applied automatically.
+    Returns {(street_raw, community_raw): [(community_code, registry name core, method, score), ...]}."""
+    import difflib
+
+    out: dict[tuple, list[tuple]] = {}
+    cores = reg.select("community_code", "_name_core", "_street_core", "district").unique()
+    for street_raw, name_raw, district in unresolved.select("street_raw", "community_raw", "district_hint").unique().iter_rows():
+        if not name_raw:
+            continue
+        core = pl.select(name_core(pl.lit(clean_text(name_raw)))).item()
+        sc = pl.select(street_core(pl.lit(clean_text(street_raw)))).item() if street_raw else None
+        pool = cores.filter(pl.col("_street_core") == sc) if sc else cores
+        if pool.height == 0 and district:
+            pool = cores.filter(pl.col("district") == district)
+        py = _pinyin(core)
+        cands = []
+        for code, cand, *_ in pool.iter_rows():
+            if cand == core:
+                continue
+            if _pinyin(cand) == py:
+                cands.append((code, cand, "same_pinyin", 1.0))
+            else:
+                score = difflib.SequenceMatcher(None, core, cand).ratio()
+                if score >= 0.5 and len(core) >= 2:
+                    cands.append((code, cand, "similar_characters", round(score, 3)))
+        cands.sort(key=lambda c: (c[2] != "same_pinyin", -c[3]))
+        if cands:
+            out[(street_raw, name_raw)] = cands[:limit]
+    return out
+
+
 def dim_community_frame(communities: pl.DataFrame, today: dt.date | None = None) -> pl.DataFrame:
     """Registry rows as dim_community rows (without keys), is_current = valid today."""
     today = today or dt.date.today()

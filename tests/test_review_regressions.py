@@ -250,3 +250,15 @@ def test_transposed_month_sheets_roll_up_to_the_quarter(tmp_path):
     assert _fact(wh, "北村社区", "jobs_placed", "2024Q3")[0][0] == 33        # 10 + 11 + 12
     assert _fact(wh, "标山南社区", "staff_count", "2024Q3")[0][0] == 10        # September's
     assert _fact(wh, "北村社区", "jobs_placed", "2024Q3")[0][3] == "天桥区_2024年第三季度月报.xlsx"
+
+
+def test_homophone_and_typo_names_get_candidates_but_never_land(workspace):
+    p = workspace["inbox"] / "2024Q1" / "姜堰区_2024Q1_错字.csv"
+    p.write_bytes("街道,社区名称,志愿者组织数\r\n罗塘街道,业舍社区,4\r\n".encode("gbk"))
+    before = _fact(workspace["warehouse"], "叶舍社区", "volunteer_orgs")[0][0]
+    assert run_quarter(workspace["warehouse"], workspace["inbox"], "2024Q1").success
+    assert _fact(workspace["warehouse"], "叶舍社区", "volunteer_orgs")[0][0] == before   # not applied
+    with connect(workspace["warehouse"], read_only=True) as c:
+        (reason, msg), = c.execute("SELECT reason_code, message FROM quarantine WHERE source_file LIKE '%错字%'"
+                                   ).fetchall()
+    assert reason == "unknown_community" and "可能是：叶舍社区（同音" in msg and "人工确认" in msg
