@@ -20,7 +20,7 @@ import duckdb
 import polars as pl
 
 from .catalogue import HeaderMatcher, load_catalogue
-from .periods import classify_period, explicit_year, period_end, quarter_of_key
+from .periods import classify_period, explicit_year, period_end, quarter_of_key, ytd_quarter
 from .readers import CELL_COLUMNS, READERS, FileRead, FileRejected, read_file
 from .registry import match_frame, resolve_communities, suggest_candidates
 from .text import clean_text
@@ -149,19 +149,25 @@ class Ingestor:
                                  [*fr.title_lines, clean_text(path.stem), *folders]) if y), None)
         tail = [clean_text(path.stem), *folders]
         combos = cells.select("period_raw", "sheet").unique()
-        keys, reasons = [], []
+        keys, reasons, ytd = [], [], []
         for pr, sheet in combos.iter_rows():
             sources = [clean_text(pr) if pr else None, " ".join(fr.sheet_titles.get(sheet or "", [])),
                        clean_text(sheet) if sheet else None, *tail]
             key = reason = None
+            is_ytd = False
             for src in sources:
-                key, reason = classify_period(src, year)
+                key, reason = ytd_quarter(src, year)   # 截至9月30日 / 1-9月: year-to-date ending at a quarter
+                is_ytd = key is not None
+                if not (key or reason):
+                    key, reason = classify_period(src, year)
                 if key or reason:
                     break
             keys.append(key)
             reasons.append(reason or (None if key else "no_period"))
+            ytd.append(is_ytd)
         return combos.with_columns(pl.Series("period_key", keys, dtype=pl.String),
-                                   pl.Series("period_reason", reasons, dtype=pl.String))
+                                   pl.Series("period_reason", reasons, dtype=pl.String),
+                                   pl.Series("is_ytd", ytd, dtype=pl.Boolean))
 
     # -------------------------------------------------------------- cells -> staged values
     def _normalise(self, fr: FileRead, path: Path, rel: str, file_id: str, now: dt.datetime):
@@ -281,7 +287,11 @@ class Ingestor:
             pl.when(out_of_range).then(pl.format("{} 超出有效范围 [{}, {}]", pl.col("value"), pl.col("valid_min"),
                                                  pl.col("valid_max"))).otherwise(pl.col("message")).alias("message"),
         )
-        good = parsed.filter(pl.col("reason").is_null()).sort("_idx")
+        good = parsed.filter(pl.col("reason").is_null()).sort("_idx").with_columns(
+            # year-to-date values keep saying so: the fact build differences flows against the previous quarter
+            pl.when(pl.col("is_ytd")).then(pl.concat_str([pl.lit("ytd"), pl.col("qualifier")], separator=",",
+                                                         ignore_nulls=True))
+            .otherwise(pl.col("qualifier")).alias("qualifier"))
         key = ["community_key", "indicator_code", "period_key", "role"]
         dup = good.select(pl.int_range(pl.len()).over(key) > 0).to_series()
         dups = good.filter(dup).with_columns(pl.lit("duplicate_in_file").alias("reason"),

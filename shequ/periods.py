@@ -201,6 +201,52 @@ def is_cumulative(text: str) -> bool:
 
 
 CUMULATIVE, MONTH, HALF_OR_YEAR = "cumulative_period", "month_without_year", "not_a_quarter"
+QUARTER_END = {(3, 31): 1, (6, 30): 2, (9, 30): 3, (12, 31): 4}
+_P_YTD_DATE = re.compile(r"(?:截至|截止|至)\s*(?:(\d{4})\s*年)?\s*(\d{1,2}|[一二三四五六七八九十]{1,3})\s*月\s*"
+                         r"(?:(\d{1,2})\s*日|底|末)?")
+_P_YTD_MONTHS = re.compile(r"(?:(\d{4})\s*年\s*)?(?:1|一)\s*[-—~至到]\s*(\d{1,2}|[一二三四五六七八九十]{1,3})\s*月")
+_P_YTD_QUARTERS = re.compile(r"(?:(\d{4})\s*年\s*)?(?:第)?(?:1|一)\s*[-—~至到]\s*(?:第)?([1-4一二三四])\s*季度")
+
+
+def ytd_quarter(text: str | None, default_year: int | None = None) -> tuple[str | None, str | None]:
+    """Year-to-date notations that end at a quarter end: (quarter key, None), e.g. 截至9月30日 / 1-9月 /
+    1-3季度 -> 2024Q3, 上半年 -> 2024Q2, 全年 / 2024年度 -> 2024Q4. (None, reason) when cumulative but not
+    ending at a quarter end (截至8月15日) or without a year; (None, None) when not cumulative at all."""
+    if not text:
+        return None, None
+    t = unicodedata.normalize("NFKC", text)
+    y = explicit_year(t) or default_year
+    end_q = None
+    m = _P_YTD_DATE.search(t)
+    if m and re.search(r"截至|截止", t):
+        mo, day = _cn_int(m.group(2)), int(m.group(3)) if m.group(3) else None
+        y = int(m.group(1)) if m.group(1) else y
+        if mo and day is None and mo in (3, 6, 9, 12):
+            end_q = mo // 3
+        elif mo and day and (mo, day) in QUARTER_END:
+            end_q = QUARTER_END[(mo, day)]
+        else:
+            return None, CUMULATIVE
+    elif (m := _P_YTD_MONTHS.search(t)):
+        mo = _cn_int(m.group(2))
+        y = int(m.group(1)) if m.group(1) else y
+        if not mo or mo not in (3, 6, 9, 12):
+            return None, CUMULATIVE
+        end_q = mo // 3
+    elif (m := _P_YTD_QUARTERS.search(t)):
+        end_q = _cn_int(m.group(2))
+        y = int(m.group(1)) if m.group(1) else y
+    elif "上半年" in t:
+        end_q = 2
+    elif re.search(r"全年|年度", t) and not parse_quarter(t, default_year):
+        end_q = 4
+    elif is_cumulative(t):
+        return None, CUMULATIVE
+    else:
+        return None, None
+    if not y:
+        return None, CUMULATIVE
+    return quarter_key(y, end_q), None
 _P_YM = [
     re.compile(r"(?<![0-9])((?:19|20)\d{2})\s*年\s*(\d{1,2}|[一二三四五六七八九十]{1,3})\s*月(?!\s*\d{1,2}\s*日)"),
     re.compile(r"(?<![0-9])((?:19|20)\d{2})\s*[./-]\s*(\d{1,2})(?![0-9])(?!\s*[./-]\s*\d)"),

@@ -99,7 +99,7 @@ def test_each_sheet_takes_its_own_title_period(workspace):
     assert _fact(workspace["warehouse"], "北村社区", "volunteer_orgs", "2024Q1")[0][0] == 7
 
 
-def test_month_rows_roll_up_to_the_quarter_and_cumulative_titles_are_refused(tmp_path):
+def test_month_rows_roll_up_to_the_quarter(tmp_path):
     inbox = tmp_path / "inbox" / "2024Q1"
     inbox.mkdir(parents=True)
     (inbox / "天桥区_月报.csv").write_bytes(
@@ -122,7 +122,7 @@ def test_month_rows_roll_up_to_the_quarter_and_cumulative_titles_are_refused(tmp
     assert got["staff_count"] == (9.0, "months:3/3")                       # stock: the last month
     assert got["mediation_success_rate"][0] == pytest.approx(6 / 8)        # events: summed parts
     assert got["medical_insurance_rate"][0] == pytest.approx(0.93)         # end-of-period rate
-    assert q == {"cumulative_period": 1}
+    assert q == {}                                                # 1-9月累计 is year-to-date at 2024Q3
     assert sept == 5 and quarters == ["2024Q1", "2024Q3"]   # staged for 2024Q3, not folded into Q1
     from shequ.periods import classify_period
 
@@ -262,3 +262,37 @@ def test_homophone_and_typo_names_get_candidates_but_never_land(workspace):
         (reason, msg), = c.execute("SELECT reason_code, message FROM quarantine WHERE source_file LIKE '%错字%'"
                                    ).fetchall()
     assert reason == "unknown_community" and "可能是：叶舍社区（同音" in msg and "人工确认" in msg
+
+
+def test_year_to_date_values_are_levels_for_stocks_and_differenced_for_flows(tmp_path):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    for name, title, jobs, staff, med in [("h1.csv", "天桥区2024年上半年累计", 30, 7, (5, 6)),
+                                          ("q3.csv", "天桥区截至2024年9月30日累计", 50, 8, (9, 11)),
+                                          ("bad.csv", "天桥区截至2024年8月15日累计", 40, 8, (7, 9))]:
+        (inbox / name).write_bytes((f"{title}\r\n街道,居委会,帮助就业安置人次,社区工作者人数,调解成功件数,受理纠纷件数\r\n"
+                                    f"北村街道,北村社区,{jobs},{staff},{med[0]},{med[1]}\r\n").encode("gbk"))
+    wh = tmp_path / "w.duckdb"
+    for q in ("2024Q2", "2024Q3"):
+        assert run_quarter(wh, inbox, q).success
+    with connect(wh, read_only=True) as c:
+        got = {(k, q): (v, n, d, qual) for k, q, v, n, d, qual in c.execute(
+            """SELECT indicator_code, period_key, value, numerator, denominator, qualifier
+               FROM fact_indicator_value""").fetchall()}
+        bad = c.execute("SELECT reason_code, count(*) FROM quarantine WHERE source_file = 'bad.csv' GROUP BY 1"
+                        ).fetchall()
+    assert got[("jobs_placed", "2024Q3")][0] == 20 and got[("jobs_placed", "2024Q3")][3] == "ytd_differenced"
+    assert got[("staff_count", "2024Q3")][0] == 8 and got[("staff_count", "2024Q3")][3] == "ytd"   # a level
+    v, n, d, _ = got[("mediation_success_rate", "2024Q3")]
+    assert (n, d) == (4, 5) and v == pytest.approx(0.8)          # (9-5)/(11-6): the quarter's own cases
+    # 上半年 is year-to-date at Q2: the level counts for a stock; a flow would need Q1's year-to-date to
+    # difference, so it stays out of the fact table and the warning expectation names it
+    assert got[("staff_count", "2024Q2")][0] == 7
+    assert ("jobs_placed", "2024Q2") not in got
+    with connect(wh, read_only=True) as c:
+        from shequ.quality import run_suite
+
+        miss = [r for r in run_suite(c, "fact_indicator_value", "2024Q2", record=False)
+                if r.detail.startswith("已暂存")][0]
+    assert miss.unexpected == 2 and "jobs_placed" in miss.detail   # jobs and the mediation rate
+    assert bad == [("cumulative_period", 4)]                     # not ending at a quarter end

@@ -7,7 +7,29 @@
 -- rolled up by the indicator's time rule (dim_indicator.time_rollup): the latest month's value and parts for
 -- stocks, flags, surveys and end-of-period rates; the months added for flows; summed parts for rates of
 -- events. The qualifier then says months:k/3, so a quarter resting on fewer months is visible.
-WITH staged AS (
+-- A year-to-date cell (qualifier ytd: 截至9月30日, 1-9月) is the level itself for stocks and end-of-period rates;
+-- for flows and rates of events it is differenced against the previous quarter's year-to-date cell (parts
+-- too) and marked ytd_differenced. Without that previous cell it cannot be differenced and stays out (the
+-- fact suite's warning lists it).
+WITH this_q AS (
+    SELECT quarter, start_date FROM dim_period WHERE period_key = $period_key
+),
+prev_ytd AS (     -- previous quarter's year-to-date cells, latest file per cell, roles pivoted
+    SELECT community_key, indicator_code,
+           max(value) FILTER (WHERE role = 'value')       AS v,
+           max(value) FILTER (WHERE role = 'numerator')   AS n,
+           max(value) FILTER (WHERE role = 'denominator') AS d
+    FROM (SELECT s.*, f.ingest_seq,
+                 max(f.ingest_seq) OVER (PARTITION BY s.community_key, s.indicator_code) AS latest
+          FROM stg_value s
+          JOIN raw_file f USING (file_id)
+          JOIN dim_period p USING (period_key)
+          WHERE f.status = 'loaded' AND s.qualifier LIKE 'ytd%' AND p.period_type = 'quarter'
+            AND p.end_date = (SELECT start_date FROM this_q) - INTERVAL 1 DAY)
+    WHERE ingest_seq = latest
+    GROUP BY community_key, indicator_code
+),
+staged AS (
     SELECT s.*, f.source_file, f.ingest_seq, p.period_type, p.end_date
     FROM stg_value s
     JOIN raw_file f USING (file_id)
@@ -41,9 +63,22 @@ per_period AS (   -- one row per community x indicator x period (quarter or mont
     WHERE ingest_seq = latest_seq
     GROUP BY community_key, indicator_code, period_key
 ),
-pivoted AS (      -- quarter cells as they are; month cells rolled up to the quarter
-    SELECT community_key, indicator_code, reported_value, numerator, denominator, n_versions, prov
-    FROM per_period WHERE period_type = 'quarter'
+pivoted AS (      -- quarter cells (year-to-date flows differenced); month cells rolled up to the quarter
+    SELECT q.community_key, q.indicator_code,
+           CASE WHEN NOT diff THEN q.reported_value
+                WHEN i.time_rollup = 'ratio_of_sums' THEN NULL      -- a rate of events: only its parts difference
+                ELSE q.reported_value - y.v END                        AS reported_value,
+           CASE WHEN diff THEN q.numerator - y.n ELSE q.numerator END     AS numerator,
+           CASE WHEN diff THEN q.denominator - y.d ELSE q.denominator END AS denominator,
+           q.n_versions,
+           CASE WHEN diff THEN struct_update(q.prov, qualifier := replace(q.prov.qualifier, 'ytd', 'ytd_differenced'))
+                ELSE q.prov END                                        AS prov
+    FROM (SELECT *, coalesce(prov.qualifier LIKE 'ytd%', FALSE) AS is_ytd    -- NULL qualifier: not ytd
+          FROM per_period WHERE period_type = 'quarter') q
+    JOIN dim_indicator i USING (indicator_code)
+    LEFT JOIN prev_ytd y USING (community_key, indicator_code)
+    CROSS JOIN this_q t
+    CROSS JOIN LATERAL (SELECT q.is_ytd AND i.time_rollup <> 'last' AND t.quarter > 1 AS diff)
     UNION ALL
     SELECT m.community_key, m.indicator_code,
            CASE i.time_rollup
