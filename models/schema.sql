@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS dim_indicator (
     ratio_scale       DOUBLE,
     time_rollup       VARCHAR NOT NULL CHECK (time_rollup IN ('last', 'sum', 'ratio_of_sums')),
     level             VARCHAR NOT NULL,
+    not_applicable_to VARCHAR,                    -- community types the indicator does not apply to (村代居|城市村)
     is_veto           BOOLEAN NOT NULL,
     veto_note         VARCHAR,
     source_kind       VARCHAR,
@@ -105,7 +106,8 @@ CREATE TABLE IF NOT EXISTS raw_file (
     n_cells        INTEGER   NOT NULL,
     n_loaded       INTEGER   NOT NULL,
     n_quarantined  INTEGER   NOT NULL,
-    ingested_at    TIMESTAMP NOT NULL
+    ingested_at    TIMESTAMP NOT NULL,
+    notes          VARCHAR[]                        -- footers, hidden columns, transposed sheets, 小计 check
 );
 
 -- Long values exactly as read from each file version (all versions kept: the revision history).

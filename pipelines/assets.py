@@ -101,14 +101,14 @@ def staged_values(context: dg.AssetExecutionContext, warehouse: ShequWarehouse) 
         for k, v in s.by_reason.items():
             reasons[k] = reasons.get(k, 0) + v
     table = "\n".join(f"| {s.source_file} | {s.status} | {s.n_loaded} | {s.n_quarantined} | "
-                      f"{', '.join(f'{k}:{v}' for k, v in s.by_reason.items())} | {s.message or ''} |"
-                      for s in summaries)
+                      f"{', '.join(f'{k}:{v}' for k, v in s.by_reason.items())} | {s.message or ''} | "
+                      f"{'；'.join(s.notes)[:300]} |" for s in summaries)
     return dg.MaterializeResult(
         metadata={"文件数": len(summaries), "新入库文件": sum(s.status == "loaded" for s in summaries),
                   "被拒文件": len(rejected), "入库数值": sum(s.n_loaded for s in summaries),
                   "隔离数值": sum(s.n_quarantined for s in summaries), "隔离原因": reasons,
-                  "文件摘要": dg.MetadataValue.md("| 文件 | 状态 | 入库 | 隔离 | 原因 | 说明 |\n|---|---|---|---|---|---|\n"
-                                              + table)},
+                  "文件摘要": dg.MetadataValue.md("| 文件 | 状态 | 入库 | 隔离 | 原因 | 说明 | 备注 |\n"
+                                              "|---|---|---|---|---|---|---|\n" + table)},
         check_results=[*_check_results("staged_values", "staged_values", results),
                        dg.AssetCheckResult(check_name="files_readable", passed=not rejected,
                                            severity=dg.AssetCheckSeverity.WARN,

@@ -23,7 +23,8 @@ CATALOGUE_SCHEMA = {
     "code": pl.String, "name_zh": pl.String, "unit": pl.String, "category": pl.String, "direction": pl.String,
     "valid_min": pl.Float64, "valid_max": pl.Float64, "target": pl.String, "value_kind": pl.String,
     "numerator": pl.String, "denominator": pl.String, "frequency": pl.String, "period_semantics": pl.String,
-    "aggregation": pl.String, "ratio_scale": pl.Float64, "time_rollup": pl.String, "level": pl.String, "veto": pl.String,
+    "aggregation": pl.String, "ratio_scale": pl.Float64, "time_rollup": pl.String, "level": pl.String,
+    "not_applicable_to": pl.String, "veto": pl.String,
     "source_kind": pl.String, "source": pl.String,
 }
 
@@ -42,7 +43,7 @@ def dim_indicator_frame(path: Path = CATALOGUE_CSV) -> pl.DataFrame:
     return df.select(
         pl.col("code").alias("indicator_code"), "name_zh", "unit", "category", "direction", "valid_min",
         "valid_max", "target", "value_kind", "numerator", "denominator", "frequency", "period_semantics",
-        "aggregation", "ratio_scale", "time_rollup", "level",
+        "aggregation", "ratio_scale", "time_rollup", "level", "not_applicable_to",
         pl.col("veto").str.starts_with("Y").alias("is_veto"),
         pl.when(pl.col("veto").str.starts_with("Y") & (pl.col("veto").str.len_chars() > 1))
         .then(pl.col("veto").str.slice(1).str.strip_chars("()（）"))

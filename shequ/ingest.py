@@ -20,7 +20,7 @@ import duckdb
 import polars as pl
 
 from .catalogue import HeaderMatcher, load_catalogue
-from .periods import classify_period, explicit_year, period_end, quarter_of_key, ytd_quarter
+from .periods import classify_period, excel_date_period, explicit_year, period_end, quarter_of_key, ytd_quarter
 from .readers import CELL_COLUMNS, READERS, FileRead, FileRejected, read_file
 from .registry import match_frame, resolve_communities, suggest_candidates
 from .text import clean_text
@@ -155,7 +155,9 @@ class Ingestor:
                        clean_text(sheet) if sheet else None, *tail]
             key = reason = None
             is_ytd = False
-            for src in sources:
+            if pr:  # a period cell Excel turned into a date (2020-09 -> 2020-09-01, or serial 44075)
+                key, reason = excel_date_period(pr)
+            for src in ([] if key or reason else sources):
                 key, reason = ytd_quarter(src, year)   # 截至9月30日 / 1-9月: year-to-date ending at a quarter
                 is_ytd = key is not None
                 if not (key or reason):
@@ -243,7 +245,9 @@ class Ingestor:
         cells = cells.join(hint_frame, on=["street_raw", "community_raw"], how="left", nulls_equal=True)
 
         cat = self.catalogue.select(pl.col("code").alias("indicator_code"), "value_kind", "unit", "valid_min",
-                                    "valid_max", "direction")
+                                    "valid_max", "direction", "not_applicable_to")
+        cells = cells.join(self.dim_community.select("community_key", "community_type"), on="community_key",
+                           how="left")
         units = pl.DataFrame({"sheet": list(fr.sheet_units), "table_unit": list(fr.sheet_units.values())},
                              schema={"sheet": pl.String, "table_unit": pl.String})
         cells = cells.join(cat, on="indicator_code", how="left").join(units, on="sheet", how="left").with_columns(
@@ -282,6 +286,16 @@ class Ingestor:
         out_of_range = (pl.col("reason").is_null() & (
             ((pl.col("role") == "value") & ((pl.col("value") < lo) | (pl.col("value") > hi)).fill_null(False))
             | ((pl.col("role") != "value") & (pl.col("value") < 0))))
+        # H21: a 村代居 / 城市村 has no 小区 or 物业 to rate: its 0 or blank there is "not applicable", never 0
+        not_applicable = (pl.col("reason").is_null() & (pl.col("value") == 0)
+                          & pl.col("not_applicable_to").fill_null("").str.split("|").list.contains(
+                              pl.col("community_type").fill_null("")))
+        parsed = parsed.with_columns(
+            pl.when(not_applicable).then(pl.lit("not_applicable")).otherwise(pl.col("reason")).alias("reason"),
+            pl.when(not_applicable).then(pl.format("{}不适用该指标（填报的 0 按不适用处理，不计为 0）",
+                                                   pl.col("community_type")))
+            .otherwise(pl.col("message")).alias("message"),
+        )
         parsed = parsed.with_columns(
             pl.when(out_of_range).then(pl.lit("out_of_range")).otherwise(pl.col("reason")).alias("reason"),
             pl.when(out_of_range).then(pl.format("{} 超出有效范围 [{}, {}]", pl.col("value"), pl.col("valid_min"),
@@ -315,7 +329,33 @@ class Ingestor:
             pl.coalesce(pl.col("message"), pl.col("reason"), pl.lit("未分类")).alias("message"),
             pl.lit(now).alias("quarantined_at"))
         periods = sorted({quarter_of_key(k) for k in staged["period_key"].unique().to_list()})
+        fr.notes.extend(self._check_subtotals(fr, good))
         return staged, quarantined, periods
+
+    @staticmethod
+    def _check_subtotals(fr: FileRead, good: pl.DataFrame) -> list[str]:
+        """Members of a street should add up to its 小计 row, in the file's own numbers (plain numeric cells of
+        additive columns only; a formula without a cached value cannot be checked and is skipped)."""
+        notes = []
+        for sub in fr.subtotals:
+            for row in sub.iter_rows(named=True):
+                label, sheet = str(row.pop("label") or ""), row.pop("sheet")
+                street = re.sub(r"(小计|合计)$", "", re.sub(r"\s+", "", label))
+                if not street or street in ("合计", "总计", "全区"):
+                    continue
+                members = good.filter((pl.col("sheet") == sheet) & pl.col("street_raw").is_not_null()
+                                      & (pl.col("street_raw").str.replace_all(r"\s+", "") == street)
+                                      & pl.col("raw_text").str.contains(r"^\s*-?[0-9]+(\.[0-9]+)?\s*$"))
+                for header, raw in row.items():
+                    if raw is None or not re.fullmatch(r"\s*-?[0-9]+(\.[0-9]+)?\s*", str(raw)):
+                        continue
+                    m = members.filter(pl.col("header_raw") == header).unique(["source_cell"])
+                    if m.height == 0:
+                        continue
+                    total = m["raw_text"].cast(pl.Float64).sum()
+                    if abs(total - float(raw)) > 1e-6 * max(1.0, abs(float(raw))):
+                        notes.append(f"小计核对不符：{label} {header} 成员合计 {total:g}，小计 {float(raw):g}")
+        return notes
 
     # -------------------------------------------------------------- writes
     def _file_quarantine(self, file_id, rel, reason, msg, now) -> pl.DataFrame:
@@ -333,10 +373,11 @@ class Ingestor:
                 self.con.execute("DELETE FROM raw_file WHERE file_id = ?", [file_id])
             seq = self.con.execute("SELECT coalesce(max(ingest_seq), 0) + 1 FROM raw_file").fetchall()[0][0]
             self.con.execute(
-                "INSERT INTO raw_file VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO raw_file VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [file_id, seq, rel, stat.st_size, dt.datetime.fromtimestamp(stat.st_mtime),
                  fr.file_format if fr else path.suffix.lstrip(".").lower(), fr.encoding if fr else None,
-                 periods, status, reason, msg, n_cells, n_loaded, quarantined.height, now])
+                 periods, status, reason, msg, n_cells, n_loaded, quarantined.height, now,
+                 fr.notes if fr else None])
             if staged is not None and staged.height:
                 self.con.register("_staged", staged)
                 self.con.execute("INSERT INTO stg_value SELECT * FROM _staged")

@@ -258,11 +258,39 @@ def month_key(year: int, month: int) -> str:
     return f"{year}-{month:02d}"
 
 
+_EN_MONTHS = {m: i for i, m in enumerate(["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct",
+                                            "nov", "dec"], 1)}
+_P_EN_MONTH = re.compile(r"(?<![a-z])(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*[-\s/.']*(\d{2}|\d{4})(?![0-9])",
+                         re.I)
+# Excel turns a typed 2020-09 into the date 2020-09-01 (read back as 2020-09-01 00:00:00) and stores it as a
+# serial day number (44075); day 1 of a month in a period cell is that month
+_P_EXCEL_DATE = re.compile(r"^((?:19|20)\d{2})-(\d{2})-(\d{2})(?:[ T]00:00:00)?$")
+
+
+def excel_date_period(text: str | None) -> tuple[str | None, str | None]:
+    """A period cell Excel turned into a date: (month key, None) for the first day of a month, given as a date
+    or as a serial number; (None, 'date_as_period') for any other date (1-6 became 1月6日: not a period)."""
+    if not text:
+        return None, None
+    t = text.strip()
+    if re.fullmatch(r"\d{5}(\.0+)?", t) and 20000 <= float(t) <= 60000:
+        d = dt.date(1899, 12, 30) + dt.timedelta(days=int(float(t)))
+        return (month_key(d.year, d.month), None) if d.day == 1 else (None, "date_as_period")
+    m = _P_EXCEL_DATE.match(t)
+    if m:
+        return (month_key(int(m.group(1)), int(m.group(2))), None) if m.group(3) == "01" else (None, "date_as_period")
+    return None, None
+
+
 def parse_month(text: str | None, default_year: int | None = None) -> str | None:
-    """2024年9月 / 2024.09 / 2024/9 / 202409 / 9月份 / 九月 (with default_year) -> 2024-09."""
+    """2024年9月 / 2024.09 / 2024/9 / 202409 / Sep-20 / 9月份 / 九月 (with default_year) -> 2024-09."""
     if not text:
         return None
     t = unicodedata.normalize("NFKC", text)
+    m = _P_EN_MONTH.search(t)
+    if m:
+        y = int(m.group(2))
+        return month_key(2000 + y if y < 100 else y, _EN_MONTHS[m.group(1).lower()])
     for rx in _P_YM:
         m = rx.search(t)
         if m:
@@ -304,7 +332,7 @@ def classify_period(text: str | None, default_year: int | None = None) -> tuple[
     t = unicodedata.normalize("NFKC", text)
     if _P_HALF_OR_YEAR.search(t):
         return None, HALF_OR_YEAR
-    if names_month(t) or any(rx.search(t) for rx in _P_YM):
+    if names_month(t) or any(rx.search(t) for rx in _P_YM) or _P_EN_MONTH.search(t):
         mk = parse_month(t, default_year)
         return (mk, None) if mk else (None, MONTH)
     return None, None

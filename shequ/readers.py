@@ -58,6 +58,7 @@ class FileRead:
     dropped_rows: int = 0                                   # subtotal and footer rows
     notes: list[str] = field(default_factory=list)
     problems: list[dict] = field(default_factory=list)      # cell-level problems found while reading
+    subtotals: list[pl.DataFrame] = field(default_factory=list)  # 小计 rows kept aside for the sum check
 
 
 def col_letter(idx: int) -> str:
@@ -152,6 +153,11 @@ def _table_to_cells(df: pl.DataFrame, sheet: str, merged: list[tuple[int, int, i
                    | comm.str.contains(SUBTOTAL.pattern).fill_null(False)
                    | street.str.replace_all(r"\s+", "").str.contains(SUBTOTAL.pattern).fill_null(False))
     fr.dropped_rows += body.filter(is_footer | is_subtotal).height
+    sub = body.filter(is_subtotal & ~is_footer)
+    if sub.height:  # kept aside: the members of a 小计 row should add up to it (checked after parsing)
+        label = pl.coalesce(street.str.replace_all(r"\s+", "").replace("", None), pl.col("_first"))
+        fr.subtotals.append(sub.select(label.alias("label"), *[
+            pl.col(f"c{c}").alias(headers[c]) for c in value_cols]).with_columns(pl.lit(sheet).alias("sheet")))
     body = body.filter(~is_footer & ~is_subtotal)
     base = [pl.col("_r").cast(pl.Int32).alias("source_row"), pl.col(f"c{comm_col}").alias("community_raw"),
             street.alias("street_raw"),

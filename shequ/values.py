@@ -42,7 +42,8 @@ ERROR_MARKERS = {"#div/0!", "#n/a", "#value!", "#ref!", "#name?", "#num!", "#nul
 FLAG_TRUE = {"是", "有", "已建立", "已建", "建成", "已建成", "√", "✓", "y", "yes", "true", "1", "已", "达到", "已达到"}
 FLAG_FALSE = {"否", "无", "未建立", "未建", "未建成", "×", "✗", "n", "no", "false", "0", "未", "未达到"}
 ORDINAL = {"优秀": 4, "优": 4, "a": 4, "良好": 3, "良": 3, "b": 3, "合格": 2, "中": 2, "c": 2, "不合格": 1, "差": 1, "d": 1,
-           "★★★★": 4, "★★★": 3, "★★": 2, "★": 1}
+           "★★★★": 4, "★★★": 3, "★★": 2, "★": 1, "四星级": 4, "三星级": 3, "二星级": 2, "一星级": 1,
+           "4星级": 4, "3星级": 3, "2星级": 2, "1星级": 1}
 
 MONEY = {"亿元": 1e8, "亿": 1e8, "千万元": 1e7, "千万": 1e7, "万元": 1e4, "万": 1e4, "千元": 1e3, "元": 1.0}
 AREA = {"平方米": 1.0, "平米": 1.0, "m2": 1.0, "㎡": 1.0, "亩": 2000.0 / 3.0}
@@ -93,6 +94,8 @@ def parse_text(raw: str, value_kind: str, target_unit: str, column_unit: str = "
     """Parse one cell. ``column_unit`` comes from the header (办公用房面积（平方米）), ``table_unit`` from a
     单位：万元 line above the table; a unit written in the cell beats both."""
     text = unicodedata.normalize("NFKC", raw).strip()
+    if text.startswith("'"):  # Excel's text marker: '45 is the number 45 typed as text
+        text = text[1:].strip()
     low = text.lower()
     if low in ERROR_MARKERS or low.startswith("#"):
         return _reject(FORMULA_ERROR, f"公式错误值 {raw!r}")

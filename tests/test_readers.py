@@ -128,3 +128,28 @@ def test_transposed_month_sheets(tmp_path):
     assert (row["raw_text"], row["street_raw"], row["source_cell"], row["header_raw"]) == \
         ("10", "北村街道", "D5", "社区工作者人数(人)")
     assert any("转置" in n for n in fr.notes)
+
+
+def test_subtotal_rows_are_checked_against_their_members(tmp_path):
+    from pathlib import Path
+
+    from shequ import pipeline
+    from shequ.warehouse import connect
+
+    wb = Workbook()
+    ws = wb.active
+    ws.append(["天桥区2024年第一季度统计表"])
+    ws.append(["街道", "社区名称", "志愿者组织数", "健身器材套数"])
+    ws.append(["北村街道", "北村社区", 2, 10])
+    ws.append(["北村街道", "标山南社区", 3, 12])
+    ws.append(["北村街道小计", None, 5, 25])          # 10 + 12 = 22, not 25
+    ws.append(["合计", None, 5, 25])
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    wb.save(inbox / "天桥区_2024Q1.xlsx")
+    with connect(tmp_path / "w.duckdb") as con:
+        pipeline.stage_dimensions(con)
+        (s,) = pipeline.stage_staged(con, inbox, "2024Q1")
+        notes = con.execute("SELECT notes FROM raw_file").fetchall()[0][0]
+    assert s.status == "loaded" and s.n_loaded == 4
+    assert [n for n in notes if n.startswith("小计核对")] == ["小计核对不符：北村街道小计 健身器材套数 成员合计 22，小计 25"]
