@@ -19,7 +19,7 @@ from xml.etree import ElementTree
 import fastexcel
 import polars as pl
 
-from .catalogue import HEADER_SEP
+from .catalogue import HEADER_SEP, HEADER_UNITS
 from .text import DecodeError, clean_text, decode_bytes, mojibake_ratio, squash
 
 CELL_COLUMNS = ["sheet", "source_row", "source_column", "source_cell", "street_raw", "community_raw",
@@ -123,15 +123,26 @@ def _table_to_cells(df: pl.DataFrame, sheet: str, merged: list[tuple[int, int, i
     while last_header + 1 < n_top and top[last_header + 1][comm_col] is not None and \
             squash(top[last_header + 1][comm_col]) in COMMUNITY_HEADERS:
         last_header += 1
+    # a last header row of units only (个 / % / 万元, H01) is each column's unit, not another header level
+    unit_row = None
+    if last_header > header_row:
+        vals = [squash(top[last_header][c]) for c in range(width)
+                if c != comm_col and top[last_header][c] is not None and str(top[last_header][c]).strip()
+                and top[last_header][c] != top[last_header - 1][c]]   # merged key columns repeat the row above
+        if vals and all(v in HEADER_UNITS or v in ("单位", "计量单位") for v in vals):
+            unit_row = last_header
     headers = []
     for c in range(width):
         parts: list[str] = []
-        for r in range(header_row, last_header + 1):
+        for r in range(header_row, (unit_row if unit_row is not None else last_header + 1)):
             v = top[r][c]
             if v is not None and str(v).strip():
                 t = clean_text(v)
                 if not parts or parts[-1] != t:
                     parts.append(t)
+        unit = top[unit_row][c] if unit_row is not None else None
+        if parts and unit is not None and squash(unit) in HEADER_UNITS and squash(unit) != squash(parts[-1]):
+            parts[-1] = f"{parts[-1]}({squash(unit)})"
         headers.append(HEADER_SEP.join(parts))
     leaf = [squash(h.split(HEADER_SEP)[-1]) if h else "" for h in headers]
     street_col = next((c for c in range(width) if leaf[c] in STREET_HEADERS), None)
@@ -240,6 +251,8 @@ def _transposed_to_cells(top: list[list], df: pl.DataFrame, sheet: str, a1: bool
 
 # ------------------------------------------------------------------ xlsx
 _MERGE = re.compile(rb'<mergeCell ref="([A-Z]+)(\d+):([A-Z]+)(\d+)"')
+# an error cell (#DIV/0!, #N/A): fastexcel reads it as empty, which would make an error look like a blank
+_ERROR_CELL = re.compile(rb'<c r="([A-Z]+\d+)"[^>]*\bt="e"[^>]*>\s*(?:<f[^>]*?(?:/>|>[^<]*</f>)\s*)?<v>([^<]*)</v>')
 _COL = re.compile(rb'<col\s[^>]*>')
 _ATTR = re.compile(rb'(\w+)="([^"]*)"')
 # a formula cell whose value element is missing or empty: <f>..</f></c>, <f>..</f><v/></c>, <f t="shared" si="0"/>
@@ -272,8 +285,9 @@ def _xlsx_structure(path: Path) -> dict[str, dict]:
                 if a.get(b"hidden") in (b"1", b"true"):
                     hidden.update(range(int(a[b"min"]) - 1, int(a[b"max"])))
             no_value = [m.decode() for m in _FORMULA_NO_VALUE.findall(xml)]
+            errors = {ref.decode(): v.decode() for ref, v in _ERROR_CELL.findall(xml)}
             out[s.get("name")] = {"merged": merged, "hidden": hidden, "formula_no_value": no_value,
-                                  "state": s.get("state") or "visible"}
+                                  "errors": errors, "state": s.get("state") or "visible"}
     return out
 
 
@@ -288,7 +302,8 @@ def read_xlsx(path: Path) -> FileRead:
         raise FileRejected("file_unreadable", f"xlsx 读取失败：{e}") from e
     frames = []
     for name in reader.sheet_names:
-        st = structure.get(name, {"merged": [], "hidden": set(), "formula_no_value": [], "state": "visible"})
+        st = structure.get(name, {"merged": [], "hidden": set(), "formula_no_value": [], "errors": {},
+                                  "state": "visible"})
         if st["state"] != "visible":
             fr.notes.append(f"跳过隐藏工作表 {name}")
             continue
@@ -303,6 +318,9 @@ def read_xlsx(path: Path) -> FileRead:
                 fr.notes.append(f"工作表 {name}：{e.message}")
                 continue
             raise
+        if st["errors"]:
+            cells = cells.with_columns(pl.col("source_cell").replace_strict(
+                st["errors"], default=pl.col("raw_text"), return_dtype=pl.String).alias("raw_text"))
         if st["hidden"]:
             fr.notes.append(f"工作表 {name} 含隐藏列 {','.join(col_letter(c) for c in sorted(st['hidden']))}（仍读取）")
         if st["formula_no_value"]:
