@@ -325,13 +325,15 @@ def write_xlsx(path: Path, district: str, quarter: str, comms: pl.DataFrame, val
 
 
 def write_csv(path: Path, district: str, quarter: str, comms: pl.DataFrame, values: pl.DataFrame,
-              encoding: str = "gbk", parts_for: set[str] | None = None, suffix_variants: bool = True) -> None:
-    """One header row; units inside cells (15平方米, 450元), percentages with %, 居委会-suffixed names."""
+              encoding: str = "gbk", parts_for: set[str] | None = None, suffix_variants: bool = True,
+              delimiter: str = ",", traditional: bool = False) -> None:
+    """One header row; units inside cells (15平方米, 450元), percentages with %, 居委会-suffixed names.
+    ``traditional`` writes the whole text in Traditional script (as a Big5 export would be)."""
     cat = {r["code"]: r for r in load_catalogue().iter_rows(named=True)}
     cols = survey_columns(with_parts=parts_for, use_alias=True)
     vals = _wide(values)
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\r\n")
+    w = csv.writer(buf, lineterminator="\r\n", delimiter=delimiter)
     w.writerow(["序号", "街道", "居委会", *[h for h, _, _ in cols]])
     for i, row in enumerate(comms.iter_rows(named=True), 1):
         name = row["name"]
@@ -353,8 +355,13 @@ def write_csv(path: Path, district: str, quarter: str, comms: pl.DataFrame, valu
                 c = _num(c)
             cells.append("" if c is None else c)
         w.writerow([i, row["street"], name, *cells])
+    text = buf.getvalue()
+    if traditional:
+        import opencc
+
+        text = opencc.OpenCC("s2t").convert(text)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(buf.getvalue().encode(encoding))
+    path.write_bytes(text.encode(encoding))
 
 
 def write_json(path: Path, district: str, quarter: str, comms: pl.DataFrame, values: pl.DataFrame) -> None:

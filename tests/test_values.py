@@ -123,3 +123,14 @@ def test_vectorised_percent_rule_equals_scalar_rule(x, column_unit):
     slow = parse_text(raw, "ratio", "%", column_unit)
     assert (fast["reason"], fast["qualifier"], fast["message"]) == (slow.reason, slow.qualifier, slow.message)
     assert fast["value"] == slow.value or math.isclose(fast["value"], slow.value)
+
+
+@pytest.mark.parametrize("raw,kind,unit,value", [("優秀", "ordinal", "等級", 4.0), ("64.95萬", "amount", "万元", 64.95),
+                                                 ("壹佰貳拾叁", "count", "个", 123.0)])
+def test_traditional_values(raw, kind, unit, value):
+    assert parse_text(raw, kind, unit).value == value
+
+
+def test_traditional_missing_markers():
+    assert parse_text("不適用", "count", "个").reason == "not_applicable"
+    assert parse_text("暫無", "count", "个").reason == "missing"
