@@ -97,13 +97,18 @@ def cmd_refresh(args) -> int:
 def _print_summary(con, quarters: list[str], check_rows: list) -> None:
     qs = list(quarters)
     files = con.execute("""
-        SELECT source_file, status, n_loaded, n_quarantined, coalesce(message, '') FROM raw_file
-        WHERE list_has_any(period_keys, ?::VARCHAR[]) OR status = 'rejected' ORDER BY ingest_seq""", [qs]).fetchall()
+        SELECT f.source_file, f.status, f.n_loaded, f.n_quarantined, coalesce(f.message, ''),
+               (SELECT string_agg(reason_code || ' ' || n, '，' ORDER BY n DESC) FROM
+                   (SELECT reason_code, count(*) AS n FROM quarantine q WHERE q.file_id = f.file_id GROUP BY 1))
+        FROM raw_file f
+        WHERE list_has_any(f.period_keys, ?::VARCHAR[]) OR f.status = 'rejected' ORDER BY f.ingest_seq""",
+                        [qs]).fetchall()
     t = Table(title="文件", show_lines=False)
-    for c in ("文件", "状态", "入库值", "隔离值", "说明"):
+    for c in ("文件", "状态", "入库值", "隔离值", "隔离原因", "说明"):
         t.add_column(c)
-    for f, s, n, qn, m in files:
-        t.add_row(f, "[green]已入库[/green]" if s == "loaded" else "[red]被拒[/red]", str(n), str(qn), m[:80])
+    for f, s, n, qn, m, why in files:
+        t.add_row(f, "[green]已入库[/green]" if s == "loaded" else "[red]被拒[/red]", str(n), str(qn), why or "",
+                  m[:80])
     console.print(t)
     loaded = con.execute("SELECT count(*) FROM fact_indicator_value WHERE period_key IN (SELECT unnest(?::VARCHAR[]))",
                          [qs]).fetchall()[0][0]

@@ -232,7 +232,7 @@ class Ingestor:
             resolved = refs.select("street_raw", "community_raw", "period_key").with_columns(
                 pl.lit(None, pl.Int32).alias("community_key"), pl.lit(None, pl.String).alias("resolve_reason"))
         cells = cells.join(resolved.select("street_raw", "community_raw", "period_key", "community_key",
-                                           "resolve_reason"),
+                                           "resolve_reason", "is_preparatory"),
                            on=["street_raw", "community_raw", "period_key"], how="left", nulls_equal=True)
         # unknown names: homophone and near-spelling candidates, proposed in the message, never applied
         unknown = resolved.filter(pl.col("resolve_reason") == "unknown_community")
@@ -305,6 +305,10 @@ class Ingestor:
             # year-to-date values keep saying so: the fact build differences flows against the previous quarter
             pl.when(pl.col("is_ytd")).then(pl.concat_str([pl.lit("ytd"), pl.col("qualifier")], separator=",",
                                                          ignore_nulls=True))
+            .otherwise(pl.col("qualifier")).alias("qualifier")).with_columns(
+            # 南苑新村社区(筹): the value is kept and says the community was reported as 筹建 (preparatory)
+            pl.when(pl.col("is_preparatory").fill_null(False))
+            .then(pl.concat_str([pl.col("qualifier"), pl.lit("preparatory")], separator=",", ignore_nulls=True))
             .otherwise(pl.col("qualifier")).alias("qualifier"))
         key = ["community_key", "indicator_code", "period_key", "role"]
         dup = good.select(pl.int_range(pl.len()).over(key) > 0).to_series()

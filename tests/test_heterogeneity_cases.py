@@ -279,6 +279,7 @@ def case_H19b(tmp_path, template):
             "北村街道 济 洛 路 社 区,4"]
     facts, _, q, _ = ingest(tmp_path, template, {"h19b_天桥区_2024Q1.csv": gbk_csv(rows)})
     assert q.height == 0 and sorted(facts["value"]) == [1, 2, 3, 4]
+    assert val(facts, "生产路社区", "volunteer_orgs")["qualifier"] == "preparatory"   # (筹) kept as status
 
 
 def case_H19c(tmp_path, template):
