@@ -230,7 +230,8 @@ class Ingestor:
             resolved = resolve_communities(refs, self.registry)
         else:  # every cell already failed on its period
             resolved = refs.select("street_raw", "community_raw", "period_key").with_columns(
-                pl.lit(None, pl.Int32).alias("community_key"), pl.lit(None, pl.String).alias("resolve_reason"))
+                pl.lit(None, pl.Int32).alias("community_key"), pl.lit(None, pl.String).alias("resolve_reason"),
+                pl.lit(False).alias("is_preparatory"))
         cells = cells.join(resolved.select("street_raw", "community_raw", "period_key", "community_key",
                                            "resolve_reason", "is_preparatory"),
                            on=["street_raw", "community_raw", "period_key"], how="left", nulls_equal=True)
@@ -339,27 +340,28 @@ class Ingestor:
     @staticmethod
     def _check_subtotals(fr: FileRead, good: pl.DataFrame) -> list[str]:
         """Members of a street should add up to its 小计 row, in the file's own numbers (plain numeric cells of
-        additive columns only; a formula without a cached value cannot be checked and is skipped)."""
-        notes = []
-        for sub in fr.subtotals:
-            for row in sub.iter_rows(named=True):
-                label, sheet = str(row.pop("label") or ""), row.pop("sheet")
-                street = re.sub(r"(小计|合计)$", "", re.sub(r"\s+", "", label))
-                if not street or street in ("合计", "总计", "全区"):
-                    continue
-                members = good.filter((pl.col("sheet") == sheet) & pl.col("street_raw").is_not_null()
-                                      & (pl.col("street_raw").str.replace_all(r"\s+", "") == street)
-                                      & pl.col("raw_text").str.contains(r"^\s*-?[0-9]+(\.[0-9]+)?\s*$"))
-                for header, raw in row.items():
-                    if raw is None or not re.fullmatch(r"\s*-?[0-9]+(\.[0-9]+)?\s*", str(raw)):
-                        continue
-                    m = members.filter(pl.col("header_raw") == header).unique(["source_cell"])
-                    if m.height == 0:
-                        continue
-                    total = m["raw_text"].cast(pl.Float64).sum()
-                    if abs(total - float(raw)) > 1e-6 * max(1.0, abs(float(raw))):
-                        notes.append(f"小计核对不符：{label} {header} 成员合计 {total:g}，小计 {float(raw):g}")
-        return notes
+        additive columns only; a formula without a cached value cannot be checked and is skipped). One
+        group-by and one join per file, not a filter per street and column."""
+        if not fr.subtotals:
+            return []
+        plain = r"^\s*-?[0-9]+(\.[0-9]+)?\s*$"
+        subs = pl.concat([s.unpivot(index=["label", "sheet"], variable_name="header_raw", value_name="raw")
+                          for s in fr.subtotals], how="diagonal_relaxed")
+        subs = subs.filter(pl.col("raw").str.contains(plain)).with_columns(
+            pl.col("label").str.replace_all(r"\s+", "").str.replace(r"(小计|合计)$", "").alias("street"),
+            pl.col("raw").cast(pl.Float64).alias("subtotal"))
+        subs = subs.filter((pl.col("street") != "") & ~pl.col("street").is_in(["合计", "总计", "全区"]))
+        if subs.height == 0:
+            return []
+        members = (good.filter(pl.col("street_raw").is_not_null() & pl.col("raw_text").str.contains(plain))
+                   .unique(["sheet", "source_cell"])
+                   .group_by(pl.col("sheet"), pl.col("street_raw").str.replace_all(r"\s+", "").alias("street"),
+                             "header_raw")
+                   .agg(pl.col("raw_text").cast(pl.Float64).sum().alias("total")))
+        off = subs.join(members, on=["sheet", "street", "header_raw"], how="inner").filter(
+            (pl.col("total") - pl.col("subtotal")).abs() > 1e-6 * pl.max_horizontal(pl.lit(1.0), pl.col("subtotal").abs()))
+        return [f"小计核对不符：{r['label']} {r['header_raw']} 成员合计 {r['total']:g}，小计 {r['subtotal']:g}"
+                for r in off.sort("label", "header_raw").iter_rows(named=True)]
 
     # -------------------------------------------------------------- writes
     def _file_quarantine(self, file_id, rel, reason, msg, now) -> pl.DataFrame:

@@ -29,38 +29,38 @@ prev_ytd AS (     -- previous quarter's year-to-date cells, latest file per cell
     WHERE ingest_seq = latest
     GROUP BY community_key, indicator_code
 ),
+periods AS (      -- the quarter itself and its three months
+    SELECT period_key, period_type, end_date FROM dim_period
+    WHERE period_key = $period_key OR (period_type = 'month' AND quarter_key = $period_key)
+),
 staged AS (
     SELECT s.*, f.source_file, f.ingest_seq, p.period_type, p.end_date
     FROM stg_value s
+    JOIN periods p USING (period_key)
     JOIN raw_file f USING (file_id)
-    JOIN dim_period p USING (period_key)
     WHERE f.status = 'loaded'
-      AND (s.period_key = $period_key OR (p.period_type = 'month' AND p.quarter_key = $period_key))
 ),
-has_quarter AS (   -- community x indicator cells reported for the quarter itself
-    SELECT DISTINCT community_key, indicator_code FROM staged WHERE period_type = 'quarter'
-),
-versions AS (     -- per cell and period (the quarter, or each month): the latest file, all roles
-    SELECT s.*,
-           max(s.ingest_seq) OVER w_cell AS latest_seq,
-           count(DISTINCT s.file_id) OVER w_cell AS n_versions
-    FROM staged s
-    LEFT JOIN has_quarter h USING (community_key, indicator_code)
-    WHERE s.period_type = 'quarter' OR h.community_key IS NULL
-    WINDOW w_cell AS (PARTITION BY s.community_key, s.indicator_code, s.period_key)
+versions AS (     -- a month row only where the quarter itself was not reported; latest file per cell and period
+    SELECT s.*, max(s.ingest_seq) OVER (PARTITION BY s.community_key, s.indicator_code, s.period_key) AS latest_seq
+    FROM (SELECT * FROM staged WHERE period_type = 'quarter'
+          UNION ALL
+          SELECT m.* FROM staged m
+          WHERE m.period_type = 'month'
+            AND NOT EXISTS (SELECT 1 FROM staged q WHERE q.period_type = 'quarter'
+                            AND q.community_key = m.community_key AND q.indicator_code = m.indicator_code)) s
 ),
 per_period AS (   -- one row per community x indicator x period (quarter or month), roles pivoted
     SELECT community_key, indicator_code, period_key, any_value(period_type) AS period_type,
            any_value(end_date) AS end_date,
-           max(value) FILTER (WHERE role = 'value')       AS reported_value,
-           max(value) FILTER (WHERE role = 'numerator')   AS numerator,
-           max(value) FILTER (WHERE role = 'denominator') AS denominator,
-           max(n_versions)                                AS n_versions,
+           max(value) FILTER (WHERE role = 'value' AND ingest_seq = latest_seq)       AS reported_value,
+           max(value) FILTER (WHERE role = 'numerator' AND ingest_seq = latest_seq)   AS numerator,
+           max(value) FILTER (WHERE role = 'denominator' AND ingest_seq = latest_seq) AS denominator,
+           count(DISTINCT file_id)                                                    AS n_versions,
            arg_min({'unit': unit, 'qualifier': qualifier, 'source_file': source_file, 'sheet': source_sheet,
                     'row': source_row, 'col': source_column, 'cell': source_cell, 'file_id': file_id},
-                   CASE role WHEN 'value' THEN 0 WHEN 'numerator' THEN 1 ELSE 2 END) AS prov
+                   CASE role WHEN 'value' THEN 0 WHEN 'numerator' THEN 1 ELSE 2 END)
+               FILTER (WHERE ingest_seq = latest_seq)                                 AS prov
     FROM versions
-    WHERE ingest_seq = latest_seq
     GROUP BY community_key, indicator_code, period_key
 ),
 pivoted AS (      -- quarter cells (year-to-date flows differenced); month cells rolled up to the quarter
