@@ -40,14 +40,21 @@ staged AS (
     JOIN raw_file f USING (file_id)
     WHERE f.status = 'loaded'
 ),
+month_cells AS (  -- cells reported by month (few, usually none)
+    SELECT DISTINCT community_key, indicator_code FROM staged WHERE period_type = 'month'
+),
+covered AS (      -- month cells the quarter itself also reported: the quarter wins (hash built on the few)
+    SELECT DISTINCT q.community_key, q.indicator_code FROM staged q
+    SEMI JOIN month_cells m USING (community_key, indicator_code)
+    WHERE q.period_type = 'quarter'
+),
 versions AS (     -- a month row only where the quarter itself was not reported; latest file per cell and period
     SELECT s.*, max(s.ingest_seq) OVER (PARTITION BY s.community_key, s.indicator_code, s.period_key) AS latest_seq
     FROM (SELECT * FROM staged WHERE period_type = 'quarter'
           UNION ALL
           SELECT m.* FROM staged m
-          WHERE m.period_type = 'month'
-            AND NOT EXISTS (SELECT 1 FROM staged q WHERE q.period_type = 'quarter'
-                            AND q.community_key = m.community_key AND q.indicator_code = m.indicator_code)) s
+          ANTI JOIN covered c USING (community_key, indicator_code)
+          WHERE m.period_type = 'month') s
 ),
 per_period AS (   -- one row per community x indicator x period (quarter or month), roles pivoted
     SELECT community_key, indicator_code, period_key, any_value(period_type) AS period_type,
@@ -55,7 +62,8 @@ per_period AS (   -- one row per community x indicator x period (quarter or mont
            max(value) FILTER (WHERE role = 'value' AND ingest_seq = latest_seq)       AS reported_value,
            max(value) FILTER (WHERE role = 'numerator' AND ingest_seq = latest_seq)   AS numerator,
            max(value) FILTER (WHERE role = 'denominator' AND ingest_seq = latest_seq) AS denominator,
-           count(DISTINCT file_id)                                                    AS n_versions,
+           -- distinct file versions of the cell; nearly every cell has one, so skip the distinct-set work then
+           CASE WHEN min(ingest_seq) = max(ingest_seq) THEN 1 ELSE count(DISTINCT ingest_seq) END AS n_versions,
            arg_min({'unit': unit, 'qualifier': qualifier, 'source_file': source_file, 'sheet': source_sheet,
                     'row': source_row, 'col': source_column, 'cell': source_cell, 'file_id': file_id},
                    CASE role WHEN 'value' THEN 0 WHEN 'numerator' THEN 1 ELSE 2 END)
