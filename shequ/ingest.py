@@ -124,6 +124,10 @@ class Ingestor:
         if staged.height == 0:
             reason = "no_values" if quarantined.height else "empty_file"
             msg = f"{rel}：没有任何可入库的数值（{n_cells} 个单元格全部隔离）"
+            named = self._unknown_district(fr, path)
+            if named and quarantined.height and (quarantined["reason_code"] == "unknown_community").all():
+                reason, msg = "unknown_district", f"{rel}：文件所指的 {named} 不在社区登记表中（登记的区：" \
+                                                   f"{'、'.join(sorted(self.districts))}）"
             self._write(path, rel, file_id, now, fr, "rejected", reason, msg, n_cells, None, quarantined, [])
             return FileSummary(rel, file_id, "rejected", reason, msg, n_cells, 0, quarantined.height, by_reason,
                                notes=fr.notes)
@@ -131,6 +135,17 @@ class Ingestor:
         return FileSummary(rel, file_id, "loaded", None, None, n_cells, staged.height, quarantined.height,
                            by_reason, periods, fr.notes, f"{fr.file_format}/{fr.encoding}" if fr.encoding
                            else fr.file_format)
+
+    def _unknown_district(self, fr: FileRead, path: Path) -> str | None:
+        """A district the title or file name names (鼓楼区) that the registry does not hold."""
+        for text in [*fr.title_lines, clean_text(path.stem)]:
+            for m in re.finditer(r"([\u4e00-\u9fff]{2,3}区)", text or ""):
+                name = m.group(1)
+                if name.endswith(("社区", "小区", "城区", "辖区", "园区", "全区", "街区")):
+                    continue
+                if not any(name in d or d in name for d in self.districts):
+                    return name
+        return None
 
     def _reject(self, path, rel, file_id, now, reason, message, where="") -> FileSummary:
         msg = f"{rel}{f'（{where}）' if where else ''}：{message}"

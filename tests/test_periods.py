@@ -48,3 +48,22 @@ def test_last_completed_quarter():
 def test_bad_quarter_argument_is_an_error():
     with pytest.raises(ValueError, match="无法识别"):
         normalise_quarter_arg("明年")
+
+
+@given(st.integers(2000, 2035), st.integers(1, 12))
+def test_month_notations(y, m):
+    from shequ.periods import classify_period, quarter_of_key
+
+    key = f"{y}-{m:02d}"
+    for text in (f"{y}年{m}月", f"{y}.{m:02d}", f"{y}/{m}", f"{y}{m:02d}", f"{m}月份"):
+        assert classify_period(text, y) == (key, None), text
+    assert quarter_of_key(key) == f"{y}Q{(m - 1) // 3 + 1}"
+
+
+@given(st.integers(2000, 2035), st.sampled_from([3, 6, 9, 12]))
+def test_year_to_date_ends_at_its_quarter(y, m):
+    from shequ.periods import QUARTER_END, ytd_quarter
+
+    day = next(d for (mm, d) in QUARTER_END if mm == m)
+    for text in (f"截至{y}年{m}月{day}日", f"{y}年1-{m}月累计", f"截至{y}年{m}月底"):
+        assert ytd_quarter(text) == (f"{y}Q{m // 3}", None), text

@@ -296,3 +296,13 @@ def test_year_to_date_values_are_levels_for_stocks_and_differenced_for_flows(tmp
                 if r.detail.startswith("已暂存")][0]
     assert miss.unexpected == 2 and "jobs_placed" in miss.detail   # jobs and the mediation rate
     assert bad == [("cumulative_period", 4)]                     # not ending at a quarter end
+
+
+def test_a_file_for_a_district_outside_the_registry_is_rejected_as_such(workspace):
+    p = workspace["inbox"] / "2024Q1" / "鼓楼区_2024Q1.csv"
+    p.write_bytes("街道,社区名称,志愿者组织数\r\n宁海路街道,颐和路社区,3\r\n".encode("gbk"))
+    assert run_quarter(workspace["warehouse"], workspace["inbox"], "2024Q1").success
+    with connect(workspace["warehouse"], read_only=True) as c:
+        (reason, msg), = c.execute("SELECT reason_code, message FROM raw_file WHERE source_file LIKE '%鼓楼%'"
+                                   ).fetchall()
+    assert reason == "unknown_district" and "鼓楼区" in msg
