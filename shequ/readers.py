@@ -76,6 +76,20 @@ def col_index(letters: str) -> int:
     return n - 1
 
 
+def _record_titles(fr: FileRead, sheet: str, titles: list[str]) -> None:
+    """The lines above a sheet's table: its own period source, its 单位：万元 line and its 填报单位."""
+    fr.title_lines.extend(titles)
+    fr.sheet_titles[sheet] = titles
+    for line in titles:
+        m = UNIT_LINE.search(line)
+        if m and sheet not in fr.sheet_units:
+            fr.sheet_units[sheet] = m.group(1)
+            fr.table_unit = fr.table_unit or m.group(1)
+        m = REPORTER.search(line)
+        if m and not fr.reporter:
+            fr.reporter = m.group(1)
+
+
 # ------------------------------------------------------------------ table -> cells (wide tables)
 def _table_to_cells(df: pl.DataFrame, sheet: str, merged: list[tuple[int, int, int, int]], a1: bool,
                     fr: FileRead, titles_above: list[str] | None = None, row_offset: int = 0) -> pl.DataFrame:
@@ -108,17 +122,8 @@ def _table_to_cells(df: pl.DataFrame, sheet: str, merged: list[tuple[int, int, i
             return transposed
         raise FileRejected("no_header", f"工作表 {sheet or '(CSV)'} 前20行内找不到“社区名称/居委会”表头，"
                                         f"也不是以社区为列的转置表", sheet)
-    titles = list(titles_above or []) + [" ".join(clean_text(v) for v in top[r] if v) for r in range(header_row)]
-    fr.title_lines.extend(titles)
-    fr.sheet_titles[sheet] = titles
-    for line in titles:
-        m = UNIT_LINE.search(line)
-        if m and sheet not in fr.sheet_units:
-            fr.sheet_units[sheet] = m.group(1)
-            fr.table_unit = fr.table_unit or m.group(1)
-        m = REPORTER.search(line)
-        if m and not fr.reporter:
-            fr.reporter = m.group(1)
+    _record_titles(fr, sheet, list(titles_above or []) + [" ".join(clean_text(v) for v in top[r] if v)
+                                                          for r in range(header_row)])
     last_header = header_row  # header depth: following rows whose community cell repeats the header
     while last_header + 1 < n_top and top[last_header + 1][comm_col] is not None and \
             squash(top[last_header + 1][comm_col]) in COMMUNITY_HEADERS:
@@ -211,14 +216,8 @@ def _transposed_to_cells(top: list[list], df: pl.DataFrame, sheet: str, a1: bool
     unit_col = next((c for c in range(width) if top[r][c] is not None and squash(top[r][c]) in UNIT_HEADERS), None)
     street_row = next((rr for rr in range(r) if top[rr][label_col] is not None
                        and squash(top[rr][label_col]) in STREET_HEADERS), None)
-    titles = list(titles_above or []) + [" ".join(clean_text(v) for v in top[rr] if v) for rr in range(r)
-                                         if rr != street_row]
-    fr.title_lines.extend(titles)
-    fr.sheet_titles[sheet] = titles
-    for line in titles:
-        m = UNIT_LINE.search(line)
-        if m and sheet not in fr.sheet_units:
-            fr.sheet_units[sheet] = m.group(1)
+    _record_titles(fr, sheet, list(titles_above or []) + [" ".join(clean_text(v) for v in top[rr] if v)
+                                                          for rr in range(r) if rr != street_row])
     fr.notes.append(f"工作表 {sheet or '(CSV)'} 按转置表读取：社区为列，指标为行")
     body = df.slice(r + 1).with_row_index("_r", offset=r + 2 + row_offset)
     label = pl.col(f"c{label_col}").str.strip_chars()

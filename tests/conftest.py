@@ -60,3 +60,32 @@ def workspace(tmp_path, built) -> dict:
     inbox = tmp_path / "inbox"
     shutil.copytree(built["inbox"], inbox)
     return {"warehouse": wh, "inbox": inbox}
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    """An empty warehouse with the schema and dimensions loaded, to copy per test."""
+    from shequ import pipeline
+    from shequ.warehouse import connect
+
+    db = tmp_path_factory.mktemp("tpl") / "t.duckdb"
+    with connect(db) as con:
+        pipeline.stage_dimensions(con)
+    return db
+
+
+def transposed_month_workbook(communities=("北村社区", "标山南社区"), title=True):
+    """H25: indicators as rows, communities as columns, one sheet per month (7月, 8月, 9月份)."""
+    from openpyxl import Workbook
+
+    wb = Workbook()
+    for i, name in enumerate(["7月", "8月", "9月份"]):
+        ws = wb.active if i == 0 else wb.create_sheet()
+        ws.title = name
+        if title:
+            ws.append([f"天桥区2024年{name}社区工作月报"])
+        ws.append(["街道", None, "北村街道", "北村街道"])
+        ws.append(["指标", "单位", *communities])
+        ws.append(["帮助就业安置人次", "人次", 10 + i, 20 + i])
+        ws.append(["社区工作者人数", "人", 7, 8 + i])
+    return wb

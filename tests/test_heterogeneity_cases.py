@@ -3,7 +3,6 @@ domain research), asserting the exact reading or the exact rejection. test_every
 case is added to the list without a test here."""
 
 import csv
-import json
 import shutil
 
 import polars as pl
@@ -21,14 +20,6 @@ from shequ.warehouse import connect, frame
 
 CASES = [r["id"] for r in csv.DictReader(open(ROOT / "tests" / "fixtures" / "heterogeneity_cases.csv",
                                               encoding="utf-8"))]
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory):
-    db = tmp_path_factory.mktemp("tpl") / "t.duckdb"
-    with connect(db) as con:
-        pipeline.stage_dimensions(con)
-    return db
 
 
 def ingest(tmp_path, template, files: dict[str, bytes | Workbook], quarter="2024Q1"):
@@ -322,13 +313,9 @@ def case_H24(tmp_path, template):
 
 
 def case_H25(tmp_path, template):
-    wb = Workbook()
-    for i, name in enumerate(["7月", "8月", "9月份"]):
-        ws = wb.active if i == 0 else wb.create_sheet()
-        ws.title = name
-        ws.append(["街道", None, "北村街道", "北村街道"])
-        ws.append(["指标", "单位", "北村社区", "标山南社区"])
-        ws.append(["帮助就业安置人次", "人次", 10 + i, 20 + i])
+    from conftest import transposed_month_workbook
+
+    wb = transposed_month_workbook(title=False)
     facts, *_ = ingest(tmp_path, template, {"天桥区_2024年月报.xlsx": wb}, "2024Q3")
     assert val(facts, "北村社区", "jobs_placed")["value"] == 33
     assert val(facts, "标山南社区", "jobs_placed")["qualifier"] == "months:3/3"

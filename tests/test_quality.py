@@ -1,7 +1,6 @@
 """The suite executor on planted defects: what is caught, what is not, and unsupported types fail loudly."""
 
 import json
-import shutil
 
 import pytest
 

@@ -108,15 +108,10 @@ def test_unsupported_extension(tmp_path):
 
 def test_transposed_month_sheets(tmp_path):
     """H25: indicators as rows, communities as columns, one sheet per month (7月, 8月, 9月份)."""
-    wb = Workbook()
-    for i, name in enumerate(["7月", "8月", "9月份"]):
-        ws = wb.active if i == 0 else wb.create_sheet()
-        ws.title = name
-        ws.append([f"天桥区2024年{name}社区工作月报"])
-        ws.append(["街道", None, "北村街道", "北村街道"])
-        ws.append(["指标", "单位", "北村社区", "标山社区"])
-        ws.append(["帮助就业安置人次", "人次", 10 + i, 20 + i])
-        ws.append(["社区工作者人数", "人", 7, 8 + i])
+    from conftest import transposed_month_workbook
+
+    wb = transposed_month_workbook(("北村社区", "标山社区"))
+    for ws in wb.worksheets:
         ws.append(["填表人：张三"])
     p = tmp_path / "天桥区_2024年三季度月报.xlsx"
     wb.save(p)
@@ -131,7 +126,6 @@ def test_transposed_month_sheets(tmp_path):
 
 
 def test_subtotal_rows_are_checked_against_their_members(tmp_path):
-    from pathlib import Path
 
     from shequ import pipeline
     from shequ.warehouse import connect

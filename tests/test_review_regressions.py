@@ -234,15 +234,9 @@ def test_alias_validity_is_respected():
 
 
 def test_transposed_month_sheets_roll_up_to_the_quarter(tmp_path):
-    wb = Workbook()
-    for i, name in enumerate(["7月", "8月", "9月份"]):
-        ws = wb.active if i == 0 else wb.create_sheet()
-        ws.title = name
-        ws.append([f"天桥区2024年{name}社区工作月报"])
-        ws.append(["街道", None, "北村街道", "北村街道"])
-        ws.append(["指标", "单位", "北村社区", "标山南社区"])
-        ws.append(["帮助就业安置人次", "人次", 10 + i, 20 + i])
-        ws.append(["社区工作者人数", "人", 7, 8 + i])
+    from conftest import transposed_month_workbook
+
+    wb = transposed_month_workbook()
     (tmp_path / "inbox").mkdir()
     wb.save(tmp_path / "inbox" / "天桥区_2024年第三季度月报.xlsx")
     wh = tmp_path / "w.duckdb"

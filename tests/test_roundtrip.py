@@ -30,14 +30,6 @@ def district():
     return comms, generate_values(comms, [Q], seed=7)
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory):
-    db = tmp_path_factory.mktemp("tpl") / "t.duckdb"
-    with connect(db) as con:
-        pipeline.stage_dimensions(con)
-    return db
-
-
 @pytest.mark.parametrize("shape", list(SHAPES))
 def test_round_trip(shape, district, template, tmp_path):
     comms, truth = district
