@@ -23,7 +23,7 @@ from .catalogue import HeaderMatcher, load_catalogue
 from .periods import classify_period, excel_date_period, explicit_year, period_end, quarter_of_key, ytd_quarter
 from .readers import CELL_COLUMNS, READERS, FileRead, FileRejected, read_file
 from .registry import match_frame, resolve_communities, suggest_candidates
-from .text import clean_text
+from .text import clean_text, protect_registry_names
 from .values import parse_cells
 from .warehouse import frame, transaction
 
@@ -91,6 +91,8 @@ class Ingestor:
         self.catalogue = load_catalogue()
         self.matcher = HeaderMatcher(self.catalogue)
         self.dim_community = frame(con, "SELECT * FROM dim_community")
+        protect_registry_names(self.dim_community["name"].unique().to_list()
+                               + self.dim_community["street"].unique().to_list())
         self.registry = match_frame(self.dim_community, frame(con, "SELECT * FROM community_alias"))
         self.districts = sorted(set(self.dim_community["district"].to_list()), key=len, reverse=True)
         # only loaded files are final; a rejected file is read again (a registry, catalogue or code fix may

@@ -16,8 +16,8 @@ BOMS = [
     (b"\xfe\xff", "utf-16"),
 ]
 
-# Characters that OpenCC t2s converts wrongly inside place names (乾城 -> 干城). Extended from the registry
-# at load time (any registry name containing one of these characters is protected as a whole).
+# Characters that OpenCC t2s converts wrongly inside place names (乾城 -> 干城). protect_registry_names() adds
+# every character of a registry name that t2s would change, since a registry name is Simplified already.
 PROTECTED_CHARS = "乾"
 
 _PINYIN = re.compile(r"(?<=\S)\([a-zāáǎàēéěèīíǐìōóǒòūúǔùǖǘǚǜüńňǹ]+\)")
@@ -88,6 +88,22 @@ def t2s(text: str) -> str:
     if any(c in text for c in PROTECTED_CHARS):
         conv = "".join(o if o in PROTECTED_CHARS else c for o, c in zip(text, conv)) if len(conv) == len(text) else conv
     return conv
+
+
+def protect_registry_names(names) -> set[str]:
+    """Protect the characters of registry names that OpenCC t2s would rewrite (the registry is the authority on
+    how a place is written). Returns the characters added; the conversion caches are cleared when any are."""
+    global PROTECTED_CHARS
+    added = set()
+    for name in names:
+        if name and not name.isascii():
+            conv = _converter().convert(name)
+            added |= {o for o, c in zip(name, conv) if o != c and o not in PROTECTED_CHARS}
+    if added:
+        PROTECTED_CHARS += "".join(sorted(added))
+        t2s.cache_clear()
+        clean_text.cache_clear()
+    return added
 
 
 def mojibake_ratio(text: str) -> float:

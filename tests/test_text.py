@@ -40,3 +40,14 @@ def test_script_normalisation():
 def test_mojibake_detected():
     assert mojibake_ratio("。ㄒ唬┣袑(shí)加强") > 0.1
     assert mojibake_ratio("建邺区南湖街道南湖社区") == 0
+
+
+def test_registry_names_that_opencc_would_rewrite_are_protected():
+    from shequ import text
+
+    assert text.t2s("乾城社区") == "乾城社区"
+    assert text.t2s("於家社区") == "于家社区"           # OpenCC rewrites the surname 於 ...
+    added = text.protect_registry_names(["於家社区", "南湖社区"])
+    assert added == {"於"}
+    assert text.t2s("於家社区") == "於家社区"           # ... until a registry name written with it protects it
+    assert text.clean_text("於家社區") == "於家社区"    # Traditional input still converts around it
