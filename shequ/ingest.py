@@ -162,25 +162,35 @@ class Ingestor:
         year-to-date, a half-year) stops the search with its reason: such a value is never filed under a
         quarter found further down the list."""
         folders = [clean_text(p) for p in reversed(Path(rel).parent.parts)]
-        year = next((y for y in (explicit_year(t) for t in
-                                 [*fr.title_lines, clean_text(path.stem), *folders]) if y), None)
         tail = [clean_text(path.stem), *folders]
         combos = cells.select("period_raw", "sheet").unique()
         keys, reasons, ytd = [], [], []
         for pr, sheet in combos.iter_rows():
-            sources = [clean_text(pr) if pr else None, " ".join(fr.sheet_titles.get(sheet or "", [])),
-                       clean_text(sheet) if sheet else None, *tail]
+            title = " ".join(fr.sheet_titles.get(sheet or "", []))
+            sources = [clean_text(pr) if pr else None, title, clean_text(sheet) if sheet else None, *tail]
+            # the year comes from this sheet's own title and name first (another sheet may be 上年同期)
+            year = next((y for y in (explicit_year(t) for t in [title, clean_text(sheet or ""), *tail]) if y), None)
             key = reason = None
             is_ytd = False
             if pr:  # a period cell Excel turned into a date (2020-09 -> 2020-09-01, or serial 44075)
                 key, reason = excel_date_period(pr)
-            for src in ([] if key or reason else sources):
+            found_at = -1
+            for i, src in enumerate([] if key or reason else sources):
                 key, reason = ytd_quarter(src, year)   # 截至9月30日 / 1-9月: year-to-date ending at a quarter
                 is_ytd = key is not None
                 if not (key or reason):
                     key, reason = classify_period(src, year)
                 if key or reason:
+                    found_at = i
                     break
+            if key and not is_ytd and len(key) == 6:
+                # a quarter from the title, but the sheet name (7月) or a later source names a month inside it:
+                # the month is the finer period (one sheet per month under a quarterly title)
+                for src in sources[found_at + 1:]:
+                    mk, _ = classify_period(src, int(key[:4]))
+                    if mk and len(mk) == 7 and quarter_of_key(mk) == key:
+                        key = mk
+                        break
             keys.append(key)
             reasons.append(reason or (None if key else "no_period"))
             ytd.append(is_ytd)
@@ -370,11 +380,14 @@ class Ingestor:
         subs = subs.filter((pl.col("street") != "") & ~pl.col("street").is_in(["合计", "总计", "全区"]))
         if subs.height == 0:
             return []
-        members = (good.filter(pl.col("street_raw").is_not_null() & pl.col("raw_text").str.contains(plain))
+        members = (good.filter(pl.col("street_raw").is_not_null())
                    .unique(["sheet", "source_cell"])
                    .group_by(pl.col("sheet"), pl.col("street_raw").str.replace_all(r"\s+", "").alias("street"),
                              "header_raw")
-                   .agg(pl.col("raw_text").cast(pl.Float64).sum().alias("total")))
+                   .agg(pl.col("raw_text").str.contains(plain).all().alias("all_plain"),
+                        pl.col("raw_text").cast(pl.Float64, strict=False).sum().alias("total"))
+                   # a member written 2个 or 约5 is not comparable in the file's own numbers: no check there
+                   .filter(pl.col("all_plain")))
         off = subs.join(members, on=["sheet", "street", "header_raw"], how="inner").filter(
             (pl.col("total") - pl.col("subtotal")).abs() > 1e-6 * pl.max_horizontal(pl.lit(1.0), pl.col("subtotal").abs()))
         return [f"小计核对不符：{r['label']} {r['header_raw']} 成员合计 {r['total']:g}，小计 {r['subtotal']:g}"

@@ -125,15 +125,16 @@ def _cn_int(s: str) -> int | None:
 
 _NUM = r"(\d{1,4}|[〇零一二两三四五六七八九十]{1,4})"
 # a quarter number that ends a range (1-3季度 is cumulative, not the third quarter) is not a quarter
-_P_YEAR_Q = re.compile(rf"(?:(\d{{4}}|\d{{2}}|[〇零一二三四五六七八九]{{4}})\s*(?:年度?|[-/.]?)\s*)?(?<![-—~至到\d])"
+_P_YEAR_Q = re.compile(rf"(?:(\d{{4}}|\d{{2}}|[〇零一二三四五六七八九]{{4}})\s*(?:年度?|[-/.]?)\s*)?(?<![-—~至到\d前])"
                        rf"第?\s*{_NUM}\s*季度")
 _P_QNOTE = re.compile(r"(?:(\d{4}|\d{2})\s*(?:年)?\s*[-_]?\s*)?Q([1-4])(?![0-9])", re.I)
-_P_MONTH_RANGE = re.compile(rf"(?:(\d{{4}})\s*年\s*)?{_NUM}\s*[-—~至到]\s*{_NUM}\s*月")
+_P_MONTH_RANGE = re.compile(rf"(?:(\d{{4}})\s*年\s*)?{_NUM}\s*(?:月份?)?\s*[-—~至到]\s*(?:(\d{{4}})\s*年\s*)?"
+                            rf"{_NUM}\s*月")
 # a year that stands for a period, not part of a date such as 2025年1月10日, 2025-01-10 or 20250110
 _P_YEAR = re.compile(r"(?<![0-9])((?:19|20)\d{2})(?![0-9])(?!\s*年\s*\d{1,2}\s*月\s*\d{1,2}\s*日)"
                      r"(?!\s*[-/.]\s*\d{1,2}\s*[-/.]\s*\d{1,2})")
 _P_MONTH = re.compile(r"(?<![0-9-])(\d{1,2}|[一二三四五六七八九十]{1,3})\s*月(?:份)?(?!\s*\d{1,2}\s*日)")
-_P_CUMULATIVE = re.compile(r"截至|截止|累计|至今|(?:\d|[一二三四])\s*[-—~至到]\s*(?:\d|[一二三四])\s*季度")
+_P_CUMULATIVE = re.compile(r"截至|截止|累计|至今|(?:\d|[一二三四])\s*[-—~至到]\s*(?:\d|[一二三四])\s*季度|前\s*[1-4一二三四两]\s*个?\s*季度")
 _P_HALF_OR_YEAR = re.compile(r"上半年|下半年|全年|年度")
 
 
@@ -155,8 +156,8 @@ def parse_quarter(text: str, default_year: int | None = None) -> str | None:
         if y:
             return quarter_key(y, int(m.group(2)))
     m = _P_MONTH_RANGE.search(t)
-    if m:
-        a, b = _cn_int(m.group(2)), _cn_int(m.group(3))
+    if m and not m.group(3):
+        a, b = _cn_int(m.group(2)), _cn_int(m.group(4))
         if a and b and b - a == 2 and a in (1, 4, 7, 10):
             y = int(m.group(1)) if m.group(1) else _year(None, t, default_year)
             if y:
@@ -194,17 +195,20 @@ def is_cumulative(text: str) -> bool:
     t = unicodedata.normalize("NFKC", text or "")
     m = _P_MONTH_RANGE.search(t)
     if m:
-        a, b = _cn_int(m.group(2)), _cn_int(m.group(3))
-        if a and b and not (b - a == 2 and a in (1, 4, 7, 10)):
-            return True
+        a, b = _cn_int(m.group(2)), _cn_int(m.group(4))
+        if m.group(3) or (a and b and not (b - a == 2 and a in (1, 4, 7, 10))):
+            return True   # a span that is not one quarter (1月-9月, 2023年12月至2024年2月)
     return bool(_P_CUMULATIVE.search(t))
 
 
 CUMULATIVE, MONTH, HALF_OR_YEAR = "cumulative_period", "month_without_year", "not_a_quarter"
+CONFLICT = "conflicting_period"
 QUARTER_END = {(3, 31): 1, (6, 30): 2, (9, 30): 3, (12, 31): 4}
-_P_YTD_DATE = re.compile(r"(?:截至|截止|至)\s*(?:(\d{4})\s*年)?\s*(\d{1,2}|[一二三四五六七八九十]{1,3})\s*月\s*"
+_P_YTD_DATE = re.compile(r"(?:截至|截止)\s*(?:(\d{4})\s*年)?\s*(\d{1,2}|[一二三四五六七八九十]{1,3})\s*月\s*"
                          r"(?:(\d{1,2})\s*日|底|末)?")
-_P_YTD_MONTHS = re.compile(r"(?:(\d{4})\s*年\s*)?(?:1|一)\s*[-—~至到]\s*(\d{1,2}|[一二三四五六七八九十]{1,3})\s*月")
+_P_YTD_MONTHS = re.compile(r"(?:(\d{4})\s*年\s*)?(?<![0-9])(?:1|一)\s*(?:月份?)?\s*[-—~至到]\s*"
+                           r"(\d{1,2}|[一二三四五六七八九十]{1,3})\s*月")
+_P_YTD_FIRST_N = re.compile(r"(?:(\d{4})\s*年\s*)?前\s*([1-4一二三四两])\s*个?\s*季度")
 _P_YTD_QUARTERS = re.compile(r"(?:(\d{4})\s*年\s*)?(?:第)?(?:1|一)\s*[-—~至到]\s*(?:第)?([1-4一二三四])\s*季度")
 
 
@@ -217,8 +221,10 @@ def ytd_quarter(text: str | None, default_year: int | None = None) -> tuple[str 
     t = unicodedata.normalize("NFKC", text)
     y = explicit_year(t) or default_year
     end_q = None
+    if parse_quarter(t, default_year) and "累计" not in t:
+        return None, None   # 第三季度（截至9月30日）: a quarterly report with an as-of date, not year-to-date
     m = _P_YTD_DATE.search(t)
-    if m and re.search(r"截至|截止", t):
+    if m:
         mo, day = _cn_int(m.group(2)), int(m.group(3)) if m.group(3) else None
         y = int(m.group(1)) if m.group(1) else y
         if mo and day is None and mo in (3, 6, 9, 12):
@@ -233,13 +239,11 @@ def ytd_quarter(text: str | None, default_year: int | None = None) -> tuple[str 
         if not mo or mo not in (3, 6, 9, 12):
             return None, CUMULATIVE
         end_q = mo // 3
-    elif (m := _P_YTD_QUARTERS.search(t)):
+    elif (m := _P_YTD_QUARTERS.search(t)) or (m := _P_YTD_FIRST_N.search(t)):
         end_q = _cn_int(m.group(2))
         y = int(m.group(1)) if m.group(1) else y
     elif "上半年" in t:
         end_q = 2
-    elif re.search(r"全年|年度", t) and not parse_quarter(t, default_year):
-        end_q = 4
     elif is_cumulative(t):
         return None, CUMULATIVE
     else:
@@ -260,8 +264,8 @@ def month_key(year: int, month: int) -> str:
 
 _EN_MONTHS = {m: i for i, m in enumerate(["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct",
                                             "nov", "dec"], 1)}
-_P_EN_MONTH = re.compile(r"(?<![a-z])(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*[-\s/.']*(\d{2}|\d{4})(?![0-9])",
-                         re.I)
+_P_EN_MONTH = re.compile(r"(?<![a-z])(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)(?:uary|ruary|ch|il|e|y|ust|t|"
+                         r"tember|ober|ember)?(?![a-z])[-\s/.']*(\d{2}|\d{4})(?![0-9])(?!\s*,?\s*\d)", re.I)
 # Excel turns a typed 2020-09 into the date 2020-09-01 (read back as 2020-09-01 00:00:00) and stores it as a
 # serial day number (44075); day 1 of a month in a period cell is that month
 _P_EXCEL_DATE = re.compile(r"^((?:19|20)\d{2})-(\d{2})-(\d{2})(?:[ T]00:00:00)?$")
@@ -324,12 +328,20 @@ def classify_period(text: str | None, default_year: int | None = None) -> tuple[
     period. Year-to-date values are not differenced here (reader issue); they are rejected, not misfiled."""
     if not text:
         return None, None
-    if is_cumulative(text):
+    t = unicodedata.normalize("NFKC", text)
+    q = parse_quarter(t, default_year)
+    if q and "累计" not in t:   # an explicitly named quarter beats an as-of or deadline date (截止10月10日报送)
+        if not _P_MONTH_RANGE.search(t) and (names_month(t) or any(rx.search(t) for rx in _P_YM)):
+            mk = parse_month(t, int(q[:4]))
+            if mk and quarter_of_key(mk) == q:
+                return mk, None   # 2024年第三季度7月份报表: the month is the finer period
+            if mk:
+                return None, CONFLICT
+        return q, None
+    if is_cumulative(t):
         return None, CUMULATIVE
-    q = parse_quarter(text, default_year)
     if q:
         return q, None
-    t = unicodedata.normalize("NFKC", text)
     if _P_HALF_OR_YEAR.search(t):
         return None, HALF_OR_YEAR
     if names_month(t) or any(rx.search(t) for rx in _P_YM) or _P_EN_MONTH.search(t):

@@ -92,7 +92,8 @@ def _record_titles(fr: FileRead, sheet: str, titles: list[str]) -> None:
 
 # ------------------------------------------------------------------ table -> cells (wide tables)
 def _table_to_cells(df: pl.DataFrame, sheet: str, merged: list[tuple[int, int, int, int]], a1: bool,
-                    fr: FileRead, titles_above: list[str] | None = None, row_offset: int = 0) -> pl.DataFrame:
+                    fr: FileRead, titles_above: list[str] | None = None, row_offset: int = 0,
+                    col_offset: int = 0) -> pl.DataFrame:
     """Find the header rows of a wide table in ``df`` (all-String columns, no header), rebuild merged headers,
     drop subtotal/footer rows and unpivot to long cells. Only the first rows (title block and header) are
     handled in Python; the body is filtered and unpivoted column-wise by polars."""
@@ -117,7 +118,7 @@ def _table_to_cells(df: pl.DataFrame, sheet: str, merged: list[tuple[int, int, i
         if header_row is not None:
             break
     if header_row is None:
-        transposed = _transposed_to_cells(top, df, sheet, a1, fr, titles_above, row_offset)
+        transposed = _transposed_to_cells(top, df, sheet, a1, fr, titles_above, row_offset, col_offset)
         if transposed is not None:
             return transposed
         raise FileRejected("no_header", f"工作表 {sheet or '(CSV)'} 前20行内找不到“社区名称/居委会”表头，"
@@ -146,7 +147,8 @@ def _table_to_cells(df: pl.DataFrame, sheet: str, merged: list[tuple[int, int, i
                 if not parts or parts[-1] != t:
                     parts.append(t)
         unit = top[unit_row][c] if unit_row is not None else None
-        if parts and unit is not None and squash(unit) in HEADER_UNITS and squash(unit) != squash(parts[-1]):
+        if parts and unit is not None and squash(unit) in HEADER_UNITS and squash(unit) != squash(parts[-1]) \
+                and not squash(parts[-1]).endswith(f"({squash(unit)})"):
             parts[-1] = f"{parts[-1]}({squash(unit)})"
         headers.append(HEADER_SEP.join(parts))
     leaf = [squash(h.split(HEADER_SEP)[-1]) if h else "" for h in headers]
@@ -171,18 +173,24 @@ def _table_to_cells(df: pl.DataFrame, sheet: str, merged: list[tuple[int, int, i
     fr.dropped_rows += body.filter(is_footer | is_subtotal).height
     sub = body.filter(is_subtotal & ~is_footer)
     if sub.height:  # kept aside: the members of a 小计 row should add up to it (checked after parsing)
-        label = pl.coalesce(street.str.replace_all(r"\s+", "").replace("", None), pl.col("_first"))
+        says = lambda e: pl.when(e.str.contains(SUBTOTAL.pattern).fill_null(False)).then(e)  # noqa: E731
+        label = pl.coalesce(says(street.str.replace_all(r"\s+", "")), says(comm), says(pl.col("_first")),
+                            pl.col("_first"))
         fr.subtotals.append(sub.select(label.alias("label"), *[
             pl.col(f"c{c}").alias(headers[c]) for c in value_cols]).with_columns(pl.lit(sheet).alias("sheet")))
     body = body.filter(~is_footer & ~is_subtotal)
+    period = pl.col(f"c{period_col}").str.strip_chars() if period_col is not None else pl.lit(None, pl.String)
+    if period_col is not None and leaf[period_col] in ("月份", "月"):      # a 月份 column holding 7 means 7月
+        period = pl.when(period.str.contains(r"^\d{1,2}$")).then(period + "月").otherwise(period)
+    if period_col is not None and leaf[period_col] in ("季度", "统计季度"):  # a 季度 column holding 3 means 第3季度
+        period = pl.when(period.str.contains(r"^[1-4]$")).then("第" + period + "季度").otherwise(period)
     base = [pl.col("_r").cast(pl.Int32).alias("source_row"), pl.col(f"c{comm_col}").alias("community_raw"),
-            street.alias("street_raw"),
-            (pl.col(f"c{period_col}") if period_col is not None else pl.lit(None, pl.String)).alias("period_raw")]
+            street.alias("street_raw"), period.alias("period_raw")]
     wide = body.select(*base, *[pl.col(f"c{c}") for c in value_cols])
     long = wide.unpivot(index=["source_row", "community_raw", "street_raw", "period_raw"],
                         on=[f"c{c}" for c in value_cols], variable_name="_col", value_name="raw_text")
     col_idx = long["_col"].str.slice(1).cast(pl.Int32)
-    letters = {c: col_letter(c) for c in value_cols}
+    letters = {c: col_letter(c + col_offset) for c in value_cols}
     long = long.with_columns(
         pl.lit(sheet).alias("sheet"),
         col_idx.replace_strict({c: letters[c] if a1 else str(c + 1) for c in value_cols}, return_dtype=pl.String)
@@ -201,7 +209,8 @@ UNIT_HEADERS = {"单位", "计量单位"}
 
 
 def _transposed_to_cells(top: list[list], df: pl.DataFrame, sheet: str, a1: bool, fr: FileRead,
-                         titles_above: list[str] | None, row_offset: int) -> pl.DataFrame | None:
+                         titles_above: list[str] | None, row_offset: int, col_offset: int = 0
+                         ) -> pl.DataFrame | None:
     """Communities as columns, indicators as rows (H25). The header row is the first row where at least two
     cells name communities (…社区/…居委会); the label column is the one headed 指标/项目 (else the first);
     a 单位 column gives each row's unit; a row labelled 街道 above the header gives each column's street."""
@@ -214,6 +223,10 @@ def _transposed_to_cells(top: list[list], df: pl.DataFrame, sheet: str, a1: bool
         return None
     label_col = next((c for c in range(width) if top[r][c] is not None and squash(top[r][c]) in LABEL_HEADERS), 0)
     unit_col = next((c for c in range(width) if top[r][c] is not None and squash(top[r][c]) in UNIT_HEADERS), None)
+    # every other named column is a community: a name without 社区 (生产路) is resolved or quarantined, never
+    # dropped; 合计/小计 columns are subtotals
+    names = [c for c in range(width) if c not in (label_col, unit_col) and top[r][c] is not None
+             and squash(top[r][c]) and not SUBTOTAL.search(squash(top[r][c]))]
     street_row = next((rr for rr in range(r) if top[rr][label_col] is not None
                        and squash(top[rr][label_col]) in STREET_HEADERS), None)
     _record_titles(fr, sheet, list(titles_above or []) + [" ".join(clean_text(v) for v in top[rr] if v)
@@ -236,7 +249,8 @@ def _transposed_to_cells(top: list[list], df: pl.DataFrame, sheet: str, a1: bool
     streets = {c: (top[street_row][c] if street_row is not None else None) for c in names}
     long = long.with_columns(
         pl.lit(sheet).alias("sheet"),
-        col_idx.replace_strict({c: col_letter(c) if a1 else str(c + 1) for c in names}, return_dtype=pl.String)
+        col_idx.replace_strict({c: col_letter(c + col_offset) if a1 else str(c + 1) for c in names},
+                               return_dtype=pl.String)
         .alias("source_column"),
         col_idx.replace_strict({c: str(top[r][c]) for c in names}, return_dtype=pl.String).alias("community_raw"),
         col_idx.replace_strict(streets, return_dtype=pl.String).alias("street_raw"),
@@ -253,6 +267,8 @@ _MERGE = re.compile(rb'<mergeCell ref="([A-Z]+)(\d+):([A-Z]+)(\d+)"')
 # an error cell (#DIV/0!, #N/A): fastexcel reads it as empty, which would make an error look like a blank
 _ERROR_CELL = re.compile(rb'<c r="([A-Z]+\d+)"[^>]*\bt="e"[^>]*>\s*(?:<f[^>]*?(?:/>|>[^<]*</f>)\s*)?<v>([^<]*)</v>')
 _COL = re.compile(rb'<col\s[^>]*>')
+# fastexcel's grid starts at the first row and column that hold a value: cell references are offset by that origin
+_VALUE_CELL = re.compile(rb'<c r="([A-Z]+)(\d+)"[^>]*>\s*(?:<f[^>]*?(?:/>|>[^<]*</f>)\s*)?(?:<v>[^<]|<is>)')
 _ATTR = re.compile(rb'(\w+)="([^"]*)"')
 # a formula cell whose value element is missing or empty: <f>..</f></c>, <f>..</f><v/></c>, <f t="shared" si="0"/>
 _FORMULA_NO_VALUE = re.compile(
@@ -285,8 +301,10 @@ def _xlsx_structure(path: Path) -> dict[str, dict]:
                     hidden.update(range(int(a[b"min"]) - 1, int(a[b"max"])))
             no_value = [m.decode() for m in _FORMULA_NO_VALUE.findall(xml)]
             errors = {ref.decode(): v.decode() for ref, v in _ERROR_CELL.findall(xml)}
+            refs = _VALUE_CELL.findall(xml)
+            origin = (min(int(r) for _, r in refs) - 1, min(col_index(c.decode()) for c, _ in refs)) if refs else (0, 0)
             out[s.get("name")] = {"merged": merged, "hidden": hidden, "formula_no_value": no_value,
-                                  "errors": errors, "state": s.get("state") or "visible"}
+                                  "errors": errors, "origin": origin, "state": s.get("state") or "visible"}
     return out
 
 
@@ -302,7 +320,7 @@ def read_xlsx(path: Path) -> FileRead:
     frames = []
     for name in reader.sheet_names:
         st = structure.get(name, {"merged": [], "hidden": set(), "formula_no_value": [], "errors": {},
-                                  "state": "visible"})
+                                  "origin": (0, 0), "state": "visible"})
         if st["state"] != "visible":
             fr.notes.append(f"跳过隐藏工作表 {name}")
             continue
@@ -311,7 +329,9 @@ def read_xlsx(path: Path) -> FileRead:
         if df.height == 0:
             continue
         try:
-            cells = _table_to_cells(df.cast(pl.String), name, st["merged"], True, fr)
+            r0, c0 = st["origin"]
+            merged = [(a - r0, b - c0, c - r0, d - c0) for a, b, c, d in st["merged"]]
+            cells = _table_to_cells(df.cast(pl.String), name, merged, True, fr, row_offset=r0, col_offset=c0)
         except FileRejected as e:
             if len(reader.sheet_names) > 1:
                 fr.notes.append(f"工作表 {name}：{e.message}")

@@ -6,6 +6,7 @@ on the period's last day. The key is street + name, never name alone, because na
 """
 
 import datetime as dt
+import functools
 from pathlib import Path
 
 import polars as pl
@@ -134,6 +135,7 @@ def resolve_communities(refs: pl.DataFrame, reg: pl.DataFrame) -> pl.DataFrame:
     return out.drop("_cr", "_sr", "_name_core", "_street_core")
 
 
+@functools.lru_cache(maxsize=200_000)
 def _pinyin(text: str) -> str:
     from pypinyin import lazy_pinyin  # imported on first unknown name only
 

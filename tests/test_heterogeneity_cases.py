@@ -245,9 +245,12 @@ def case_H18b(tmp_path, template):
 
 
 def case_H18c(tmp_path, template):
-    for t, q in [("上半年", "2020Q2"), ("1-6月", "2020Q2"), ("2020年度", "2020Q4"), ("全年", "2020Q4"),
-                 ("截至9月30日", "2020Q3"), ("截止今年上半年", "2020Q2")]:
+    for t, q in [("上半年", "2020Q2"), ("1-6月", "2020Q2"), ("截至9月30日", "2020Q3"), ("截止今年上半年", "2020Q2"),
+                 ("2020年前三季度", "2020Q3"), ("1月至9月", "2020Q3")]:
         assert ytd_quarter(t, 2020) == (q, None), t
+    for t in ("2020年度", "全年"):   # a year is not filed under any quarter (annual titles over quarterly files)
+        assert ytd_quarter(t, 2020) == (None, None) and classify_period(t, 2020) == (None, "not_a_quarter")
+    assert classify_period("第二季度（截至6月30日）", 2020) == ("2020Q2", None)   # an as-of date, not ytd
 
 
 def case_H18d(tmp_path, template):

@@ -6,7 +6,8 @@
 -- A cell reported for the quarter itself wins. A cell reported only by month (2024-07, 2024-08, 2024-09) is
 -- rolled up by the indicator's time rule (dim_indicator.time_rollup): the latest month's value and parts for
 -- stocks, flags, surveys and end-of-period rates; the months added for flows; summed parts for rates of
--- events. The qualifier then says months:k/3, so a quarter resting on fewer months is visible.
+-- events. Only complete quarters roll up: all three months for sums, the last month for end-of-period values.
+-- The qualifier then says months:k/3 (k < 3 only for end-of-period values).
 -- A year-to-date cell (qualifier ytd: 截至9月30日, 1-9月) is the level itself for stocks and end-of-period rates;
 -- for flows and rates of events it is differenced against the previous quarter's year-to-date cell (parts
 -- too) and marked ytd_differenced. Without that previous cell it cannot be differenced and stays out (the
@@ -110,6 +111,11 @@ pivoted AS (      -- quarter cells (year-to-date flows differenced); month cells
     JOIN dim_indicator i USING (indicator_code)
     WHERE m.period_type = 'month'
     GROUP BY m.community_key, m.indicator_code, i.time_rollup
+    -- only a complete quarter: all three months for sums, the quarter's last month for end-of-period values;
+    -- anything less stays out (the fact suite's warning lists it) rather than looking like a full quarter
+    HAVING CASE i.time_rollup
+                WHEN 'last' THEN max(m.end_date) = (SELECT max(end_date) FROM periods)
+                ELSE count(*) = 3 END
 )
 SELECT p.community_key,
        p.indicator_code,
