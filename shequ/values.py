@@ -35,14 +35,14 @@ UNPARSEABLE = "unparseable_value"
 UNIT_MISMATCH = "unit_mismatch"
 PERCENT_SCALE = "percent_out_of_scale"
 
-MISSING_MARKERS = {"", "空", "空白", "—", "——", "-", "--", "/", "\\", "暂无", "未统计", "不详", "缺", "null", "none",
+MISSING_MARKERS = {"", "空", "空白", "—", "——", "–", "-", "--", "/", "\\", "暂无", "未统计", "不详", "缺", "null", "none",
                    "nan", "na", "n/a"}
 NONE_MARKERS = {"无", "没有"}
 NA_MARKERS = {"不适用", "不涉及"}
 ERROR_MARKERS = {"#div/0!", "#n/a", "#value!", "#ref!", "#name?", "#num!", "#null!"}
 
 FLAG_TRUE = {"是", "有", "已建立", "已建", "建成", "已建成", "√", "✓", "y", "yes", "true", "1", "已", "达到", "已达到"}
-FLAG_FALSE = {"否", "无", "未建立", "未建", "未建成", "×", "✗", "n", "no", "false", "0", "未", "未达到"}
+FLAG_FALSE = {"否", "无", "没有", "未建立", "未建", "未建成", "×", "✗", "n", "no", "false", "0", "未", "未达到"}
 ORDINAL = {"优秀": 4, "优": 4, "a": 4, "良好": 3, "良": 3, "b": 3, "合格": 2, "中": 2, "c": 2, "不合格": 1, "差": 1, "d": 1,
            "★★★★": 4, "★★★": 3, "★★": 2, "★": 1, "四星级": 4, "三星级": 3, "二星级": 2, "一星级": 1,
            "4星级": 4, "3星级": 3, "2星级": 2, "1星级": 1}
@@ -164,7 +164,7 @@ def parse_text(raw: str, value_kind: str, target_unit: str, column_unit: str = "
             number = _cn_number(tok)
             if number is None:
                 return _reject(UNPARSEABLE, f"无法解析中文数字：{raw!r}")
-            if tok.endswith("万") or tok.endswith("亿"):
+            if "万" in tok or "亿" in tok:
                 # cn2an already applied the multiplier (1.5万 -> 15000): express in 元 for money targets
                 rest = "元" + rest if _target_family(target_unit) == "money" and not rest.startswith("元") else rest
 
@@ -177,6 +177,8 @@ def _convert(raw, number, rest, percent, qualifier, value_kind, target_unit, col
     if value_kind in ("ratio", "survey") or target_unit == "%":
         if rest and rest not in ("%",):
             return _reject(UNIT_MISMATCH, f"比率列出现单位 {rest!r}：{raw!r}")
+        if column_unit not in ("", "%"):
+            return _reject(UNIT_MISMATCH, f"比率指标的表头单位是 {column_unit!r}，不是百分比：{raw!r}")
         if percent:
             return Parsed(number / 100.0, "%", qualifier)
         # a header saying （%） does not settle it: offices write 85.5 and 0.855 under the same header
@@ -207,13 +209,16 @@ def _convert(raw, number, rest, percent, qualifier, value_kind, target_unit, col
             if target_unit.endswith(suffix):
                 tgt_base = target_unit[: -len(suffix)]
         if "/" in tgt_base:  # 元/百户/月 and similar composite rate units: only the exact unit is accepted
-            if unit in ("", tgt_base, target_unit) or rest == "":
+            given = rest or column_unit
+            if given in ("", tgt_base, target_unit):
                 return Parsed(number, target_unit, qualifier)
-            return _reject(UNIT_MISMATCH, f"单位 {rest!r} 无法换算为 {target_unit}")
+            return _reject(UNIT_MISMATCH, f"单位 {given!r} 无法换算为 {target_unit}")
         if unit not in MONEY or tgt_base not in MONEY:
             return _reject(UNIT_MISMATCH, f"单位 {unit!r} 无法换算为 {target_unit}")
-        if per != 1.0 and not target_unit.endswith("/月"):
-            return _reject(UNIT_MISMATCH, f"时间口径 {rest!r} 与 {target_unit} 不一致")
+        has_base = any((rest or column_unit).endswith(sfx) for sfx in PER_TIME)
+        if has_base and not any(target_unit.endswith(sfx) for sfx in PER_TIME):
+            # 5000元/月 for an annual 万元 amount: a different quantity, not a different notation
+            return _reject(UNIT_MISMATCH, f"时间口径 {(rest or column_unit)!r} 与指标单位 {target_unit} 不一致")
         return Parsed(number * MONEY[unit] / MONEY[tgt_base] * per / tgt_per, target_unit, qualifier)
     if family == "area":
         unit = rest or column_unit or table_unit or "平方米"
@@ -222,8 +227,12 @@ def _convert(raw, number, rest, percent, qualifier, value_kind, target_unit, col
         return Parsed(number * AREA[unit], target_unit, qualifier)
     # a unit in the cell must be the indicator's own (人 for 人次 is fine, 个 is the generic classifier);
     # 5户 under a 人 indicator is a different quantity, not a different notation
-    if rest and rest != target_unit and not target_unit.startswith(rest) and rest != "个":
-        return _reject(UNIT_MISMATCH, f"单位 {rest!r} 与指标单位 {target_unit} 不符：{raw!r}")
+    for given in (rest, column_unit):
+        prefix_ok = target_unit.startswith(given) and "/" not in target_unit   # 人 for 人次, not 平方米 for 平方米/百户
+        if given and given != target_unit and not prefix_ok and given != "个":
+            return _reject(UNIT_MISMATCH, f"单位 {given!r} 与指标单位 {target_unit} 不符：{raw!r}")
+    if value_kind == "flag" and number not in (0.0, 1.0):
+        return _reject(UNPARSEABLE, f"是/否类指标只能填 是/否 或 0/1：{raw!r}")
     return Parsed(number, target_unit, qualifier)
 
 
@@ -246,6 +255,14 @@ def column_factor(value_kind: str, target_unit: str, column_unit: str, table_uni
         return p.value
     if family == "area" and unit:
         return AREA.get(unit)
+    if value_kind == "flag":
+        return None   # 0/1 only: the few distinct strings go through parse_text
+    if column_unit and column_unit != target_unit and column_unit != "个" \
+            and not (target_unit.startswith(column_unit) and "/" not in target_unit):
+        return None   # the header's unit differs: parse_text rejects it with its reason
+    if family == "money" and "/" in target_unit.removesuffix("/月").removesuffix("/年") and column_unit \
+            and column_unit not in (target_unit,):
+        return None
     return 1.0
 
 
@@ -261,7 +278,8 @@ def parse_cells(cells: pl.DataFrame) -> pl.DataFrame:
     combos = combos.with_columns(pl.Series("_factor", factors, dtype=pl.Float64))
     df = cells.join(combos, on=keys, how="left", nulls_equal=True)
     is_plain = df["raw_text"].str.contains(_PLAIN)
-    is_ratio = df["value_kind"].is_in(["ratio", "survey"]) | (df["target_unit"] == "%")
+    is_ratio = (df["value_kind"].is_in(["ratio", "survey"]) | (df["target_unit"] == "%")) \
+        & df["column_unit"].is_in(["", "%"])
     plain = is_plain & df["_factor"].is_not_null()
     fast = df.filter(plain).with_columns(
         value=pl.col("raw_text").str.strip_chars().cast(pl.Float64) * pl.col("_factor"),
