@@ -81,8 +81,13 @@ class HeaderMatch:
     message: str = ""
 
 
-# a header group naming another period than the survey's (上年同期 » 刑事案件发案数): never the current value
-PRIOR_PERIOD = re.compile(r"上年|去年|同期|上期|上季|上月|基期|往年")
+# a header naming another period or another kind of figure than the survey's (上年同期, 上一季度, 2023年,
+# 同比增减, 目标值, 计划): never taken as the current value
+PRIOR_PERIOD = re.compile(r"上年|去年|同期|上期|上季|上月|上一|前一|基期|往年|同比|环比|增减|目标|计划(?!生育|外)|预计|(?:19|20)\d{2}年")
+# groups above an indicator name that do not change its meaning; any other group (养老保险 » 参保率,
+# 已组建业委会 » 小区数, 居民 » 平均年龄) may, so a leaf under it is never matched on its own
+NEUTRAL_GROUPS = {"基本情况", "基本信息", "本期", "本季度", "本期数", "当期", "本月", "指标", "统计指标", "数量",
+                  "情况", "工作情况", "建设情况"}
 
 
 def split_header_unit(header: str) -> tuple[str, str]:
@@ -118,6 +123,7 @@ class HeaderMatcher:
         for alias, code, role, unit in aliases.select("alias", "indicator_code", "role", "unit").iter_rows():
             self._add(alias, HeaderTarget(code, role, unit or ""))
         self._keys = list(self._map)
+        self._categories = set(catalogue["category"].unique().to_list())
 
     def _add(self, name: str, target: HeaderTarget) -> None:
         # registered whole and, when it ends in a unit, also without it
@@ -132,14 +138,24 @@ class HeaderMatcher:
         parts = [p.strip() for p in header.split(HEADER_SEP) if p.strip()] or [header]
         if any(PRIOR_PERIOD.search(squash(p)) for p in parts):
             return HeaderMatch((), "", (), "prior_period_column",
-                               f"表头 {header!r} 指上年同期或上期的数值，不作为本期数据")
-        for cand in (parts[-1], "".join(parts)):
+                               f"表头 {header!r} 指其他期间（上年同期、上期、某一年）或目标、计划、增减数，不作为本期数据")
+        groups = [squash(p) for p in parts[:-1]]
+        leaf_alone = all(g in NEUTRAL_GROUPS or g in self._categories for g in groups)
+        for cand in ("".join(parts), parts[-1]) if len(parts) > 1 else (parts[-1],):
+            if cand is parts[-1] and len(parts) > 1 and not leaf_alone:
+                break   # 养老保险 » 参保率: the group may change what the leaf means
             whole = squash(cand)
             if whole in self._map:
                 return HeaderMatch(tuple(self._map[whole]), "")
             key, unit = split_header_unit(cand)
             if key in self._map:
                 return HeaderMatch(tuple(self._map[key]), unit)
+        if len(parts) > 1 and not leaf_alone:
+            key, unit = split_header_unit(parts[-1])
+            if key in self._map:
+                return HeaderMatch((), unit, (), "ambiguous_header",
+                                   f"表头 {header!r} 的分组 {'/'.join(parts[:-1])!r} 可能改变指标含义，不按 "
+                                   f"{parts[-1]!r} 自动匹配；请在 header_aliases.csv 中声明整个表头")
         key, unit = split_header_unit(parts[-1])
         close = difflib.get_close_matches(key, self._keys, n=3, cutoff=0.5)
         return HeaderMatch((), unit, tuple(close))
