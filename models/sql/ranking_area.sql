@@ -1,6 +1,7 @@
 -- fact_ranking rows for streets (ranked within their district) and districts (ranked within their city):
 -- an area's score is the mean of its ranked member communities' scores (scheme: area_score = member_mean),
--- averaged in code order so reruns give bit-identical scores. coverage = ranked members / members expected.
+-- averaged in code order so reruns give bit-identical scores. coverage = ranked members / members expected;
+-- an area below the scheme's minimum coverage gets no rank (it cannot climb by not reporting weak members).
 WITH members AS (
     SELECT r.entity_code, r.score, c.street_code, c.street, c.district_code, c.district, c.city_code, c.city
     FROM fact_ranking r
@@ -36,12 +37,13 @@ SELECT entity_level,
        $scheme_id      AS scheme_id,
        $scheme_version AS scheme_version,
        score,
-       rank() OVER (PARTITION BY entity_level, scope_code ORDER BY round(score, $rank_round) DESC) AS rank,
-       count(*) OVER (PARTITION BY entity_level, scope_code)                                     AS n_ranked,
+       CASE WHEN eligible THEN rank() OVER (PARTITION BY entity_level, scope_code, eligible
+                                            ORDER BY round(score, $rank_round) DESC) END        AS rank,
+       count(*) FILTER (WHERE eligible) OVER (PARTITION BY entity_level, scope_code)             AS n_ranked,
        NULL::INTEGER   AS rank_low,
        NULL::INTEGER   AS rank_high,
-       (SELECT g.grade FROM _scheme_grade g WHERE round(score, $rank_round) >= g.min_score
-        ORDER BY g.min_score DESC LIMIT 1)                                                       AS grade,
+       CASE WHEN eligible THEN (SELECT g.grade FROM _scheme_grade g WHERE round(score, $rank_round) >= g.min_score
+                                ORDER BY g.min_score DESC LIMIT 1) END                          AS grade,
        coverage,
-       NULL            AS eligibility_reason
-FROM areas
+       CASE WHEN NOT eligible THEN 'coverage_below_min' END                                     AS eligibility_reason
+FROM (SELECT *, coverage >= $min_coverage AS eligible FROM areas) a

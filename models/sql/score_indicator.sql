@@ -1,6 +1,8 @@
 -- Indicator scores 0-100 per community for one period ($period_key), under the scheme loaded into
 -- _scheme_indicator (indicator, category, direction). Relative indicators are min-max normalised within the
 -- community's city and quarter; flags score 0/100; a target band scores 100 inside and falls off outside.
+-- A relative indicator on which every community of the city has the same value says nothing about rank: it
+-- is left out for that city and quarter (weights re-normalise), rather than giving everyone 100.
 WITH base AS (
     SELECT f.community_key, c.city_code, f.indicator_code, f.value, s.direction, s.category,
            i.valid_min, i.valid_max
@@ -31,3 +33,4 @@ SELECT community_key,
            ELSE 100 * (value - lo) / (hi - lo)
        END)) AS score
 FROM bounded
+WHERE NOT (hi = lo AND direction NOT IN ('flag_true_good', 'flag_false_good', 'target_band'))
