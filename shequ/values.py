@@ -127,7 +127,7 @@ def parse_text(raw: str, value_kind: str, target_unit: str, column_unit: str = "
             qualifier, t = q, t[len(p):]
             break
     for s, q in _QUAL_SUFFIX:
-        m = re.search(rf"^(.*?[\d十百千万])(.*?)({s})(.*)$", t)  # 700余人, 95%以上, 60平方米左右
+        m = re.search(rf"^(.*?[\d〇零一二两三四五六七八九十百千万成])(.*?)({s})(.*)$", t)  # 700余人, 95%以上, 九成以上
         if m:
             qualifier, t = q, m.group(1) + m.group(2) + m.group(4)
             break
@@ -169,6 +169,9 @@ def parse_text(raw: str, value_kind: str, target_unit: str, column_unit: str = "
                 rest = "元" + rest if _target_family(target_unit) == "money" and not rest.startswith("元") else rest
 
     rest = rest.strip()
+    if rest[:1] in ("万", "亿") and _target_family(target_unit) != "money" and value_kind in ("count", "area"):
+        # 1.5万人 / 10万: a multiplier before the unit (money columns read 万元 as a unit instead)
+        number, rest = number * (1e4 if rest[0] == "万" else 1e8), rest[1:]
     return _convert(raw, number, rest, percent, qualifier, value_kind, target_unit, column_unit, table_unit)
 
 

@@ -112,3 +112,12 @@ def test_an_indicator_without_spread_in_a_city_is_not_scored(workspace):
         other = c.execute("""SELECT count(*) FROM fact_score s JOIN dim_community d ON d.community_code = s.entity_code
                              WHERE s.period_key = '2024Q1' AND s.node_code = 'criminal_cases' AND d.city = '济南市'""").fetchall()
     assert n == [(0,)] and other[0][0] == 75
+
+
+@pytest.mark.parametrize("raw,kind,unit,value,qual", [("九成以上", "ratio", "%", 0.9, "ge"),
+                                                      ("1.5万人", "count", "人", 15000, None),
+                                                      ("10万", "count", "人次", 100000, None),
+                                                      ("64.95万", "amount", "万元", 64.95, None)])
+def test_wan_as_a_multiplier_and_qualifiers_after_chinese_numerals(raw, kind, unit, value, qual):
+    p = parse_text(raw, kind, unit)
+    assert (p.value, p.qualifier) == (pytest.approx(value), qual)
