@@ -37,7 +37,7 @@ class StageTime:
 
 
 @contextmanager
-def measure(stage: str, out: list, values_fn=lambda: 0):
+def measure(stage: str, out: list):
     proc = psutil.Process()
     peak = [proc.memory_info().rss]
     stop = threading.Event()

@@ -1,7 +1,6 @@
 """Where things are: repository paths and the defaults every entry point shares."""
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,13 +31,3 @@ def inbox_path(explicit: str | os.PathLike | None = None) -> Path:
         return Path(explicit)
     env = os.environ.get("SHEQU_INBOX")
     return Path(env) if env else DEFAULT_INBOX
-
-
-@dataclass(frozen=True)
-class Settings:
-    """One refresh's inputs. The registry directory is configurable so benchmark sets bring their own."""
-
-    warehouse: Path = field(default_factory=warehouse_path)
-    inbox: Path = field(default_factory=inbox_path)
-    registry_dir: Path = REGISTRY_DIR
-    scheme: Path = DEFAULT_SCHEME

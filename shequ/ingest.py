@@ -50,9 +50,6 @@ class FileSummary:
     file_format: str = ""
     seconds: float = 0.0         # read + normalise + write, for the per-shape read rate
 
-    def as_metadata(self) -> dict:
-        return {"文件": self.source_file, "状态": self.status, "入库": self.n_loaded, "隔离": self.n_quarantined,
-                "隔离原因": self.by_reason, "季度": self.period_keys, "原因": self.message}
 
 
 def inventory(inbox: Path) -> list[Path]:

@@ -36,20 +36,12 @@ class Result:
     checked: int
     detail: str = ""
 
-    @property
-    def blocking(self) -> bool:
-        return self.severity == "critical" and not self.success
-
 
 def load_suite(name: str, directory: Path = EXPECTATIONS_DIR) -> dict:
     path = Path(directory) / f"{name}.json"
     suite = json.loads(path.read_text(encoding="utf-8"))
     suite.setdefault("meta", {})
     return suite
-
-
-def suite_names(directory: Path = EXPECTATIONS_DIR) -> list[str]:
-    return sorted(p.stem for p in Path(directory).glob("*.json"))
 
 
 def _q(col: str) -> str:

@@ -55,7 +55,6 @@ class FileRead:
     sheet_units: dict[str, str] = field(default_factory=dict)         # per sheet: its 单位：万元 line
     table_unit: str = ""
     reporter: str = ""
-    dropped_rows: int = 0                                   # subtotal and footer rows
     notes: list[str] = field(default_factory=list)
     problems: list[dict] = field(default_factory=list)      # cell-level problems found while reading
     subtotals: list[pl.DataFrame] = field(default_factory=list)  # 小计 rows kept aside for the sum check
@@ -170,7 +169,6 @@ def _table_to_cells(df: pl.DataFrame, sheet: str, merged: list[tuple[int, int, i
     is_subtotal = (pl.col("_first").str.replace_all(r"\s+", "").str.contains(SUBTOTAL.pattern)
                    | comm.str.contains(SUBTOTAL.pattern).fill_null(False)
                    | street.str.replace_all(r"\s+", "").str.contains(SUBTOTAL.pattern).fill_null(False))
-    fr.dropped_rows += body.filter(is_footer | is_subtotal).height
     sub = body.filter(is_subtotal & ~is_footer)
     if sub.height:  # kept aside: the members of a 小计 row should add up to it (checked after parsing)
         says = lambda e: pl.when(e.str.contains(SUBTOTAL.pattern).fill_null(False)).then(e)  # noqa: E731
@@ -237,7 +235,6 @@ def _transposed_to_cells(top: list[list], df: pl.DataFrame, sheet: str, a1: bool
     body = body.filter(label.is_not_null() & (label != ""))
     is_footer = label.str.contains(FOOTER.pattern)
     fr.notes.extend(body.filter(is_footer)[f"c{label_col}"].to_list())
-    fr.dropped_rows += body.filter(is_footer).height
     body = body.filter(~is_footer)
     unit = (pl.col(f"c{unit_col}").fill_null("") if unit_col is not None else pl.lit(""))
     header = pl.when(unit != "").then(label + "(" + unit + ")").otherwise(label)

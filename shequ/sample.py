@@ -20,7 +20,6 @@ import datetime as dt
 import io
 import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -211,12 +210,6 @@ def _num(v: float) -> str:
     if float(v).is_integer():
         return str(int(v))
     return f"{v:.4f}".rstrip("0").rstrip(".")
-
-
-@dataclass
-class Columns:
-    """Which survey columns a file carries: (header, indicator_code, role)."""
-    items: list[tuple[str, str, str]]
 
 
 def survey_columns(with_parts: set[str] | None = None, use_alias: bool = False) -> list[tuple[str, str, str]]:

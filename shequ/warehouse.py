@@ -165,19 +165,6 @@ def build_aggregates(con: duckdb.DuckDBPyConnection, period_key: str) -> int:
     return replace_period(con, "agg_indicator_value", "agg_indicator_value", {"period_key": period_key})
 
 
-def table_counts(con: duckdb.DuckDBPyConnection, period_key: str | None = None) -> dict[str, int]:
-    out = {}
-    for t in ("dim_period", "dim_indicator", "dim_community", "community_lineage", "raw_file", "stg_value",
-              "quarantine", "fact_indicator_value", "agg_indicator_value", "fact_score", "fact_ranking"):
-        q = f"SELECT count(*) FROM {t}"
-        has_period = t in ("stg_value", "fact_indicator_value", "agg_indicator_value", "fact_score", "fact_ranking")
-        if period_key and has_period:
-            out[t] = con.execute(q + " WHERE period_key = ?", [period_key]).fetchall()[0][0]
-        else:
-            out[t] = con.execute(q).fetchall()[0][0]
-    return out
-
-
 def frame(con: duckdb.DuckDBPyConnection, sql: str, params: list | dict | None = None) -> pl.DataFrame:
     """A query's result as a polars frame (DuckDB 2.0: relations have .pl(); executed cursors do not)."""
     return con.sql(sql, params=params).pl()
