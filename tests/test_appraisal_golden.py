@@ -170,3 +170,25 @@ def test_hdi_eleven_aggregates_from_aggregated_components(hdi):
     # the index of aggregated components is not the mean of member HDIs: it differs for most groups
     world_mean = float(np.mean(app.score))
     assert abs(world_mean - comp.filter(pl.col("agg") == "ZZK.WORLD")["published"][0]) > 0.005
+
+
+def test_asem_uncertainty_agrees_with_coinr_stored_run(asem):
+    """COINr's stored UA run has 100 draws; ours uses 2000 so that the comparison measures COINr's noise, not
+    ours. Mean absolute difference of each rank statistic must stay below 0.5."""
+    from shequ.appraisal.mc import Series, run_uncertainty
+
+    _, units, app = asem
+    nominal = app.ranks[("Index", "overall")]
+    ua = run_uncertainty(app, [Series("Index", "Index", None, nominal)], draws=2000)
+    exp = _expected("UA_rankstats")
+    idx = np.array([list(units.codes).index(c) for c in exp["uCode"]])
+    st = ua.stats["Index"]
+    for ours, theirs in (("mean", "Mean"), ("median", "Median"), ("q_low", "Q5"), ("q_high", "Q95")):
+        mad = float(np.mean(np.abs(st[ours][idx] - exp[theirs].to_numpy())))
+        assert mad < 0.5, (theirs, mad)
+    # draws are reproducible from the seed, whatever the threading
+    again = run_uncertainty(app, [Series("Index", "Index", None, nominal)], draws=200, threads=1)
+    twice = run_uncertainty(app, [Series("Index", "Index", None, nominal)], draws=200, threads=2)
+    assert np.array_equal(again.stats["Index"]["q_high"], twice.stats["Index"]["q_high"])
+    assert {p["aggregation"] for p in twice.params} == {"arithmetic", "geometric"}
+    assert {p["winmax"] for p in twice.params} == {1, 2, 3, 4, 5}

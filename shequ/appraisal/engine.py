@@ -570,6 +570,34 @@ def _rule_hits(values: np.ndarray, op: str, ref: float) -> np.ndarray:
         return ops[op](values, ref) & np.isfinite(values)
 
 
+def adjust_scores(u: Units, scheme: Scheme, root: np.ndarray):
+    """Bonus points (capped, total optionally capped) and vetoes (cap_score applied here; drop_grade and
+    exclude_titles recorded for grading and awards). Returns (score, bonus, veto names, veto effects)."""
+    adjust = scheme.section("adjust") or {}
+    bonus = np.zeros(u.n)
+    bspec = adjust.get("bonus") or {}
+    for item in bspec.get("items") or []:
+        bonus += np.where(_rule_hits(u.value_of(item["indicator"]), item.get("op", ">="),
+                                     float(item.get("value", 1))), float(item["points"]), 0.0)
+    if "cap" in bspec:
+        bonus = np.minimum(bonus, float(bspec["cap"]))
+    score = root + bonus
+    if "max_score" in bspec:
+        score = np.minimum(score, float(bspec["max_score"]))
+    vetoes = np.empty(u.n, dtype=object)
+    effects = np.empty(u.n, dtype=object)
+    for i in range(u.n):
+        vetoes[i], effects[i] = [], set()
+    for v in adjust.get("vetoes") or []:
+        hit = _rule_hits(u.value_of(v["indicator"]), v.get("op", ">"), float(v.get("value", 0)))
+        for i in np.nonzero(hit)[0]:
+            vetoes[i].append(v["name"])
+            effects[i].add(v["effect"])
+        if v["effect"] == "cap_score":
+            score = np.where(hit, np.minimum(score, float(v["cap"])), score)
+    return score, bonus, vetoes, effects
+
+
 def run(u: Units, scheme: Scheme) -> Appraisal:
     D = denominate(u, scheme)
     Xi, imp_mask = impute(D, u, scheme)
@@ -592,29 +620,7 @@ def run(u: Units, scheme: Scheme) -> Appraisal:
     S = normalise(Xt, u, scheme, fit=eligible)
     nodes = aggregate(S, u, scheme)
     root = nodes[scheme.root] if scheme.root in nodes else S[:, u.indicators.index(scheme.root)]
-    # adjustments: bonus points (capped), vetoes
-    adjust = scheme.section("adjust") or {}
-    bonus = np.zeros(u.n)
-    bspec = adjust.get("bonus") or {}
-    for item in bspec.get("items") or []:
-        bonus += np.where(_rule_hits(u.value_of(item["indicator"]), item.get("op", ">="), float(item.get("value", 1))),
-                          float(item["points"]), 0.0)
-    if "cap" in bspec:
-        bonus = np.minimum(bonus, float(bspec["cap"]))
-    score = root + bonus
-    if "max_score" in bspec:
-        score = np.minimum(score, float(bspec["max_score"]))
-    vetoes = np.empty(u.n, dtype=object)
-    effects = np.empty(u.n, dtype=object)
-    for i in range(u.n):
-        vetoes[i], effects[i] = [], set()
-    for v in adjust.get("vetoes") or []:
-        hit = _rule_hits(u.value_of(v["indicator"]), v.get("op", ">"), float(v.get("value", 0)))
-        for i in np.nonzero(hit)[0]:
-            vetoes[i].append(v["name"])
-            effects[i].add(v["effect"])
-        if v["effect"] == "cap_score":
-            score = np.where(hit, np.minimum(score, float(v["cap"])), score)
+    score, bonus, vetoes, effects = adjust_scores(u, scheme, root)
     ranking = scheme.section("ranking") or {}
     digits = int(ranking.get("round", 2))
     mode = ranking.get("round_mode", "half_even")

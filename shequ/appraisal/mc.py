@@ -1,0 +1,134 @@
+"""Uncertainty analysis: Monte Carlo over the choices a scheme declares as uncertain (winsorisation depth,
+normalisation, weights, aggregation), as COINr's get_sensitivity(SA_type = "UA") does.
+
+Each draw re-treats (cached per winsorisation depth), re-normalises the relative indicators, re-aggregates
+with noisy weights and re-ranks. Per unit and ranked series the result is the nominal rank and the mean,
+median and declared quantiles (R type 7) of its rank over the draws. Draw i uses its own generator spawned
+from the scheme's seed, so the result does not depend on thread scheduling: same seed, same numbers.
+"""
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from .engine import Appraisal, Groups, adjust_scores, aggregate, normalise, round_scores, treat
+
+
+@dataclass
+class Series:
+    """One ranked list followed through the draws: a node ranked within a grouping (None = all units)."""
+    name: str
+    node: str
+    group: str | None
+    nominal: np.ndarray
+
+
+@dataclass
+class Uncertainty:
+    draws: int
+    seed: int
+    params: list[dict]                         # what each draw used
+    stats: dict[str, dict[str, np.ndarray]]    # series name -> {nominal, mean, median, q_low, q_high}
+    quantiles: tuple[float, float]
+
+
+def _fast_ranks(score: np.ndarray, groups: list[Groups | None]) -> list[np.ndarray]:
+    """Ordinal ranks (1 = best) of one score vector within several groupings, from one sort.
+    Units with NaN score get rank 0 (masked later)."""
+    n = len(score)
+    order = np.argsort(-score, kind="stable")       # NaN last
+    valid = np.isfinite(score[order])
+    out = []
+    for g in groups:
+        r = np.zeros(n, dtype=np.int32)
+        if g is None:
+            r[order] = np.arange(1, n + 1, dtype=np.int32)
+        else:
+            go = g.inv[order]
+            o2 = np.argsort(go, kind="stable")
+            pos = np.arange(n, dtype=np.int64) - g.starts[go[o2]]
+            r[order[o2]] = (pos + 1).astype(np.int32)
+        r[order[~valid]] = 0
+        out.append(r)
+    return out
+
+
+def run_uncertainty(app: Appraisal, series: list[Series], draws: int | None = None, seed: int | None = None,
+                    threads: int | None = None) -> Uncertainty:
+    scheme, u = app.scheme, app.units
+    spec = scheme.section("uncertainty") or {}
+    draws = int(draws if draws is not None else spec.get("draws", 100))
+    seed = int(seed if seed is not None else spec.get("seed", 0))
+    q_lo, q_hi = (float(x) for x in spec.get("quantiles", [0.05, 0.95]))
+    winmaxes = spec.get("winmax") or [None]
+    norms = spec.get("normalise") or [None]
+    aggs = spec.get("aggregation") or [None]
+    noise = {int(k): float(v) for k, v in ((spec.get("weights") or {}).get("noise") or {}).items()}
+    basis = spec.get("rank_basis", (scheme.section("ranking") or {}).get("basis", "rounded"))
+    digits = int((scheme.section("ranking") or {}).get("round", 2))
+    mode = (scheme.section("ranking") or {}).get("round_mode", "half_even")
+
+    # Treated matrices, one per winsorisation depth: only the treated columns differ, so keep just those.
+    treated_cols = [j for j, c in enumerate(u.indicators) if scheme.treated(c)]
+    treated = {}
+    for w in winmaxes:
+        Xt, _, _ = treat(app.imputed, u, scheme, winmax=w)
+        treated[w] = Xt[:, treated_cols] if w is not None else app.treated[:, treated_cols]
+    base = app.imputed.copy()
+    groups = [u.grouping(s.group) for s in series]
+    by_node: dict[str, list[int]] = {}
+    for k, s in enumerate(series):
+        by_node.setdefault(s.node, []).append(k)
+    ranks = [np.zeros((draws, u.n), dtype=np.int32) for _ in series]
+    children_levels = {c: scheme.nodes[c].level for c in scheme.nodes}
+    children_of = {c: scheme.nodes[c].parent for c in scheme.nodes}
+    seqs = np.random.SeedSequence(seed).spawn(draws)
+    params: list[dict] = [{}] * draws
+
+    def one(i: int) -> None:
+        rng = np.random.default_rng(seqs[i])
+        w = winmaxes[int(rng.integers(len(winmaxes)))]
+        norm = norms[int(rng.integers(len(norms)))]
+        agg = aggs[int(rng.integers(len(aggs)))]
+        weights = {}
+        for c, node in scheme.nodes.items():
+            f = noise.get(children_levels[c])
+            if f and children_of[c] is not None:
+                weights[c] = node.weight * (1 + rng.uniform(-f, f))
+        X = base.copy()
+        X[:, treated_cols] = treated[w]
+        if norm is None:
+            S = normalise(X, u, scheme, fit=app.eligible)
+        else:
+            # only relative methods (min-max, z-score, rank...) are swapped; targets and flags keep theirs
+            S = normalise(X, u, scheme, fit=app.eligible, relative_override=norm)
+        nodes = aggregate(S, u, scheme, weights=weights or None, method=agg)
+        root = nodes[scheme.root]
+        score, *_ = adjust_scores(u, scheme, root)
+        for node, ks in by_node.items():
+            v = score if node == scheme.root else nodes[node]
+            if basis == "rounded":
+                v = round_scores(v, digits, mode)
+            v = np.where(app.eligible, v, np.nan)
+            for k, r in zip(ks, _fast_ranks(v, [groups[k] for k in ks])):
+                ranks[k][i] = r
+        params[i] = {"winmax": w, "normalise": (norm or {}).get("method"), "aggregation": agg,
+                     "weights": {k: round(v, 6) for k, v in weights.items()}}
+
+    n_threads = threads or min(2, os.cpu_count() or 1)
+    if n_threads > 1 and draws > 1:
+        with ThreadPoolExecutor(n_threads) as ex:
+            list(ex.map(one, range(draws)))
+    else:
+        for i in range(draws):
+            one(i)
+    stats = {}
+    for s, R in zip(series, ranks):
+        Rf = R.astype(np.float64)
+        Rf[:, ~app.eligible] = np.nan
+        qs = np.quantile(Rf, [q_lo, 0.5, q_hi], axis=0) if draws else np.full((3, u.n), np.nan)
+        stats[s.name] = {"nominal": s.nominal, "mean": Rf.mean(axis=0), "median": qs[1], "q_low": qs[0],
+                         "q_high": qs[2]}
+    return Uncertainty(draws=draws, seed=seed, params=params, stats=stats, quantiles=(q_lo, q_hi))
