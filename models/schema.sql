@@ -187,20 +187,27 @@ CREATE TABLE IF NOT EXISTS agg_indicator_value (
     PRIMARY KEY (entity_level, entity_code, indicator_code, period_key)
 );
 
--- ---------------------------------------------------------------- scores and rankings
--- Per node of the scheme tree (indicator, category, index). Derived and recomputed with every ranking, so it
--- carries no PK index (maintaining a 6-column index made a rerun 20x slower); expectations/fact_score.json
--- asserts the key is unique after every write.
+-- ---------------------------------------------------------------- scores, rankings, titles (三级评比)
+-- All derived by the appraisal engine (shequ/appraisal) from fact_indicator_value and a scheme file
+-- (models/schemes/*.yaml); one period x scheme is replaced in one transaction. No PK indexes on the big derived
+-- tables (a 6-column index made a rerun 20x slower); the suites in expectations/ assert their keys.
+
+-- Per node of the scheme tree (indicator, category, index) per entity and review stage.
+-- weight = the node's effective share of the index for this entity (weights re-normalised over the children
+-- with data), so score * weight is the node's contribution in points and sums to the index.
 CREATE TABLE IF NOT EXISTS fact_score (
-    entity_level    VARCHAR NOT NULL,
+    entity_level    VARCHAR NOT NULL,              -- community | street | district
     entity_code     VARCHAR NOT NULL,
     period_key      VARCHAR NOT NULL,
     scheme_id       VARCHAR NOT NULL,
     scheme_version  VARCHAR NOT NULL,
-    node_level      VARCHAR NOT NULL CHECK (node_level IN ('indicator', 'category', 'index')),
+    stage           VARCHAR NOT NULL,              -- review stage: 自评 | 街道初评 | 区复评 (final rows: every node)
+    node_level      VARCHAR NOT NULL,              -- the scheme's level names: indicator | category | index
     node_code       VARCHAR NOT NULL,
+    value           DOUBLE,                        -- indicators: the value scored (after imputation/treatment)
     score           DOUBLE  NOT NULL,
-    weight          DOUBLE
+    weight          DOUBLE,
+    flag            VARCHAR                        -- imputed | winsorised_high | winsorised_low | log
 );
 
 CREATE TABLE IF NOT EXISTS fact_ranking (
@@ -214,15 +221,109 @@ CREATE TABLE IF NOT EXISTS fact_ranking (
     period_key          VARCHAR NOT NULL REFERENCES dim_period (period_key),
     scheme_id           VARCHAR NOT NULL,
     scheme_version      VARCHAR NOT NULL,
-    score               DOUBLE,
+    stage               VARCHAR,                   -- review stage whose score is ranked
+    score               DOUBLE,                    -- final score (index + bonus, capped)
+    score_rounded       DOUBLE,                    -- the score ranks and grades are taken on (scheme rounding)
     rank                INTEGER,
     n_ranked            INTEGER NOT NULL,
-    rank_low            INTEGER,
-    rank_high           INTEGER,
+    rank_median         DOUBLE,                    -- Monte Carlo: median rank over the draws
+    rank_low            DOUBLE,                    -- Monte Carlo: 5th percentile rank (best plausible)
+    rank_high           DOUBLE,                    -- Monte Carlo: 95th percentile rank (worst plausible)
     grade               VARCHAR,
-    coverage            DOUBLE  NOT NULL,          -- share of scheme weight with data
-    eligibility_reason  VARCHAR,                   -- NULL = ranked; else why no rank
+    bonus               DOUBLE,
+    vetoes              VARCHAR,                   -- 一票否决 items hit, '；'-separated
+    self_score          DOUBLE,                    -- 自评 score; self_gap = self_score - score
+    self_gap            DOUBLE,
+    coverage            DOUBLE  NOT NULL,          -- communities: share of weight with data; areas: share ranked
+    eligibility_reason  VARCHAR,                   -- NULL = ranked; no_data | coverage_below_min
     PRIMARY KEY (entity_level, entity_code, scope_level, period_key, scheme_id)
+);
+
+-- Titles awarded tier by tier (区级 within district -> 市级 within city -> 省级 within province).
+CREATE TABLE IF NOT EXISTS fact_award (
+    period_key      VARCHAR NOT NULL,
+    scheme_id       VARCHAR NOT NULL,
+    scheme_version  VARCHAR NOT NULL,
+    campaign        VARCHAR NOT NULL,              -- 示范社区 | 平安社区 | 民主法治社区 (scheme: awards.campaigns)
+    tier            VARCHAR NOT NULL,              -- 区级 | 市级 | 省级
+    title           VARCHAR NOT NULL,              -- e.g. 区级示范社区
+    entity_level    VARCHAR NOT NULL,
+    entity_code     VARCHAR NOT NULL,
+    entity_name     VARCHAR NOT NULL,
+    scope_level     VARCHAR NOT NULL,
+    scope_code      VARCHAR NOT NULL,
+    scope_name      VARCHAR NOT NULL,
+    node_code       VARCHAR NOT NULL,              -- the score the campaign ranks on
+    score           DOUBLE  NOT NULL,
+    grade           VARCHAR,
+    quota           INTEGER NOT NULL,              -- titles available in this scope
+    quota_position  INTEGER NOT NULL,              -- position among the eligible candidates of the scope
+    n_candidates    INTEGER NOT NULL,
+    tied_at_quota   BOOLEAN NOT NULL,              -- admitted because tied with the last place inside the quota
+    rank_low        DOUBLE,                        -- Monte Carlo rank interval in the scope
+    rank_high       DOUBLE,
+    tie_flag        BOOLEAN,                       -- interval crosses the quota line: statistically tied
+    PRIMARY KEY (period_key, scheme_id, campaign, tier, entity_code)
+);
+
+-- Why a community scored what it did: strengths and weaknesses against its district's peers (category score
+-- minus the district median) and movement since the previous quarter with the indicators that drove it.
+CREATE TABLE IF NOT EXISTS fact_explanation (
+    period_key      VARCHAR NOT NULL,
+    scheme_id       VARCHAR NOT NULL,
+    entity_code     VARCHAR NOT NULL,
+    kind            VARCHAR NOT NULL,              -- strength | weakness | movement | driver
+    position        INTEGER NOT NULL,              -- 1 = the largest
+    node_code       VARCHAR NOT NULL,
+    value           DOUBLE,                        -- gap to district median (points) | change in points
+    detail          VARCHAR NOT NULL               -- one Chinese sentence
+);
+
+-- Reviewed values per stage (街道初评, 区复评): they override the community's own (自评) values.
+CREATE TABLE IF NOT EXISTS review_adjustment (
+    period_key      VARCHAR NOT NULL,
+    community_code  VARCHAR NOT NULL,
+    stage           VARCHAR NOT NULL,
+    indicator_code  VARCHAR NOT NULL REFERENCES dim_indicator (indicator_code),
+    value           DOUBLE  NOT NULL,
+    reviewer        VARCHAR,
+    note            VARCHAR,
+    source_file     VARCHAR NOT NULL,
+    PRIMARY KEY (period_key, community_code, stage, indicator_code)
+);
+
+-- Published (公示) appraisals: frozen copies under a version id. A correction publishes a new version with a
+-- diff against the previous one; published rows are never updated.
+CREATE TABLE IF NOT EXISTS appraisal_publication (
+    version_id      VARCHAR   NOT NULL PRIMARY KEY,  -- 2024Q3-default-v2
+    period_key      VARCHAR   NOT NULL,
+    scheme_id       VARCHAR   NOT NULL,
+    scheme_version  VARCHAR   NOT NULL,
+    scheme_digest   VARCHAR   NOT NULL,
+    seq             INTEGER   NOT NULL,
+    supersedes      VARCHAR,
+    published_at    TIMESTAMP NOT NULL,
+    published_by    VARCHAR,
+    note            VARCHAR,
+    n_rankings      INTEGER   NOT NULL,
+    n_awards        INTEGER   NOT NULL,
+    content_hash    VARCHAR   NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS published_ranking AS SELECT NULL::VARCHAR AS version_id, * FROM fact_ranking WITH NO DATA;
+CREATE TABLE IF NOT EXISTS published_award AS SELECT NULL::VARCHAR AS version_id, * FROM fact_award WITH NO DATA;
+
+CREATE TABLE IF NOT EXISTS publication_diff (
+    version_id      VARCHAR NOT NULL,
+    previous_id     VARCHAR NOT NULL,
+    change          VARCHAR NOT NULL,              -- rank | grade | title_added | title_removed | score
+    entity_level    VARCHAR NOT NULL,
+    entity_code     VARCHAR NOT NULL,
+    entity_name     VARCHAR,
+    scope_level     VARCHAR,
+    item            VARCHAR,                       -- title (campaign + tier) for title changes
+    old_value       VARCHAR,
+    new_value       VARCHAR
 );
 
 -- Results of every data-quality check run, per quarter: what a ranking passed.

@@ -26,7 +26,7 @@ STAGE_SUITES = {
     "staged_values": ["stg_value"],
     "fact_indicator_value": ["fact_indicator_value"],
     "agg_indicator_value": ["agg_indicator_value"],
-    "fact_ranking": ["fact_ranking", "fact_score"],
+    "fact_ranking": ["fact_ranking", "fact_score", "fact_award"],
 }
 
 

@@ -18,7 +18,7 @@ import duckdb
 from .config import EXPECTATIONS_DIR
 from .warehouse import transaction
 
-PERIOD_TABLES = {"stg_value", "fact_indicator_value", "agg_indicator_value", "fact_score", "fact_ranking",
+PERIOD_TABLES = {"stg_value", "fact_indicator_value", "agg_indicator_value", "fact_score", "fact_ranking", "fact_award",
                  "quarantine"}
 
 

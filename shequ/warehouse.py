@@ -21,7 +21,7 @@ from .config import CATALOGUE_CSV, REGISTRY_DIR, SCHEMA_SQL, SQL_DIR
 from .periods import calendar_frame
 from .registry import dim_community_frame, load_aliases, load_communities, load_lineage
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 CALENDAR_YEARS = (2000, 2035)
 
 
@@ -58,7 +58,17 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
     con.execute("COMMIT")
 
 
+# Derived tables whose columns changed between schema versions. They hold nothing that cannot be recomputed
+# from the facts and the scheme, so an older warehouse drops them and the next ranking run rebuilds them.
+DERIVED_COLUMNS = {"fact_ranking": "self_gap", "fact_score": "stage"}
+
+
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    for table, column in DERIVED_COLUMNS.items():
+        cols = {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns WHERE table_name = ?",
+                                          [table]).fetchall()}
+        if cols and column not in cols:
+            con.execute(f"DROP TABLE {table}")
     con.execute(SCHEMA_SQL.read_text(encoding="utf-8"))
     con.execute("INSERT INTO meta_schema SELECT ?, now()::TIMESTAMP WHERE NOT EXISTS "
                 "(SELECT 1 FROM meta_schema WHERE version = ?)", [SCHEMA_VERSION, SCHEMA_VERSION])

@@ -34,7 +34,7 @@ def test_assets_checks_pool_and_partitions():
     names = {c.name for c in checks}
     assert {"dim_community_suite", "fact_indicator_value_suite", "fact_ranking_suite", "files_readable"} <= names
     suite_checks = [s for n in specs for s in defs.resolve_assets_def(n).check_specs if s.name.endswith("_suite")]
-    assert len(suite_checks) == 7 and all(s.blocking for s in suite_checks)
+    assert len(suite_checks) == 8 and all(s.blocking for s in suite_checks)
 
 
 def test_schedule_targets_the_quarter_just_ended_in_shanghai():

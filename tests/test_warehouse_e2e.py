@@ -261,10 +261,10 @@ def _fail_model(monkeypatch, module, name):
 
 
 def test_failed_ranking_run_leaves_previous_state(workspace, monkeypatch):
-    import shequ.scoring
+    import shequ.appraisal.store
 
     before = _snapshot(workspace["warehouse"])["fact_ranking"]
-    _fail_model(monkeypatch, shequ.scoring, "ranking_area")  # fails after the community rows were inserted
+    _fail_model(monkeypatch, shequ.appraisal.store, "explanation")  # fails after ranks and titles were inserted
     res = run_quarter(workspace["warehouse"], workspace["inbox"], "2024Q1")
     assert not res.success
     assert _snapshot(workspace["warehouse"])["fact_ranking"].equals(before)

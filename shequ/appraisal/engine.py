@@ -58,6 +58,7 @@ class Units:
     denominators: dict[str, np.ndarray] = field(default_factory=dict)
     extra: dict[str, np.ndarray] = field(default_factory=dict)       # values read by bonus / veto rules
     previous: np.ndarray | None = None     # last period's raw values (for last_value imputation)
+    applicable: np.ndarray | None = None   # n x m, False where an indicator does not apply (村代居)
     _groups: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -160,6 +161,8 @@ def impute(X: np.ndarray, u: Units, scheme: Scheme) -> tuple[np.ndarray, np.ndar
                 per = g.apply(X, lambda seg: _nanmedian0(seg))
             fill = per[g.inv]
         X = np.where(miss, fill, X)
+    if u.applicable is not None:
+        X[~u.applicable] = np.nan          # not applicable is not missing: never imputed, weight re-normalised
     return X, was_missing & ~np.isnan(X)
 
 
@@ -605,17 +608,22 @@ def run(u: Units, scheme: Scheme) -> Appraisal:
     # by indicator count or by weight
     screen = scheme.section("screen") or {}
     have = np.isfinite(Xi if screen.get("basis", "raw") == "imputed" else D)
+    appl = u.applicable if u.applicable is not None else np.ones(u.X.shape, bool)
     if screen.get("by", "count") == "weight":
         lw = scheme.leaf_weights()
         w = np.array([lw[c] for c in u.indicators])
-        avail = (have * w).sum(axis=1) / w.sum() if w.sum() else np.ones(u.n)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            avail = (have * w).sum(axis=1) / (appl * w).sum(axis=1)
     else:
-        avail = have.mean(axis=1) if u.X.shape[1] else np.ones(u.n)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            avail = have.sum(axis=1) / appl.sum(axis=1)
+    avail = np.nan_to_num(avail, nan=0.0)
     min_av = float(screen.get("min_availability", 0))
-    eligible = avail >= min_av - 1e-12
+    raw_any = np.isfinite(D).any(axis=1) if D.shape[1] else np.zeros(u.n, bool)
+    eligible = (avail >= min_av - 1e-12) & (raw_any | (screen.get("basis", "raw") == "imputed"))
     reason = np.full(u.n, None, dtype=object)
-    if (~eligible).any():
-        reason[~eligible] = [f"数据可得率 {a:.1%} 低于方案要求的 {min_av:.0%}" for a in avail[~eligible]]
+    reason[~eligible & raw_any] = "coverage_below_min"
+    reason[~eligible & ~raw_any] = "no_data"
     Xt, flags, summary = treat(Xi, u, scheme)
     S = normalise(Xt, u, scheme, fit=eligible)
     nodes = aggregate(S, u, scheme)

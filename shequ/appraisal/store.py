@@ -1,0 +1,536 @@
+"""The appraisal engine against the warehouse: read one quarter's facts, score every review stage, rank at three
+levels, award titles tier by tier, estimate rank intervals, explain, and write fact_score / fact_ranking /
+fact_award / fact_explanation for that quarter and scheme in one transaction. Publishing (公示) freezes a
+quarter's ranking and titles under a version id (publish()).
+"""
+
+import datetime as dt
+import hashlib
+import math
+
+import duckdb
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from ..periods import previous_quarter
+from ..warehouse import bind, model_sql, transaction
+from .engine import Appraisal, Groups, Units, rank_desc, round_scores, run
+from .mc import Series, run_uncertainty
+from .scheme import Scheme, SchemeError
+
+SCOPES = ("street", "district", "city")
+FLAG_NAMES = {1: "winsorised_high", -1: "winsorised_low", 2: "log"}
+
+
+# ------------------------------------------------------------------------------------------------------
+# Reading
+
+
+def period_units(con: duckdb.DuckDBPyConnection, period_key: str) -> pl.DataFrame:
+    """Communities appraised in a quarter: every registry version valid on its last day, plus any version that
+    reported for it. Ordered by code, the row order of every matrix."""
+    return con.sql("""
+        WITH p AS (SELECT end_date FROM dim_period WHERE period_key = $q),
+        keys AS (
+            SELECT c.community_key FROM dim_community c, p
+            WHERE c.valid_from <= p.end_date AND (c.valid_to IS NULL OR c.valid_to > p.end_date)
+            UNION SELECT DISTINCT community_key FROM fact_indicator_value WHERE period_key = $q
+        )
+        SELECT c.community_key, c.community_code, c.name, c.street_code, c.street, c.district_code, c.district,
+               c.city_code, c.city, c.province_code, c.province, c.community_type
+        FROM dim_community c JOIN keys USING (community_key)
+        QUALIFY row_number() OVER (PARTITION BY c.community_code ORDER BY c.valid_from DESC) = 1
+        ORDER BY c.community_code""", params={"q": period_key}).pl()
+
+
+def _has_table(con, name: str) -> bool:
+    return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?",
+                            [name]).fetchall()[0][0])
+
+
+def _matrix(con, period_key: str, codes: list[str], by: str = "community_key") -> np.ndarray:
+    """Values of the registered _ap_units x _ap_inds for one period, as a dense matrix (NaN = not reported).
+    Values held back by a critical quality rule (table quality_hold) are left out."""
+    held = ("AND NOT EXISTS (SELECT 1 FROM quality_hold h WHERE h.period_key = f.period_key "
+            "AND h.community_key = f.community_key AND h.indicator_code = f.indicator_code)"
+            if _has_table(con, "quality_hold") else "")
+    if by == "community_key":
+        join = "JOIN _ap_units u USING (community_key)"
+    else:   # previous period: match on the stable community code (registry versions may differ)
+        join = "JOIN dim_community d USING (community_key) JOIN _ap_units u ON u.community_code = d.community_code"
+    df = con.sql(f"""SELECT u.row_idx, i.col_idx, f.value FROM fact_indicator_value f {join}
+                     JOIN _ap_inds i USING (indicator_code)
+                     WHERE f.period_key = $q {held}""", params={"q": period_key}).pl()
+    n = con.execute("SELECT count(*) FROM _ap_units").fetchall()[0][0]
+    X = np.full((n, len(codes)), np.nan)
+    if df.height:
+        X[df["row_idx"].to_numpy(), df["col_idx"].to_numpy()] = df["value"].to_numpy()
+    return X
+
+
+def load_units(con: duckdb.DuckDBPyConnection, period_key: str, scheme: Scheme,
+               units_df: pl.DataFrame | None = None) -> tuple[Units, pl.DataFrame]:
+    units_df = period_units(con, period_key) if units_df is None else units_df
+    adjust = scheme.section("adjust") or {}
+    refs = [r["indicator"] for r in (adjust.get("bonus") or {}).get("items", []) + (adjust.get("vetoes") or [])]
+    codes = scheme.indicators + [r for r in dict.fromkeys(refs) if r not in scheme.indicators]
+    con.register("_ap_u", units_df.select("community_key", "community_code").with_row_index("row_idx"))
+    con.execute("CREATE OR REPLACE TEMP TABLE _ap_units AS SELECT * FROM _ap_u")
+    con.unregister("_ap_u")
+    con.register("_ap_i", pl.DataFrame({"indicator_code": codes, "col_idx": list(range(len(codes)))}))
+    con.execute("CREATE OR REPLACE TEMP TABLE _ap_inds AS SELECT * FROM _ap_i")
+    con.unregister("_ap_i")
+    M = _matrix(con, period_key, codes)
+    prev = None
+    if any(s.get("method") == "last_value" for s in scheme.section("impute") or []):
+        prev = _matrix(con, previous_quarter(period_key), codes, by="community_code")[:, :len(scheme.indicators)]
+    m = len(scheme.indicators)
+    na = dict(con.execute("SELECT indicator_code, not_applicable_to FROM dim_indicator "
+                          "WHERE not_applicable_to IS NOT NULL").fetchall())
+    ctype = units_df["community_type"].to_numpy()
+    applicable = np.ones((units_df.height, m), bool)
+    for j, c in enumerate(scheme.indicators):
+        if na.get(c):
+            applicable[:, j] = ~np.isin(ctype, [t.strip() for t in na[c].replace("，", ",").split(",")])
+    groups = {g: units_df[g].to_numpy() for g in ("street_code", "district_code", "city_code", "province_code")}
+    u = Units(codes=units_df["community_code"].to_numpy(), names=units_df["name"].to_numpy(), X=M[:, :m],
+              indicators=list(scheme.indicators), groups=groups, previous=prev, applicable=applicable,
+              extra={c: M[:, m + k] for k, c in enumerate(codes[m:])})
+    return u, units_df
+
+
+def _reviews(con, period_key: str) -> pl.DataFrame:
+    return con.sql("SELECT community_code, stage, indicator_code, value FROM review_adjustment "
+                   "WHERE period_key = $q", params={"q": period_key}).pl()
+
+
+def _with_overrides(u: Units, rows: pl.DataFrame) -> Units:
+    X = u.X.copy()
+    extra = {k: v.copy() for k, v in u.extra.items()}
+    pos = {c: i for i, c in enumerate(u.codes)}
+    for r in rows.iter_rows(named=True):   # review rows are few (a reviewer's corrections), not a hot path
+        i = pos.get(r["community_code"])
+        if i is None:
+            continue
+        if r["indicator_code"] in u.indicators:
+            X[i, u.indicators.index(r["indicator_code"])] = r["value"]
+        elif r["indicator_code"] in extra:
+            extra[r["indicator_code"]][i] = r["value"]
+    return Units(codes=u.codes, names=u.names, X=X, indicators=u.indicators, groups=u.groups,
+                 denominators=u.denominators, extra=extra, previous=u.previous, applicable=u.applicable)
+
+
+# ------------------------------------------------------------------------------------------------------
+# Awards
+
+
+def award_titles(app: Appraisal, units_df: pl.DataFrame, mc: dict | None = None) -> pl.DataFrame:
+    """Titles tier by tier for every campaign of the scheme. A candidate must be eligible (ranked), hold the
+    lower tier's title when the tier requires it, reach the tier's minimum grade, and have no veto that
+    excludes it from titles. Within each scope the best `quota` candidates by the campaign's score (on the
+    ranking's rounding) get the title; `tie_at_quota: include` also admits those tied with the last place."""
+    scheme = app.scheme
+    spec = scheme.section("awards") or {}
+    if not spec:
+        return pl.DataFrame()
+    ranking = scheme.section("ranking") or {}
+    digits, mode = int(ranking.get("round", 2)), ranking.get("round_mode", "half_even")
+    bands = [b["grade"] for b in (scheme.section("grades") or {}).get("bands") or []]
+    grade_pos = np.array([bands.index(g) if g in bands else len(bands) for g in app.grade])
+    excluded = np.array(["exclude_titles" in e for e in app.veto_effects])
+    scope_col = {"street": "street_code", "district": "district_code", "city": "city_code",
+                 "province": "province_code"}
+    name_col = {"street": "street", "district": "district", "city": "city", "province": "province"}
+    rows = []
+    for camp in spec.get("campaigns") or []:
+        node = camp["node"]
+        base = app.score if node == scheme.root else app.node(node)
+        s = round_scores(base, digits, mode)
+        held_prev: dict[str, np.ndarray] = {}
+        for tier in spec.get("tiers") or []:
+            if camp.get("tiers") and tier["tier"] not in camp["tiers"]:
+                continue
+            ok = app.eligible & np.isfinite(s) & ~excluded
+            if tier.get("min_grade"):
+                ok &= grade_pos <= bands.index(tier["min_grade"])
+            if tier.get("requires"):
+                ok &= held_prev.get(tier["requires"], np.zeros(app.units.n, bool))
+            scope = tier["scope"]
+            labels = units_df[scope_col[scope]].to_numpy()
+            names = units_df[name_col[scope]].to_numpy()
+            held = np.zeros(app.units.n, bool)
+            q = tier["quota"]
+            g = Groups(labels)
+            for gi in range(g.n):
+                members = g.perm[g.starts[gi]:g.starts[gi] + g.counts[gi]]
+                cand = members[ok[members]]
+                n_units = int((app.eligible[members]).sum())
+                if "count" in q:
+                    quota = int(q["count"])
+                else:
+                    raw = float(q["share"]) * (n_units if q.get("of", "ranked") == "ranked" else len(cand))
+                    quota = {"floor": math.floor, "round": round, "ceil": math.ceil}[
+                        spec.get("quota_rounding", "floor")](raw + (1e-9 if spec.get("quota_rounding") != "ceil" else 0))
+                if quota <= 0 or not len(cand):
+                    continue
+                order = cand[np.lexsort((app.units.codes[cand], -s[cand]))]
+                cut = s[order[min(quota, len(order)) - 1]]
+                for pos, i in enumerate(order, start=1):
+                    inside = pos <= quota
+                    tied = not inside and spec.get("tie_at_quota", "include") == "include" and s[i] == cut
+                    if not (inside or tied):
+                        break
+                    held[i] = True
+                    lo = hi = None
+                    tie = None
+                    key = (node, scope)
+                    if mc and key in mc:
+                        lo, hi = float(mc[key]["q_low"][i]), float(mc[key]["q_high"][i])
+                        line = mc[key]["line"].get(labels[i]) if "line" in mc[key] else None
+                        tie = bool(hi > line) if line is not None else None
+                    rows.append({"campaign": camp["campaign"], "tier": tier["tier"],
+                                 "title": f"{tier['tier']}{camp['campaign']}", "entity_code": app.units.codes[i],
+                                 "entity_name": app.units.names[i], "scope_level": scope, "scope_code": labels[i],
+                                 "scope_name": names[i], "node_code": node, "score": float(s[i]),
+                                 "grade": app.grade[i], "quota": quota, "quota_position": pos,
+                                 "n_candidates": len(cand), "tied_at_quota": bool(tied), "rank_low": lo,
+                                 "rank_high": hi, "tie_flag": tie, "_row": int(i)})
+            held_prev[tier["tier"]] = held
+    schema = {"campaign": pl.String, "tier": pl.String, "title": pl.String, "entity_code": pl.String,
+              "entity_name": pl.String, "scope_level": pl.String, "scope_code": pl.String, "scope_name": pl.String,
+              "node_code": pl.String, "score": pl.Float64, "grade": pl.String, "quota": pl.Int32,
+              "quota_position": pl.Int32, "n_candidates": pl.Int32, "tied_at_quota": pl.Boolean,
+              "rank_low": pl.Float64, "rank_high": pl.Float64, "tie_flag": pl.Boolean, "_row": pl.Int64}
+    return pl.DataFrame(rows, schema=schema)
+
+
+def _mc_for_awards(app: Appraisal, units_df: pl.DataFrame, draws: int | None) -> tuple[dict, dict]:
+    """Monte Carlo rank intervals for the ranking scopes of the index and for every (campaign node, tier
+    scope) an award is decided in. Returns (series stats by (node, scope), the Uncertainty)."""
+    scheme = app.scheme
+    if not scheme.section("uncertainty") or draws == 0:
+        return {}, None
+    scope_col = {"street": "street_code", "district": "district_code", "city": "city_code",
+                 "province": "province_code"}
+    wanted = [(scheme.root, s) for s in SCOPES]
+    for camp in (scheme.section("awards") or {}).get("campaigns") or []:
+        for tier in (scheme.section("awards") or {}).get("tiers") or []:
+            if not camp.get("tiers") or tier["tier"] in camp["tiers"]:
+                wanted.append((camp["node"], tier["scope"]))
+    wanted = list(dict.fromkeys(wanted))
+    series = [Series(f"{n}@{s}", n, scope_col[s], np.zeros(app.units.n)) for n, s in wanted]
+    ua = run_uncertainty(app, series, draws=draws)
+    return {(n, s): ua.stats[f"{n}@{s}"] for n, s in wanted}, ua
+
+
+# ------------------------------------------------------------------------------------------------------
+# Writing
+
+
+def _effective_weights(app: Appraisal) -> dict[str, np.ndarray]:
+    """Each node's share of the root per unit, with weights re-normalised over children that have a score."""
+    scheme = app.scheme
+    share = {scheme.root: np.ones(app.units.n)}
+    for node in reversed(scheme.aggregates):
+        kids = scheme.children(node)
+        C = np.column_stack([app.node(k) for k in kids])
+        w = np.array([scheme.nodes[k].weight for k in kids])
+        W = np.where(np.isfinite(C), w, 0.0)
+        tot = W.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            for j, k in enumerate(kids):
+                share[k] = np.where(tot > 0, share[node] * W[:, j] / tot, np.nan)
+    return share
+
+
+def _score_table(app: Appraisal, stage: str, full: bool, keep: np.ndarray) -> pa.Table:
+    """fact_score rows (long) built column-wise: full = every node, else the aggregates only."""
+    scheme, u = app.scheme, app.units
+    share = _effective_weights(app) if full else {}
+    nodes = (u.indicators if full else []) + scheme.aggregates
+    codes = pa.array(u.codes.astype(str))
+    ent, node_idx, score, value, weight, flag = [], [], [], [], [], []
+    flag_codes = ["", "imputed", *FLAG_NAMES.values()]
+    for k, c in enumerate(nodes):
+        sc = app.node(c)
+        ok = np.isfinite(sc) & keep
+        idx = np.nonzero(ok)[0].astype(np.int32)
+        ent.append(idx)
+        node_idx.append(np.full(len(idx), k, np.int16))
+        score.append(sc[idx])
+        weight.append(share[c][idx] if full else np.full(len(idx), np.nan))
+        if full and c in u.indicators:
+            j = u.indicators.index(c)
+            value.append(app.treated[idx, j])
+            f = np.where(app.imputed_mask[idx, j], 1, 0).astype(np.int8)
+            tf = app.treat_flags[idx, j]
+            f = np.where(tf == 1, 2, np.where(tf == -1, 3, np.where(tf == 2, 4, f))).astype(np.int8)
+            flag.append(f)
+        else:
+            value.append(np.full(len(idx), np.nan))
+            flag.append(np.zeros(len(idx), np.int8))
+    level_of = [scheme.level_name(scheme.nodes[c].level) for c in nodes]
+    ent_a = np.concatenate(ent) if ent else np.zeros(0, np.int32)
+    node_a = np.concatenate(node_idx) if node_idx else np.zeros(0, np.int16)
+    flag_a = np.concatenate(flag) if flag else np.zeros(0, np.int8)
+    return pa.table({
+        "entity_code": pa.DictionaryArray.from_arrays(pa.array(ent_a), codes),
+        "node_level": pa.DictionaryArray.from_arrays(pa.array(node_a.astype(np.int32)), pa.array(level_of)),
+        "node_code": pa.DictionaryArray.from_arrays(pa.array(node_a.astype(np.int32)), pa.array(nodes)),
+        "value": pa.array(np.concatenate(value) if value else [], pa.float64(), from_pandas=True),
+        "score": pa.array(np.concatenate(score) if score else [], pa.float64()),
+        "weight": pa.array(np.concatenate(weight) if weight else [], pa.float64(), from_pandas=True),
+        "flag": pa.DictionaryArray.from_arrays(pa.array(flag_a.astype(np.int32)),
+                                               pa.array([None if f == "" else f for f in flag_codes])),
+    })
+
+
+def _area_rows(app: Appraisal, units_df: pl.DataFrame, period_key: str, con) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Street scores ranked within their district, district scores within their city (scheme: areas)."""
+    scheme = app.scheme
+    spec = scheme.section("areas") or {"method": "member_mean", "min_coverage": 0.6}
+    method = spec.get("method", "member_mean")
+    min_cov = float(spec.get("min_coverage", 0.0))
+    ranking = scheme.section("ranking") or {}
+    digits, mode = int(ranking.get("round", 2)), ranking.get("round_mode", "half_even")
+    cats = scheme.children(scheme.root)
+    base = units_df.select("community_code", "street_code", "street", "district_code", "district", "city_code",
+                           "city").with_columns(
+        pl.Series("score", np.where(app.eligible, app.score, np.nan)).fill_nan(None),
+        pl.Series("ok", app.eligible),
+        *[pl.Series(f"c_{c}", np.where(app.eligible, app.node(c), np.nan)).fill_nan(None) for c in cats])
+    out, scores = [], []
+    for level, code, name, pcode, pname, plevel in (("street", "street_code", "street", "district_code", "district",
+                                                     "district"),
+                                                    ("district", "district_code", "district", "city_code", "city",
+                                                     "city")):
+        agg = base.sort("community_code").group_by(code, maintain_order=True).agg(
+            pl.col(name).first().alias("entity_name"), pl.col(pcode).first().alias("scope_code"),
+            pl.col(pname).first().alias("scope_name"), pl.col("score").mean().alias("score"),
+            (pl.col("ok").sum() / pl.len()).alias("coverage"),
+            *[pl.col(f"c_{c}").mean().alias(c) for c in cats]).rename({code: "entity_code"}).sort("entity_code")
+        if method == "aggregate_components":
+            agg = _components_scores(app, con, period_key, level, agg)
+        sc = agg["score"].to_numpy().astype(float)
+        eligible = (agg["coverage"].to_numpy() >= min_cov - 1e-12) & np.isfinite(sc)
+        sr = round_scores(sc, digits, mode)
+        g = Groups(agg["scope_code"].to_numpy())
+        rk = rank_desc(np.where(eligible, sr if ranking.get("basis", "rounded") == "rounded" else sc, np.nan), g,
+                       ranking.get("ties", "min"))
+        from .engine import grade_of
+        gspec = scheme.section("grades") or {}
+        grade = grade_of(round_scores(sc, int(gspec.get("round", digits)), gspec.get("round_mode", mode)),
+                         gspec.get("bands") or [])
+        grade[~eligible] = None
+        n_ranked = np.bincount(g.inv, weights=eligible.astype(float), minlength=g.n)[g.inv].astype(int)
+        out.append(pl.DataFrame({
+            "entity_level": level, "entity_code": agg["entity_code"], "entity_name": agg["entity_name"],
+            "community_key": pl.Series([None] * agg.height, dtype=pl.Int32), "scope_level": plevel,
+            "scope_code": agg["scope_code"], "scope_name": agg["scope_name"],
+            "score": pl.Series(sc).fill_nan(None), "score_rounded": pl.Series(sr).fill_nan(None),
+            "rank": pl.Series(rk).fill_nan(None).cast(pl.Int32), "n_ranked": n_ranked,
+            "grade": pl.Series(list(grade), dtype=pl.String), "coverage": agg["coverage"],
+            "eligibility_reason": pl.Series([None if e else "coverage_below_min" for e in eligible],
+                                            dtype=pl.String)}))
+        long = agg.select("entity_code", *cats).unpivot(
+            index="entity_code", variable_name="node_code", value_name="node_score")
+        scores.append(pl.concat([
+            agg.select("entity_code", pl.lit(scheme.root).alias("node_code"), pl.col("score").alias("node_score")),
+            long]).with_columns(pl.lit(level).alias("entity_level")).drop_nulls("node_score"))
+    return pl.concat(out), pl.concat(scores)
+
+
+def _components_scores(app: Appraisal, con, period_key: str, level: str, agg: pl.DataFrame) -> pl.DataFrame:
+    """HDI-style area score: the scheme applied to the area's aggregated indicators (agg_indicator_value; sums
+    divided by the number of communities so they compare with a community's value)."""
+    from .engine import score_components
+    comp = con.sql("""SELECT entity_code, indicator_code,
+                             CASE WHEN method LIKE 'sum%' THEN value / nullif(n_expected, 0) ELSE value END AS v
+                      FROM agg_indicator_value WHERE period_key = $q AND entity_level = $l""",
+                   params={"q": period_key, "l": level}).pl()
+    wide = comp.pivot(on="indicator_code", index="entity_code", values="v")
+    for c in app.units.indicators:
+        if c not in wide.columns:
+            wide = wide.with_columns(pl.lit(None, dtype=pl.Float64).alias(c))
+    parents = agg.select("entity_code", pl.col("scope_code").alias("city_code"))
+    wide = parents.join(wide, on="entity_code", how="left")
+    scored = score_components(app, wide, "entity_code", groups={"city_code": "city_code"})
+    return agg.drop("score").join(scored.select("entity_code", "score"), on="entity_code", how="left")
+
+
+def appraise_period(con: duckdb.DuckDBPyConnection, period_key: str, scheme: Scheme, draws: int | None = None
+                    ) -> dict[str, int]:
+    """Score, rank, award and explain one quarter under ``scheme``; replace its rows in one transaction."""
+    units_df_all = period_units(con, period_key)
+    u_self, units_df = load_units(con, period_key, scheme, units_df_all)
+    review = scheme.section("review") or {}
+    stages = list(review.get("stages") or ["自评"])
+    rv = _reviews(con, period_key)
+    unknown = set(rv["stage"].unique().to_list()) - set(stages)
+    if unknown:
+        raise SchemeError(f"复核数据中的评审阶段 {sorted(unknown)} 不在方案 review.stages {stages} 中")
+    runs: list[tuple[str, Appraisal]] = [(stages[0], run(u_self, scheme))]
+    for k, st in enumerate(stages[1:], start=1):
+        if rv.filter(pl.col("stage") == st).height:
+            rows = rv.filter(pl.col("stage").is_in(stages[1:k + 1]))
+            # apply in stage order so a later stage's value wins
+            rows = rows.with_columns(pl.col("stage").replace_strict({s: i for i, s in enumerate(stages)},
+                                                                     return_dtype=pl.Int32).alias("_o")).sort("_o")
+            runs.append((st, run(_with_overrides(u_self, rows), scheme)))
+    final_stage, app = runs[-1]
+    self_app = runs[0][1]
+    last_stage = np.full(app.units.n, stages[0], dtype=object)
+    for st, _ in runs[1:]:
+        touched = set(rv.filter(pl.col("stage") == st)["community_code"].to_list())
+        last_stage[np.isin(app.units.codes, list(touched))] = st
+    mc, ua = _mc_for_awards(app, units_df, draws)
+    # quota lines for tie flags: the nominal in-scope rank of the last holder, per scope
+    awards = award_titles(app, units_df, None)
+    if mc and awards.height:
+        ranking = scheme.section("ranking") or {}
+        digits, mode = int(ranking.get("round", 2)), ranking.get("round_mode", "half_even")
+        scope_col = {"street": "street_code", "district": "district_code", "city": "city_code",
+                     "province": "province_code"}
+        for (node, scope), st in mc.items():
+            sub = awards.filter((pl.col("node_code") == node) & (pl.col("scope_level") == scope))
+            if not sub.height:
+                continue
+            base = app.score if node == scheme.root else app.node(node)
+            nominal = rank_desc(np.where(app.eligible, round_scores(base, digits, mode), np.nan),
+                                Groups(units_df[scope_col[scope]].to_numpy()), "min")
+            line = {}
+            for r in sub.iter_rows(named=True):
+                line[r["scope_code"]] = max(line.get(r["scope_code"], 0), nominal[r["_row"]])
+            st["line"] = line
+        awards = award_titles(app, units_df, mc)
+    area_rank, area_scores = _area_rows(app, units_df, period_key, con)
+
+    p = {"q": period_key, "sid": scheme.scheme_id, "sv": scheme.version}
+    with transaction(con):
+        for t in ("fact_score", "fact_ranking", "fact_award", "fact_explanation"):
+            con.execute(f"DELETE FROM {t} WHERE period_key = ? AND scheme_id = ?", [period_key, scheme.scheme_id])
+        for k, (st, a) in enumerate(runs):
+            full = k == len(runs) - 1
+            tab = _score_table(a, st, full, np.ones(a.units.n, bool))
+            con.register("_ap_scores", tab)
+            con.execute("""INSERT INTO fact_score SELECT 'community', entity_code::VARCHAR, $q, $sid, $sv, $st,
+                           node_level::VARCHAR, node_code::VARCHAR, value, score, weight, flag::VARCHAR
+                           FROM _ap_scores""", {**p, "st": st})
+            con.unregister("_ap_scores")
+        con.register("_ap_area_scores", area_scores)
+        con.execute("""INSERT INTO fact_score SELECT entity_level, entity_code, $q, $sid, $sv, $st,
+                       CASE WHEN node_code = $root THEN 'index' ELSE 'category' END, node_code, NULL, node_score,
+                       NULL, NULL FROM _ap_area_scores""", {**p, "st": final_stage, "root": scheme.root})
+        con.unregister("_ap_area_scores")
+        # communities: one row per ranking scope
+        n = app.units.n
+        vet = ["；".join(v) if v else None for v in app.vetoes]
+        comm = pl.DataFrame({
+            "entity_code": app.units.codes, "entity_name": app.units.names,
+            "community_key": units_df["community_key"], "stage": pl.Series(list(last_stage), dtype=pl.String),
+            "score": pl.Series(app.score).fill_nan(None), "score_rounded": pl.Series(app.score_rounded).fill_nan(None),
+            "grade": pl.Series(list(app.grade), dtype=pl.String), "bonus": app.bonus,
+            "vetoes": pl.Series(vet, dtype=pl.String),
+            "self_score": pl.Series(self_app.score).fill_nan(None),
+            "coverage": app.availability,
+            "eligibility_reason": pl.Series(list(app.reason), dtype=pl.String)})
+        parts = []
+        sc_map = {"street": ("street_code", "street"), "district": ("district_code", "district"),
+                  "city": ("city_code", "city")}
+        for sc_name in SCOPES:
+            r = app.ranks[(scheme.root, sc_name)]
+            g = app.units.grouping(sc_map[sc_name][0])
+            n_ranked = np.bincount(g.inv, weights=np.isfinite(r).astype(float), minlength=g.n)[g.inv]
+            st = mc.get((scheme.root, sc_name), {}) if mc else {}
+            parts.append(comm.with_columns(
+                pl.lit(sc_name).alias("scope_level"), units_df[sc_map[sc_name][0]].alias("scope_code"),
+                units_df[sc_map[sc_name][1]].alias("scope_name"),
+                pl.Series("rank", r).fill_nan(None).cast(pl.Int32), pl.Series("n_ranked", n_ranked.astype(np.int32)),
+                pl.Series("rank_median", st.get("median", np.full(n, np.nan))).fill_nan(None),
+                pl.Series("rank_low", st.get("q_low", np.full(n, np.nan))).fill_nan(None),
+                pl.Series("rank_high", st.get("q_high", np.full(n, np.nan))).fill_nan(None)))
+        con.register("_ap_rank", pl.concat(parts))
+        con.execute("""INSERT INTO fact_ranking BY NAME SELECT 'community' AS entity_level, entity_code, entity_name,
+                       community_key, scope_level, scope_code, scope_name, $q AS period_key, $sid AS scheme_id,
+                       $sv AS scheme_version, stage, score, score_rounded, rank, n_ranked, rank_median, rank_low,
+                       rank_high, CASE WHEN eligibility_reason IS NULL THEN grade END AS grade, bonus, vetoes,
+                       self_score, self_score - score AS self_gap, coverage, eligibility_reason FROM _ap_rank""", p)
+        con.unregister("_ap_rank")
+        con.register("_ap_area", area_rank)
+        con.execute("""INSERT INTO fact_ranking BY NAME SELECT *, $q AS period_key, $sid AS scheme_id,
+                       $sv AS scheme_version, $st AS stage FROM _ap_area""", {**p, "st": final_stage})
+        con.unregister("_ap_area")
+        if awards.height:
+            con.register("_ap_award", awards.drop("_row"))
+            con.execute("""INSERT INTO fact_award BY NAME SELECT *, $q AS period_key, $sid AS scheme_id,
+                           $sv AS scheme_version, 'community' AS entity_level FROM _ap_award""", p)
+            con.unregister("_ap_award")
+        sql = model_sql("explanation")
+        con.execute(f"INSERT INTO fact_explanation SELECT * FROM ({sql})",
+                    bind(sql, {"period_key": period_key, "prev_key": previous_quarter(period_key),
+                               "scheme_id": scheme.scheme_id, "root": scheme.root}))
+    counts = dict(con.execute("SELECT entity_level, count(*) FROM fact_ranking WHERE period_key = ? AND scheme_id = ? "
+                              "GROUP BY 1", [period_key, scheme.scheme_id]).fetchall())
+    for t in ("fact_score", "fact_award", "fact_explanation"):
+        counts[t] = con.execute(f"SELECT count(*) FROM {t} WHERE period_key = ? AND scheme_id = ?",
+                                [period_key, scheme.scheme_id]).fetchall()[0][0]
+    counts["mc_draws"] = ua.draws if ua else 0
+    return counts
+
+
+# ------------------------------------------------------------------------------------------------------
+# Publishing (公示)
+
+
+def _content(con, period_key: str, scheme_id: str) -> tuple[pl.DataFrame, pl.DataFrame, str]:
+    r = con.sql("""SELECT * FROM fact_ranking WHERE period_key = $q AND scheme_id = $s
+                   ORDER BY entity_level, entity_code, scope_level""", params={"q": period_key, "s": scheme_id}).pl()
+    a = con.sql("""SELECT * FROM fact_award WHERE period_key = $q AND scheme_id = $s
+                   ORDER BY campaign, tier, entity_code""", params={"q": period_key, "s": scheme_id}).pl()
+    h = hashlib.sha256()
+    h.update(r.select("entity_level", "entity_code", "scope_level", "score_rounded", "rank", "grade",
+                      "eligibility_reason").write_csv().encode())
+    h.update(a.select("campaign", "tier", "entity_code", "score").write_csv().encode())
+    return r, a, h.hexdigest()[:16]
+
+
+def publication_status(con: duckdb.DuckDBPyConnection, period_key: str, scheme_id: str) -> dict | None:
+    """The latest published version of a quarter and whether the live ranking still matches it."""
+    row = con.execute("""SELECT version_id, content_hash, published_at FROM appraisal_publication
+                         WHERE period_key = ? AND scheme_id = ? ORDER BY seq DESC LIMIT 1""",
+                      [period_key, scheme_id]).fetchall()
+    if not row:
+        return None
+    _, _, live = _content(con, period_key, scheme_id)
+    return {"version_id": row[0][0], "published_at": row[0][2], "matches_live": row[0][1] == live}
+
+
+def publish(con: duckdb.DuckDBPyConnection, period_key: str, scheme: Scheme, by: str | None = None,
+            note: str | None = None) -> dict:
+    """Freeze the live ranking and titles of a quarter under a new version id, with a diff against the previous
+    version. Publishing an unchanged appraisal again returns the existing version and writes nothing."""
+    ranks, awards, digest = _content(con, period_key, scheme.scheme_id)
+    if not ranks.height:
+        raise SchemeError(f"{period_key} 尚无 {scheme.scheme_id} 方案的排名，无法发布（请先运行 shequ refresh）")
+    prev = con.execute("""SELECT version_id, content_hash, seq FROM appraisal_publication
+                          WHERE period_key = ? AND scheme_id = ? ORDER BY seq DESC LIMIT 1""",
+                       [period_key, scheme.scheme_id]).fetchall()
+    if prev and prev[0][1] == digest:
+        return {"version_id": prev[0][0], "new": False, "changes": 0}
+    seq = prev[0][2] + 1 if prev else 1
+    vid = f"{period_key}-{scheme.scheme_id}-v{seq}"
+    with transaction(con):
+        con.execute("INSERT INTO appraisal_publication VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [vid, period_key, scheme.scheme_id, scheme.version, scheme.digest, seq,
+                     prev[0][0] if prev else None, dt.datetime.now(), by, note, ranks.height, awards.height, digest])
+        con.execute("""INSERT INTO published_ranking SELECT ?, * FROM fact_ranking
+                       WHERE period_key = ? AND scheme_id = ?""", [vid, period_key, scheme.scheme_id])
+        con.execute("""INSERT INTO published_award SELECT ?, * FROM fact_award
+                       WHERE period_key = ? AND scheme_id = ?""", [vid, period_key, scheme.scheme_id])
+        if prev:
+            sql = model_sql("publication_diff")
+            con.execute(f"INSERT INTO publication_diff SELECT * FROM ({sql})",
+                        bind(sql, {"version_id": vid, "previous_id": prev[0][0]}))
+    changes = con.execute("SELECT count(*) FROM publication_diff WHERE version_id = ?", [vid]).fetchall()[0][0]
+    return {"version_id": vid, "new": True, "changes": changes, "supersedes": prev[0][0] if prev else None}
