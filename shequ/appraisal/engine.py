@@ -182,29 +182,28 @@ class _quiet:
         self._w.__exit__(*a)
 
 
-def skew(x: np.ndarray) -> float:
-    """Sample skewness, type 2 (Excel SKEW, e1071 type 2; COINr R/treat.R skew())."""
+def _moments(x: np.ndarray) -> tuple[float, float]:
+    """(skewness, excess kurtosis), both type 2 (Excel SKEW/KURT, e1071 type 2; COINr R/treat.R skew(), kurt()),
+    from one pass over the centred values."""
     n = len(x)
-    if n < 3:
-        return 0.0
     d = x - x.mean()
-    m2 = (d * d).mean()
-    if m2 == 0:
-        return 0.0
-    return float((d ** 3).mean() / m2 ** 1.5 * math.sqrt(n * (n - 1)) / (n - 2))
+    d2 = d * d
+    s2 = d2.sum()
+    if s2 == 0 or n < 4:
+        return 0.0, 0.0
+    m2 = s2 / n
+    sk = float((d2 * d).sum() / n / m2 ** 1.5 * math.sqrt(n * (n - 1)) / (n - 2))
+    g = n * (d2 * d2).sum() / s2 ** 2
+    ku = float(((n + 1) * (g - 3) + 6) * (n - 1) / ((n - 2) * (n - 3)))
+    return sk, ku
+
+
+def skew(x: np.ndarray) -> float:
+    return _moments(x)[0] if len(x) >= 3 else 0.0
 
 
 def kurt(x: np.ndarray) -> float:
-    """Sample excess kurtosis, type 2 (Excel KURT; COINr R/treat.R kurt())."""
-    n = len(x)
-    if n < 4:
-        return 0.0
-    d = x - x.mean()
-    s2 = (d * d).sum()
-    if s2 == 0:
-        return 0.0
-    g = n * (d ** 4).sum() / s2 ** 2
-    return float(((n + 1) * (g - 3) + 6) * (n - 1) / ((n - 2) * (n - 3)))
+    return _moments(x)[1]
 
 
 def treat_column(x: np.ndarray, skew_max: float, kurt_max: float, winmax: int, fallback: str | None
@@ -222,16 +221,18 @@ def treat_column(x: np.ndarray, skew_max: float, kurt_max: float, winmax: int, f
     v = x[ok]
 
     def fails(a):
-        return abs(skew(a)) > skew_max and kurt(a) > kurt_max
+        sk, ku = _moments(a)
+        return abs(sk) > skew_max and ku > kurt_max, sk
 
-    if len(v) < 4 or not fails(v):
+    if len(v) < 4 or not fails(v)[0]:
         return x, flags, "none"
     orig = v.copy()
     f = np.zeros(len(v), dtype=np.int8)
     for _ in range(int(winmax)):
-        if not fails(v):
+        bad, sk = fails(v)
+        if not bad:
             break
-        if skew(v) >= 0:
+        if sk >= 0:
             top = v == v.max()
             if top.all():
                 break
@@ -243,7 +244,7 @@ def treat_column(x: np.ndarray, skew_max: float, kurt_max: float, winmax: int, f
                 break
             v[bot] = v[~bot].min()
             f[bot] = -1
-    if fails(v) and fallback in ("log", "log_ct"):
+    if fails(v)[0] and fallback in ("log", "log_ct"):
         lo, hi = orig.min(), orig.max()
         v = np.log(orig - lo + 0.01 * (hi - lo))
         f[:] = 2
@@ -573,9 +574,10 @@ def _rule_hits(values: np.ndarray, op: str, ref: float) -> np.ndarray:
         return ops[op](values, ref) & np.isfinite(values)
 
 
-def adjust_scores(u: Units, scheme: Scheme, root: np.ndarray):
+def adjust_scores(u: Units, scheme: Scheme, root: np.ndarray, names: bool = True):
     """Bonus points (capped, total optionally capped) and vetoes (cap_score applied here; drop_grade and
-    exclude_titles recorded for grading and awards). Returns (score, bonus, veto names, veto effects)."""
+    exclude_titles recorded for grading and awards). Returns (score, bonus, veto names, veto effects); with
+    names=False (Monte Carlo) only the score is computed and the last two are None."""
     adjust = scheme.section("adjust") or {}
     bonus = np.zeros(u.n)
     bspec = adjust.get("bonus") or {}
@@ -587,15 +589,18 @@ def adjust_scores(u: Units, scheme: Scheme, root: np.ndarray):
     score = root + bonus
     if "max_score" in bspec:
         score = np.minimum(score, float(bspec["max_score"]))
-    vetoes = np.empty(u.n, dtype=object)
-    effects = np.empty(u.n, dtype=object)
-    for i in range(u.n):
-        vetoes[i], effects[i] = [], set()
+    vetoes = effects = None
+    if names:
+        vetoes = np.empty(u.n, dtype=object)
+        effects = np.empty(u.n, dtype=object)
+        vetoes[:] = [()] * u.n
+        effects[:] = [frozenset()] * u.n
     for v in adjust.get("vetoes") or []:
         hit = _rule_hits(u.value_of(v["indicator"]), v.get("op", ">"), float(v.get("value", 0)))
-        for i in np.nonzero(hit)[0]:
-            vetoes[i].append(v["name"])
-            effects[i].add(v["effect"])
+        if names:
+            for i in np.nonzero(hit)[0]:       # only the units hit, not every unit
+                vetoes[i] = (*vetoes[i], v["name"])
+                effects[i] = effects[i] | {v["effect"]}
         if v["effect"] == "cap_score":
             score = np.where(hit, np.minimum(score, float(v["cap"])), score)
     return score, bonus, vetoes, effects
@@ -637,7 +642,7 @@ def run(u: Units, scheme: Scheme) -> Appraisal:
     gscore = round_scores(score, int(grades_spec.get("round", digits)), grades_spec.get("round_mode", mode))
     grade = grade_of(gscore, grades_spec.get("bands") or [])
     bands = [b["grade"] for b in grades_spec.get("bands") or []]
-    for i in np.nonzero([("drop_grade" in e) for e in effects])[0]:
+    for i in np.nonzero(np.fromiter(("drop_grade" in e for e in effects), bool, u.n))[0]:
         if grade[i] in bands and bands.index(grade[i]) + 1 < len(bands):
             grade[i] = bands[bands.index(grade[i]) + 1]
     grade[~eligible] = None

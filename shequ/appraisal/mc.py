@@ -8,12 +8,13 @@ from the scheme's seed, so the result does not depend on thread scheduling: same
 """
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
-from .engine import Appraisal, Groups, adjust_scores, aggregate, normalise, round_scores, treat
+from .engine import Appraisal, Groups, adjust_scores, aggregate_rows, normalise, round_scores, treat
 
 
 @dataclass
@@ -76,45 +77,87 @@ def run_uncertainty(app: Appraisal, series: list[Series], draws: int | None = No
     for w in winmaxes:
         Xt, _, _ = treat(app.imputed, u, scheme, winmax=w)
         treated[w] = Xt[:, treated_cols] if w is not None else app.treated[:, treated_cols]
-    base = app.imputed.copy()
     groups = [u.grouping(s.group) for s in series]
     by_node: dict[str, list[int]] = {}
     for k, s in enumerate(series):
         by_node.setdefault(s.node, []).append(k)
     ranks = [np.zeros((draws, u.n), dtype=np.int32) for _ in series]
-    children_levels = {c: scheme.nodes[c].level for c in scheme.nodes}
-    children_of = {c: scheme.nodes[c].parent for c in scheme.nodes}
+    level = {c: scheme.nodes[c].level for c in scheme.nodes}
+    parent = {c: scheme.nodes[c].parent for c in scheme.nodes}
+    # An aggregate whose subtree has no noisy weight depends only on (winsorisation depth, normalisation,
+    # aggregation): it is computed once per such combination and reused by every draw that picks it. For the
+    # community scheme that is every category, so a draw only re-aggregates the index.
+    fixed: dict[str, bool] = {}
+    for c in scheme.aggregates:
+        fixed[c] = all(noise.get(level[k]) is None and (scheme.nodes[k].kind == "indicator" or fixed[k])
+                       for k in scheme.children(c))
+    cache: dict[tuple, dict[str, np.ndarray]] = {}
+    locks: dict[tuple, threading.Lock] = {}
+    cache_lock = threading.Lock()
+
+    def cached_nodes(w, ni: int) -> dict[str, dict[str, np.ndarray]]:
+        key = (w, ni)
+        with cache_lock:
+            lock = locks.setdefault(key, threading.Lock())
+        with lock:
+            if key not in cache:
+                X = app.imputed.copy()
+                X[:, treated_cols] = treated[w]
+                norm = norms[ni]
+                S = normalise(X, u, scheme, fit=app.eligible, relative_override=norm)
+                del X
+                out = {}
+                for agg in aggs:
+                    vals = {c: S[:, j] for j, c in enumerate(u.indicators)}
+                    floor = (scheme.section("aggregate") or {}).get("geometric_floor")
+                    keep = {}
+                    for node in scheme.aggregates:
+                        if not fixed[node]:
+                            continue
+                        kids = scheme.children(node)
+                        C = np.column_stack([vals[k] for k in kids])
+                        wts = np.array([scheme.nodes[k].weight for k in kids], dtype=float)
+                        vals[node] = aggregate_rows(C, wts, agg or scheme.aggregation_of(node), floor)
+                        keep[node] = vals[node]
+                    # indicators feeding a non-fixed parent are kept too
+                    for c in u.indicators:
+                        if parent[c] is not None and not fixed.get(parent[c], True):
+                            keep[c] = vals[c]
+                    out[agg] = keep
+                cache[key] = out
+        return cache[key]
+
     seqs = np.random.SeedSequence(seed).spawn(draws)
     params: list[dict] = [{}] * draws
+    floor = (scheme.section("aggregate") or {}).get("geometric_floor")
 
     def one(i: int) -> None:
         rng = np.random.default_rng(seqs[i])
         w = winmaxes[int(rng.integers(len(winmaxes)))]
-        norm = norms[int(rng.integers(len(norms)))]
+        ni = int(rng.integers(len(norms)))
         agg = aggs[int(rng.integers(len(aggs)))]
         weights = {}
         for c, node in scheme.nodes.items():
-            f = noise.get(children_levels[c])
-            if f and children_of[c] is not None:
+            f = noise.get(level[c])
+            if f and parent[c] is not None:
                 weights[c] = node.weight * (1 + rng.uniform(-f, f))
-        X = base.copy()
-        X[:, treated_cols] = treated[w]
-        if norm is None:
-            S = normalise(X, u, scheme, fit=app.eligible)
-        else:
-            # only relative methods (min-max, z-score, rank...) are swapped; targets and flags keep theirs
-            S = normalise(X, u, scheme, fit=app.eligible, relative_override=norm)
-        nodes = aggregate(S, u, scheme, weights=weights or None, method=agg)
-        root = nodes[scheme.root]
-        score, *_ = adjust_scores(u, scheme, root)
+        vals = dict(cached_nodes(w, ni)[agg])
+        for node in scheme.aggregates:
+            if node in vals:
+                continue
+            kids = scheme.children(node)
+            C = np.column_stack([vals[k] for k in kids])
+            wts = np.array([weights.get(k, scheme.nodes[k].weight) for k in kids], dtype=float)
+            vals[node] = aggregate_rows(C, wts, agg or scheme.aggregation_of(node), floor)
+        score, *_ = adjust_scores(u, scheme, vals[scheme.root], names=False)
         for node, ks in by_node.items():
-            v = score if node == scheme.root else nodes[node]
+            v = score if node == scheme.root else vals[node]
             if basis == "rounded":
                 v = round_scores(v, digits, mode)
             v = np.where(app.eligible, v, np.nan)
             for k, r in zip(ks, _fast_ranks(v, [groups[k] for k in ks])):
                 ranks[k][i] = r
-        params[i] = {"winmax": w, "normalise": (norm or {}).get("method"), "aggregation": agg,
+        params[i] = {"winmax": w, "normalise": (norms[ni] or {}).get("method"), "aggregation": agg,
                      "weights": {k: round(v, 6) for k, v in weights.items()}}
 
     n_threads = threads or min(2, os.cpu_count() or 1)

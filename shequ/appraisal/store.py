@@ -7,6 +7,7 @@ quarter's ranking and titles under a version id (publish()).
 import datetime as dt
 import hashlib
 import math
+import time
 
 import duckdb
 import numpy as np
@@ -359,9 +360,24 @@ def _components_scores(app: Appraisal, con, period_key: str, level: str, agg: pl
     return agg.drop("score").join(scored.select("entity_code", "score"), on="entity_code", how="left")
 
 
+LAST_TIMINGS: dict[str, float] = {}   # seconds per step of the last appraise_period call (shequ bench reads it)
+
+
+class _Clock:
+    def __init__(self):
+        LAST_TIMINGS.clear()
+        self.t = time.perf_counter()
+
+    def __call__(self, label: str) -> None:
+        now = time.perf_counter()
+        LAST_TIMINGS[label] = LAST_TIMINGS.get(label, 0.0) + now - self.t
+        self.t = now
+
+
 def appraise_period(con: duckdb.DuckDBPyConnection, period_key: str, scheme: Scheme, draws: int | None = None
                     ) -> dict[str, int]:
     """Score, rank, award and explain one quarter under ``scheme``; replace its rows in one transaction."""
+    clock = _Clock()
     units_df_all = period_units(con, period_key)
     u_self, units_df = load_units(con, period_key, scheme, units_df_all)
     review = scheme.section("review") or {}
@@ -378,6 +394,7 @@ def appraise_period(con: duckdb.DuckDBPyConnection, period_key: str, scheme: Sch
             rows = rows.with_columns(pl.col("stage").replace_strict({s: i for i, s in enumerate(stages)},
                                                                      return_dtype=pl.Int32).alias("_o")).sort("_o")
             runs.append((st, run(_with_overrides(u_self, rows), scheme)))
+    clock("load + score")
     final_stage, app = runs[-1]
     self_app = runs[0][1]
     last_stage = np.full(app.units.n, stages[0], dtype=object)
@@ -385,6 +402,7 @@ def appraise_period(con: duckdb.DuckDBPyConnection, period_key: str, scheme: Sch
         touched = set(rv.filter(pl.col("stage") == st)["community_code"].to_list())
         last_stage[np.isin(app.units.codes, list(touched))] = st
     mc, ua = _mc_for_awards(app, units_df, draws)
+    clock("monte carlo")
     # quota lines for tie flags: the nominal in-scope rank of the last holder, per scope
     awards = award_titles(app, units_df, None)
     if mc and awards.height:
@@ -404,7 +422,9 @@ def appraise_period(con: duckdb.DuckDBPyConnection, period_key: str, scheme: Sch
                 line[r["scope_code"]] = max(line.get(r["scope_code"], 0), nominal[r["_row"]])
             st["line"] = line
         awards = award_titles(app, units_df, mc)
+    clock("titles")
     area_rank, area_scores = _area_rows(app, units_df, period_key, con)
+    clock("areas")
 
     p = {"q": period_key, "sid": scheme.scheme_id, "sv": scheme.version}
     with transaction(con):
@@ -418,6 +438,7 @@ def appraise_period(con: duckdb.DuckDBPyConnection, period_key: str, scheme: Sch
                            node_level::VARCHAR, node_code::VARCHAR, value, score, weight, flag::VARCHAR
                            FROM _ap_scores""", {**p, "st": st})
             con.unregister("_ap_scores")
+            clock("write fact_score")
         con.register("_ap_area_scores", area_scores)
         con.execute("""INSERT INTO fact_score SELECT entity_level, entity_code, $q, $sid, $sv, $st,
                        CASE WHEN node_code = $root THEN 'index' ELSE 'category' END, node_code, NULL, node_score,
@@ -461,6 +482,7 @@ def appraise_period(con: duckdb.DuckDBPyConnection, period_key: str, scheme: Sch
         con.execute("""INSERT INTO fact_ranking BY NAME SELECT *, $q AS period_key, $sid AS scheme_id,
                        $sv AS scheme_version, $st AS stage FROM _ap_area""", {**p, "st": final_stage})
         con.unregister("_ap_area")
+        clock("write fact_ranking")
         if awards.height:
             con.register("_ap_award", awards.drop("_row"))
             con.execute("""INSERT INTO fact_award BY NAME SELECT *, $q AS period_key, $sid AS scheme_id,
@@ -470,6 +492,8 @@ def appraise_period(con: duckdb.DuckDBPyConnection, period_key: str, scheme: Sch
         con.execute(f"INSERT INTO fact_explanation SELECT * FROM ({sql})",
                     bind(sql, {"period_key": period_key, "prev_key": previous_quarter(period_key),
                                "scheme_id": scheme.scheme_id, "root": scheme.root}))
+        clock("explanations")
+    clock("commit")
     counts = dict(con.execute("SELECT entity_level, count(*) FROM fact_ranking WHERE period_key = ? AND scheme_id = ? "
                               "GROUP BY 1", [period_key, scheme.scheme_id]).fetchall())
     for t in ("fact_score", "fact_award", "fact_explanation"):
