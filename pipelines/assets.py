@@ -143,17 +143,25 @@ def agg_indicator_value(context: dg.AssetExecutionContext, warehouse: ShequWareh
 
 
 @dg.asset(group_name="s5_rankings", deps=[fact_indicator_value],
-          description="得分与三级排名（社区在街道/区/市内，街道在区内，区在市内）/ Scores and ranks: "
-                      "communities within street, district, city; streets within district; districts within city.",
+          description="三级评比：按评价方案（models/schemes/default.yaml）计分、社区在街道/区/市内排名、街道与区排名、"
+                      "区级→市级→省级称号（配额、一票否决、统计并列）、蒙特卡洛排名区间、得失分解释；写入 fact_score、"
+                      "fact_ranking、fact_award、fact_explanation / The appraisal: scores per scheme node and review "
+                      "stage, ranks at three levels, tiered titles with quotas and vetoes, Monte Carlo rank "
+                      "intervals, explanations.",
           check_specs=_suite_checks("fact_ranking", "fact_ranking"), **COMMON)
 def fact_ranking(context: dg.AssetExecutionContext, warehouse: ShequWarehouse) -> dg.MaterializeResult:
     def rank(con, q):
-        counts = pipeline.stage_rankings(con, q, warehouse.scheme)
+        counts = pipeline.stage_rankings(con, q, warehouse.scheme, warehouse.reviews)
+        for err in counts.pop("review_errors"):
+            context.log.warning(f"评审文件被拒：{err}")
         top = con.execute("""SELECT entity_name, scope_name, round(score, 2), rank FROM fact_ranking
                              WHERE period_key = ? AND entity_level = 'community' AND scope_level = 'city'
                                AND rank <= 3 ORDER BY scope_name, rank""", [q]).fetchall()
         context.log.info(f"{q} 各市前三：{top}")
-        return sum(v for k, v in counts.items() if k != "fact_score")
+        titles = con.execute("""SELECT title, count(*) FROM fact_award WHERE period_key = ? GROUP BY 1 ORDER BY 1""",
+                             [q]).fetchall()
+        context.log.info(f"{q} 称号：{titles}")
+        return {k: v for k, v in counts.items() if isinstance(v, int)}
 
     return _per_quarter(context, warehouse, "fact_ranking", rank)
 

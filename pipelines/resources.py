@@ -16,12 +16,13 @@ from shequ.warehouse import connect
 
 
 class ShequWarehouse(dg.ConfigurableResource):
-    """仓库资源 / warehouse: DuckDB file, inbox folder, registry folder and scheme file."""
+    """仓库资源 / warehouse: DuckDB file, inbox folder, registry folder, scheme file and review folder."""
 
     path: str = str(config.warehouse_path())
     inbox: str = str(config.inbox_path())
     registry_dir: str = str(config.REGISTRY_DIR)
     scheme: str = str(config.DEFAULT_SCHEME)
+    reviews: str = str(config.reviews_path())
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -1,4 +1,4 @@
-"""`shequ` command line: refresh, sample, ui, bench.
+"""`shequ` command line: refresh, publish, sample, ui, bench.
 
 `shequ refresh` executes the Dagster job `quarterly_refresh` in-process (the same assets and checks the UI
 runs), one quarter partition at a time, then prints a summary read back from the warehouse.
@@ -132,6 +132,58 @@ def _print_summary(con, quarters: list[str], check_rows: list) -> None:
     for r in top:
         t.add_row(*[str(x) for x in r])
     console.print(t)
+    titles = con.execute("""SELECT campaign, tier, count(*), count(*) FILTER (WHERE tie_flag) FROM fact_award
+                            WHERE period_key = ? GROUP BY 1, 2 ORDER BY 1, 2""", [last]).fetchall()
+    if titles:
+        console.print(f"{quarter_label(last)} 称号：" + "；".join(
+            f"{t}{c} {n} 个" + (f"（其中 {k} 个统计上并列）" if k else "") for c, t, n, k in titles))
+    from .appraisal.store import publication_status
+
+    for q in qs:
+        for (sid,) in con.execute("SELECT DISTINCT scheme_id FROM fact_ranking WHERE period_key = ?", [q]).fetchall():
+            st = publication_status(con, q, sid)
+            if st and not st["matches_live"]:
+                console.print(f"[yellow]{q} 已公示版本 {st['version_id']} 与本次结果不同：公示版本保持不变；"
+                              f"如需更正请运行 shequ publish --quarter {q} 生成新版本（附差异清单）[/yellow]")
+
+
+# ------------------------------------------------------------------ publish
+def cmd_publish(args) -> int:
+    from .appraisal.store import publish
+    from .scoring import load_scheme
+    from .warehouse import connect, ensure_schema
+
+    wh = config.warehouse_path(args.warehouse)
+    try:
+        q = normalise_quarter_arg(args.quarter)
+        scheme = load_scheme(args.scheme) if args.scheme else load_scheme()
+    except ValueError as e:
+        console.print(f"[red]{e}[/red]")
+        return 2
+    with connect(wh) as con:
+        ensure_schema(con)
+        try:
+            res = publish(con, q, scheme, by=args.by or os.environ.get("USER"), note=args.note)
+        except ValueError as e:
+            console.print(f"[red]{e}[/red]")
+            return 1
+        if not res["new"]:
+            console.print(f"{quarter_label(q)} 的结果与已公示版本 {res['version_id']} 相同，未生成新版本")
+            return 0
+        console.print(f"已发布 {quarter_label(q)}：版本 [bold]{res['version_id']}[/bold]"
+                      + (f"（替代 {res['supersedes']}，变化 {res['changes']} 处）" if res.get("supersedes") else ""))
+        if res.get("supersedes"):
+            rows = con.execute("""SELECT change, entity_name, coalesce(scope_level, ''), coalesce(item, ''),
+                                         coalesce(old_value, '—'), coalesce(new_value, '—')
+                                  FROM publication_diff WHERE version_id = ? ORDER BY change, entity_code LIMIT 40""",
+                               [res["version_id"]]).fetchall()
+            t = Table(title="与上一公示版本的差异（前 40 条）")
+            for c in ("变化", "对象", "范围", "称号", "原", "新"):
+                t.add_column(c)
+            for r in rows:
+                t.add_row(*[str(x) for x in r])
+            console.print(t)
+    return 0
 
 
 # ------------------------------------------------------------------ sample
@@ -160,7 +212,11 @@ def cmd_ui(args) -> int:
 
 # ------------------------------------------------------------------ bench
 def cmd_bench(args) -> int:
-    from .bench import run_bench
+    from .bench import run_appraisal_bench, run_bench
+
+    if args.appraisal:
+        run_appraisal_bench(args.communities, args.draws, Path(args.out) if args.out else None, console)
+        return 0
 
     return run_bench(args.communities, args.quarters, Path(args.out) if args.out else None, console,
                      keep=args.keep)
@@ -174,6 +230,13 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--inbox", help=f"收件箱目录（默认 SHEQU_INBOX 或 {config.DEFAULT_INBOX}）")
     r.add_argument("--warehouse", help=f"DuckDB 仓库文件（默认 SHEQU_WAREHOUSE 或 {config.DEFAULT_WAREHOUSE}）")
     r.set_defaults(fn=cmd_refresh)
+    pb = sub.add_parser("publish", help="公示：冻结某季度的排名与称号为新版本，并列出与上一版本的差异")
+    pb.add_argument("--quarter", required=True, help="季度：2024Q3 或 2024年第三季度")
+    pb.add_argument("--scheme", help=f"评价方案文件（默认 {config.DEFAULT_SCHEME}）")
+    pb.add_argument("--note", help="发布说明（如：更正某社区满意度后重新公示）")
+    pb.add_argument("--by", help="发布人")
+    pb.add_argument("--warehouse", help="DuckDB 仓库文件")
+    pb.set_defaults(fn=cmd_publish)
     s = sub.add_parser("sample", help="生成样例收件箱，或 --communities N 生成全国规模合成数据")
     s.add_argument("--out", help="输出目录")
     s.add_argument("--quarters", help="季度或区间，如 2023Q1:2024Q4")
@@ -188,6 +251,9 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--quarters", type=int, default=1)
     b.add_argument("--out", help="合成数据与临时仓库目录（默认 data/bench/N）")
     b.add_argument("--keep", action="store_true", help="保留临时仓库文件")
+    b.add_argument("--appraisal", action="store_true",
+                   help="只测评比引擎：计分、三级排名、称号与解释写入，以及蒙特卡洛（--draws）")
+    b.add_argument("--draws", type=int, default=200, help="蒙特卡洛抽样次数（--appraisal）")
     b.set_defaults(fn=cmd_bench)
     args = p.parse_args(argv)
     if getattr(args, "communities", None) and args.communities > 600_000:

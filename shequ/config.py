@@ -16,6 +16,7 @@ EXPECTATIONS_DIR = ROOT / "expectations"
 DATA_DIR = ROOT / "data"
 DEFAULT_INBOX = DATA_DIR / "inbox"
 DEFAULT_WAREHOUSE = DATA_DIR / "warehouse.duckdb"
+DEFAULT_REVIEWS = DATA_DIR / "reviews"          # 街道初评 / 区复评 corrections (shequ/appraisal/reviews.py)
 
 
 def warehouse_path(explicit: str | os.PathLike | None = None) -> Path:
@@ -31,3 +32,10 @@ def inbox_path(explicit: str | os.PathLike | None = None) -> Path:
         return Path(explicit)
     env = os.environ.get("SHEQU_INBOX")
     return Path(env) if env else DEFAULT_INBOX
+
+
+def reviews_path(explicit: str | os.PathLike | None = None) -> Path:
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("SHEQU_REVIEWS")
+    return Path(env) if env else DEFAULT_REVIEWS

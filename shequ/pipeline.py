@@ -94,9 +94,19 @@ def stage_aggregates(con: duckdb.DuckDBPyConnection, quarter: str) -> int:
     return warehouse.build_aggregates(con, quarter)
 
 
-def stage_rankings(con: duckdb.DuckDBPyConnection, quarter: str, scheme_path: Path = DEFAULT_SCHEME
-                   ) -> dict[str, int]:
-    return scoring.score_period(con, quarter, scoring.load_scheme(scheme_path))
+def stage_rankings(con: duckdb.DuckDBPyConnection, quarter: str, scheme_path: Path = DEFAULT_SCHEME,
+                   reviews_dir: Path | None = None, draws: int | None = None) -> dict:
+    """Load review-stage corrections, then score, rank, award and explain the quarter. Returns row counts and
+    `review_errors` (review files rejected, with file, row and reason)."""
+    from .appraisal.reviews import load_reviews
+
+    scheme = scoring.load_scheme(scheme_path)
+    stages = list((scheme.section("review") or {}).get("stages") or ["自评"])
+    loads = load_reviews(con, Path(reviews_dir), stages) if reviews_dir else []
+    counts = scoring.score_period(con, quarter, scheme, draws=draws)
+    counts["review_rows"] = sum(r.rows for r in loads)
+    counts["review_errors"] = [r.error for r in loads if r.error]
+    return counts
 
 
 def stage_checks(con: duckdb.DuckDBPyConnection, stage: str, quarter: str) -> list[quality.Result]:
