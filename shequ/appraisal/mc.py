@@ -169,9 +169,30 @@ def run_uncertainty(app: Appraisal, series: list[Series], draws: int | None = No
             one(i)
     stats = {}
     for s, R in zip(series, ranks):
-        Rf = R.astype(np.float64)
-        Rf[:, ~app.eligible] = np.nan
-        qs = np.quantile(Rf, [q_lo, 0.5, q_hi], axis=0) if draws else np.full((3, u.n), np.nan)
-        stats[s.name] = {"nominal": s.nominal, "mean": Rf.mean(axis=0), "median": qs[1], "q_low": qs[0],
-                         "q_high": qs[2]}
+        stats[s.name] = _rank_stats(R, app.eligible, s.nominal, (q_lo, q_hi))
     return Uncertainty(draws=draws, seed=seed, params=params, stats=stats, quantiles=(q_lo, q_hi))
+
+
+def _rank_stats(R: np.ndarray, eligible: np.ndarray, nominal: np.ndarray, q: tuple[float, float]) -> dict:
+    """Mean, median and quantiles (R type 7: linear between order statistics) of each unit's rank over the
+    draws. Sorting each unit's draws once (units x draws, contiguous) is much faster than np.quantile along the
+    draw axis of a draws x units array."""
+    draws, n = R.shape
+    out = {"nominal": nominal}
+    if not draws:
+        nan = np.full(n, np.nan)
+        return {**out, "mean": nan, "median": nan, "q_low": nan, "q_high": nan}
+    T = np.ascontiguousarray(R.T)
+    T.sort(axis=1)
+
+    def quant(p: float) -> np.ndarray:
+        h = (draws - 1) * p
+        lo = int(np.floor(h))
+        hi = min(lo + 1, draws - 1)
+        return T[:, lo] + (h - lo) * (T[:, hi].astype(np.float64) - T[:, lo])
+
+    res = {"mean": T.mean(axis=1, dtype=np.float64), "median": quant(0.5), "q_low": quant(q[0]),
+           "q_high": quant(q[1])}
+    for k in res:
+        res[k] = np.where(eligible, res[k], np.nan)
+    return {**out, **res}
