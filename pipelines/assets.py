@@ -142,7 +142,16 @@ def agg_indicator_value(context: dg.AssetExecutionContext, warehouse: ShequWareh
     return _per_quarter(context, warehouse, "agg_indicator_value", pipeline.stage_aggregates)
 
 
-@dg.asset(group_name="s5_rankings", deps=[fact_indicator_value],
+@dg.asset(group_name="s4_quality", deps=[fact_indicator_value, agg_indicator_value],
+          description="数据质量：校验规则（重要性、缺失值策略）、离群值、完整性与及时性；未通过 HIGH 规则的数值暂停参与"
+                      "评分（quality_hold）/ Data quality: validation rules, outliers, completeness and timeliness; "
+                      "values failing a HIGH rule are held out of scoring.",
+          check_specs=_suite_checks("quality_checks", "quality_checks"), **COMMON)
+def quality_checks(context: dg.AssetExecutionContext, warehouse: ShequWarehouse) -> dg.MaterializeResult:
+    return _per_quarter(context, warehouse, "quality_checks", pipeline.stage_quality)
+
+
+@dg.asset(group_name="s5_rankings", deps=[fact_indicator_value, quality_checks],
           description="得分与三级排名（社区在街道/区/市内，街道在区内，区在市内）/ Scores and ranks: "
                       "communities within street, district, city; streets within district; districts within city.",
           check_specs=_suite_checks("fact_ranking", "fact_ranking"), **COMMON)
@@ -158,4 +167,5 @@ def fact_ranking(context: dg.AssetExecutionContext, warehouse: ShequWarehouse) -
     return _per_quarter(context, warehouse, "fact_ranking", rank)
 
 
-ASSETS = [inbox_files, dimensions, staged_values, fact_indicator_value, agg_indicator_value, fact_ranking]
+ASSETS = [inbox_files, dimensions, staged_values, fact_indicator_value, agg_indicator_value, quality_checks,
+          fact_ranking]
