@@ -176,13 +176,12 @@ def run_suite(con: duckdb.DuckDBPyConnection, name: str, period_key: str | None 
         cols = [kw["column"]] if "column" in kw else list(kw["column_list"])
         qc = ", ".join(_q(c) for c in cols)
         nonnull = " OR ".join(f"{_q(c)} IS NOT NULL" for c in cols)
-        u, c, sample = con.execute(f"""
-            SELECT coalesce(sum(n) FILTER (WHERE n > 1), 0), coalesce(sum(n), 0),
-                   list(key) FILTER (WHERE n > 1)[1:3]
-            FROM (SELECT count(*) AS n, ({qc}) AS key FROM {batch} AS batch WHERE {nonnull} GROUP BY {qc})""").fetchall()[0]
-        results[i] = Result(name, _label(exp, i), exp.get("severity", "critical"), _success(exp, int(u), int(c)),
-                            int(u), int(c), (exp.get("meta", {}).get("notes", "") +
-                                             (f" 例：{sample}" if u else "")).strip())
+        groups = f"SELECT {qc}, count(*) AS n FROM {batch} AS batch WHERE {nonnull} GROUP BY {qc} HAVING count(*) > 1"
+        u = int(con.execute(f"SELECT coalesce(sum(n), 0) FROM ({groups})").fetchall()[0][0])
+        c = int(con.execute(f"SELECT count(*) FROM {batch} AS batch WHERE {nonnull}").fetchall()[0][0])
+        sample = con.execute(f"{groups} LIMIT 3").fetchall() if u else []
+        results[i] = Result(name, _label(exp, i), exp.get("severity", "critical"), _success(exp, u, c), u, c,
+                            (exp.get("meta", {}).get("notes", "") + (f" 例：{sample}" if sample else "")).strip())
     n_batch = None
     for i, exp in rows:
         query = exp["kwargs"]["unexpected_rows_query"].replace("{batch}", batch)
