@@ -339,3 +339,93 @@ CREATE TABLE IF NOT EXISTS check_result (
     checked_at      TIMESTAMP NOT NULL,
     PRIMARY KEY (period_key, suite, expectation)
 );
+
+-- ---------------------------------------------------------------- data quality (DHIS2-grade, issue #4)
+-- Rule catalogue as loaded from models/quality/validation_rules.csv (replaced on every quality run).
+CREATE TABLE IF NOT EXISTS validation_rule (
+    rule_id                 VARCHAR NOT NULL PRIMARY KEY,
+    name_zh                 VARCHAR NOT NULL,
+    left_expr               VARCHAR NOT NULL,     -- expression over indicator codes (code, code.numerator, ...)
+    operator                VARCHAR NOT NULL,     -- == != < <= > >= compulsory_pair exclusive_pair
+    right_expr              VARCHAR NOT NULL,
+    tolerance               DOUBLE,               -- absolute tolerance for == and !=
+    importance              VARCHAR NOT NULL CHECK (importance IN ('HIGH', 'MEDIUM', 'LOW')),
+    levels                  VARCHAR NOT NULL,     -- community|street|district
+    missing_value_strategy  VARCHAR NOT NULL CHECK (missing_value_strategy IN
+                                ('SKIP_IF_ANY_VALUE_MISSING', 'SKIP_IF_ALL_VALUES_MISSING', 'NEVER_SKIP')),
+    instruction             VARCHAR
+);
+
+-- Error events: one row per rule x entity x quarter where the rule does not hold.
+CREATE TABLE IF NOT EXISTS validation_violation (
+    period_key      VARCHAR   NOT NULL,
+    rule_id         VARCHAR   NOT NULL,
+    importance      VARCHAR   NOT NULL,
+    entity_level    VARCHAR   NOT NULL,          -- community | street | district
+    entity_code     VARCHAR   NOT NULL,          -- community_code, street_code or district_code
+    entity_name     VARCHAR,
+    community_key   INTEGER,                     -- community level only
+    left_value      DOUBLE,
+    operator        VARCHAR   NOT NULL,
+    right_value     DOUBLE,
+    detected_at     TIMESTAMP NOT NULL
+);
+
+-- Values held back from scoring: one row per fact value and HIGH rule that caught it in that quarter.
+-- Scoring reads models/sql/scoring_input.sql (facts anti-joined with this table).
+CREATE TABLE IF NOT EXISTS quality_hold (
+    period_key      VARCHAR   NOT NULL,
+    community_key   INTEGER   NOT NULL,
+    indicator_code  VARCHAR   NOT NULL,
+    rule_id         VARCHAR   NOT NULL,
+    importance      VARCHAR   NOT NULL,
+    reason          VARCHAR   NOT NULL,
+    detected_at     TIMESTAMP NOT NULL
+);
+
+-- Outliers per community x indicator over its quarterly history: a follow-up flag, never a deletion or hold.
+CREATE TABLE IF NOT EXISTS outlier_flag (
+    period_key       VARCHAR   NOT NULL,
+    community_key    INTEGER   NOT NULL,
+    indicator_code   VARCHAR   NOT NULL,
+    method           VARCHAR   NOT NULL,         -- zscore | modified_zscore | minmax
+    value            DOUBLE    NOT NULL,
+    statistic        DOUBLE,                     -- z, modified z, or the bound crossed
+    threshold        DOUBLE,
+    center           DOUBLE,                     -- mean, median, or valid_min
+    spread           DOUBLE,                     -- sd, MAD, or valid_max
+    n_history        INTEGER   NOT NULL,
+    followup_status  VARCHAR   NOT NULL,         -- open | confirmed | corrected | dismissed
+    detected_at      TIMESTAMP NOT NULL
+);
+
+-- Completeness and timeliness per quarter and area (DHIS2 reporting rate / reporting rate on time).
+CREATE TABLE IF NOT EXISTS completeness_report (
+    period_key       VARCHAR NOT NULL,
+    level            VARCHAR NOT NULL,           -- street | district | city
+    area_code        VARCHAR NOT NULL,
+    area_name        VARCHAR NOT NULL,
+    expected         INTEGER NOT NULL,           -- communities expected to report
+    received         INTEGER NOT NULL,           -- of those, communities with at least one value
+    reporting_rate   DOUBLE,
+    on_time          INTEGER NOT NULL,           -- of those, reports received by due_date
+    on_time_rate     DOUBLE,                     -- on_time / expected
+    expected_values  INTEGER NOT NULL,           -- community x applicable indicator
+    received_values  INTEGER NOT NULL,
+    value_rate       DOUBLE,
+    due_date         DATE    NOT NULL,
+    PRIMARY KEY (period_key, level, area_code)
+);
+
+-- What a quarter's ranking passed: the check results in force when fact_ranking was produced.
+CREATE TABLE IF NOT EXISTS ranking_release (
+    period_key   VARCHAR   NOT NULL,
+    scheme_id    VARCHAR   NOT NULL,
+    suite        VARCHAR   NOT NULL,
+    expectation  VARCHAR   NOT NULL,
+    severity     VARCHAR   NOT NULL,
+    success      BOOLEAN   NOT NULL,
+    unexpected   BIGINT,
+    checked_at   TIMESTAMP NOT NULL,
+    released_at  TIMESTAMP NOT NULL
+);

@@ -31,7 +31,7 @@ def _check_results(asset_name: str, stage: str, results_by_quarter: dict[str, li
     out = []
     for suite in pipeline.STAGE_SUITES[stage]:
         rows = [(q, r) for q, rs in results_by_quarter.items() for r in rs if r.suite == suite]
-        failed = [(q, r) for q, r in rows if not r.success]
+        failed = [(q, r) for q, r in rows if not r.success and r.severity != "info"]  # info: reported only
         critical = [(q, r) for q, r in failed if r.severity == "critical"]
         out.append(dg.AssetCheckResult(
             asset_key=asset_name, check_name=f"{suite}_suite", passed=not failed,
@@ -142,7 +142,16 @@ def agg_indicator_value(context: dg.AssetExecutionContext, warehouse: ShequWareh
     return _per_quarter(context, warehouse, "agg_indicator_value", pipeline.stage_aggregates)
 
 
-@dg.asset(group_name="s5_rankings", deps=[fact_indicator_value],
+@dg.asset(group_name="s4_quality", deps=[fact_indicator_value, agg_indicator_value],
+          description="数据质量：校验规则（重要性、缺失值策略）、离群值、完整性与及时性；未通过 HIGH 规则的数值暂停参与"
+                      "评分（quality_hold）/ Data quality: validation rules, outliers, completeness and timeliness; "
+                      "values failing a HIGH rule are held out of scoring.",
+          check_specs=_suite_checks("quality_checks", "quality_checks"), **COMMON)
+def quality_checks(context: dg.AssetExecutionContext, warehouse: ShequWarehouse) -> dg.MaterializeResult:
+    return _per_quarter(context, warehouse, "quality_checks", pipeline.stage_quality)
+
+
+@dg.asset(group_name="s5_rankings", deps=[fact_indicator_value, quality_checks],
           description="三级评比：按评价方案（models/schemes/default.yaml）计分、社区在街道/区/市内排名、街道与区排名、"
                       "区级→市级→省级称号（配额、一票否决、统计并列）、蒙特卡洛排名区间、得失分解释；写入 fact_score、"
                       "fact_ranking、fact_award、fact_explanation / The appraisal: scores per scheme node and review "
@@ -166,4 +175,5 @@ def fact_ranking(context: dg.AssetExecutionContext, warehouse: ShequWarehouse) -
     return _per_quarter(context, warehouse, "fact_ranking", rank)
 
 
-ASSETS = [inbox_files, dimensions, staged_values, fact_indicator_value, agg_indicator_value, fact_ranking]
+ASSETS = [inbox_files, dimensions, staged_values, fact_indicator_value, agg_indicator_value, quality_checks,
+          fact_ranking]

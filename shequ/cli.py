@@ -87,11 +87,43 @@ def cmd_refresh(args) -> int:
             console.print(f"  {q} {'[green]完成[/green]' if result.success else '[red]失败[/red]'}")
     with connect(wh, read_only=True) as con:
         _print_summary(con, quarters, check_rows)
+        _print_quality(con, quarters)
+    _data_docs(wh)
     for q, msg in run_failed:
         console.print(f"[red]{q} 运行失败：{msg}[/red]")
     if blocking_failed:
         console.print(f"[red]阻断性检查未通过：{blocking_failed}[/red]")
     return 1 if (blocking_failed or run_failed) else 0
+
+
+def _print_quality(con, quarters: list[str]) -> None:
+    """Quality stage: violations by importance, held values, open outlier flags, reporting and on-time rates."""
+    qs = list(quarters)
+    v = dict(con.execute("""SELECT importance, count(*) FROM validation_violation
+                            WHERE period_key IN (SELECT unnest(?::VARCHAR[])) GROUP BY 1""", [qs]).fetchall())
+    held = con.execute("SELECT count(*) FROM quality_hold WHERE period_key IN (SELECT unnest(?::VARCHAR[]))",
+                       [qs]).fetchall()[0][0]
+    flags = con.execute("""SELECT count(*) FROM outlier_flag WHERE followup_status = 'open'
+                           AND period_key IN (SELECT unnest(?::VARCHAR[]))""", [qs]).fetchall()[0][0]
+    rate = con.execute("""SELECT sum(received) / sum(expected), sum(on_time) / sum(expected) FROM completeness_report
+                          WHERE level = 'city' AND period_key = ?""", [qs[-1]]).fetchall()[0]
+    console.print(f"数据质量：校验规则违规 HIGH {v.get('HIGH', 0)} / MEDIUM {v.get('MEDIUM', 0)} / LOW {v.get('LOW', 0)}；"
+                  f"暂停参与评分的数值 {held} 个（quality_hold）；待随访离群值 {flags} 个（outlier_flag）；"
+                  f"{qs[-1]} 上报率 {rate[0] or 0:.1%}，及时率 {rate[1] or 0:.1%}（completeness_report）")
+
+
+def _data_docs(wh: Path) -> None:
+    """GX Data Docs (offline) rendered in a subprocess: importing GX costs seconds and stays out of this one."""
+    if os.environ.get("SHEQU_NO_DATADOCS"):
+        return
+    out = config.DATA_DIR / "docs" if wh.resolve() == config.DEFAULT_WAREHOUSE.resolve() else wh.parent / "docs"
+    with console.status("生成数据质量文档（Great Expectations Data Docs）…"):
+        r = subprocess.run([sys.executable, "-m", "shequ.datadocs", "--warehouse", str(wh), "--out", str(out)],
+                           cwd=config.ROOT, capture_output=True, text=True)
+    if r.returncode == 0:
+        console.print(f"数据质量文档（离线可用）：[bold]{out / 'index.html'}[/bold]")
+    else:
+        console.print(f"[yellow]数据质量文档生成失败：{(r.stderr or r.stdout).strip().splitlines()[-1:]}[/yellow]")
 
 
 def _print_summary(con, quarters: list[str], check_rows: list) -> None:

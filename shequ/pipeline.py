@@ -15,7 +15,7 @@ from pathlib import Path
 
 import duckdb
 
-from . import ingest, quality, scoring, warehouse
+from . import dq, ingest, quality, scoring, warehouse
 from .config import DEFAULT_SCHEME, REGISTRY_DIR
 from .periods import classify_period, quarter_of_key
 from .readers import FileRejected, read_file
@@ -26,6 +26,7 @@ STAGE_SUITES = {
     "staged_values": ["stg_value"],
     "fact_indicator_value": ["fact_indicator_value"],
     "agg_indicator_value": ["agg_indicator_value"],
+    "quality_checks": ["quality_hold", "validation_violation", "outlier_flag", "completeness_report"],
     "fact_ranking": ["fact_ranking", "fact_score", "fact_award"],
 }
 
@@ -109,8 +110,15 @@ def stage_rankings(con: duckdb.DuckDBPyConnection, quarter: str, scheme_path: Pa
     return counts
 
 
+def stage_quality(con: duckdb.DuckDBPyConnection, quarter: str) -> dict[str, int]:
+    """Validation rules (+ quality_hold), outliers, completeness and timeliness (shequ/dq.py)."""
+    return dq.stage_quality(con, quarter)
+
+
 def stage_checks(con: duckdb.DuckDBPyConnection, stage: str, quarter: str) -> list[quality.Result]:
     out = []
     for suite in STAGE_SUITES[stage]:
         out.extend(quality.run_suite(con, suite, quarter))
+    if stage == "fact_ranking":  # the ranking records which checks were in force when it was produced
+        dq.snapshot_release(con, quarter)
     return out

@@ -65,6 +65,40 @@ def _label(exp: dict, i: int) -> str:
     return f"{i:02d} {exp['type']}({key})" if key else f"{i:02d} {exp['type']}"
 
 
+# kwargs each supported type understands; any other kwarg (row_condition, ignore_row_if, ...) fails loudly, since
+# ignoring it would compute something other than what the suite says
+_COMMON_KW = {"mostly", "result_format", "catch_exceptions", "description"}
+_KWARGS = {
+    "expect_column_values_to_not_be_null": {"column"},
+    "expect_column_values_to_be_between": {"column", "min_value", "max_value", "strict_min", "strict_max"},
+    "expect_column_values_to_be_in_set": {"column", "value_set"},
+    "expect_column_values_to_be_unique": {"column"},
+    "expect_compound_columns_to_be_unique": {"column_list"},
+    "expect_table_row_count_to_be_between": {"min_value", "max_value", "strict_min", "strict_max"},
+    "unexpected_rows_expectation": {"unexpected_rows_query"},
+}
+
+
+def _check_kwargs(name: str, exp: dict) -> None:
+    t, kw = exp["type"], exp.get("kwargs", {})
+    if t not in _KWARGS:
+        raise UnsupportedExpectation(f"套件 {name}：不支持的期望类型 {t}（执行器不会让它默认通过）")
+    extra = set(kw) - _KWARGS[t] - _COMMON_KW
+    if t in ("expect_table_row_count_to_be_between", "unexpected_rows_expectation"):
+        extra |= {"mostly"} & set(kw)
+    if extra:
+        raise UnsupportedExpectation(f"套件 {name}：{t} 的参数 {sorted(extra)} 执行器不支持（不会忽略后让它通过）")
+
+
+def _success(exp: dict, unexpected: int, checked: int) -> bool:
+    """GX semantics: without ``mostly`` no unexpected value is allowed; with it, the share of expected values
+    among the non-null ones checked must reach ``mostly``."""
+    mostly = exp.get("kwargs", {}).get("mostly")
+    if mostly is None or checked == 0:
+        return unexpected == 0
+    return (checked - unexpected) / checked >= float(mostly)
+
+
 def _aggregate(exp: dict) -> tuple[str, str] | None:
     """(unexpected_expr, checked_expr) for expectations computable in the table's single aggregate scan."""
     t, kw = exp["type"], exp.get("kwargs", {})
@@ -87,16 +121,13 @@ def _aggregate(exp: dict) -> tuple[str, str] | None:
         # a NULL in the list would make NOT IN never true (every row passes): nulls are not set members
         values = ", ".join(_lit(v) for v in kw["value_set"] if v is not None)
         return f"count(*) FILTER (WHERE {c} IS NOT NULL AND {c} NOT IN ({values}))", f"count({c})"
-    if t == "expect_column_values_to_be_unique":
-        c = _q(kw["column"])
-        return f"count({c}) - count(DISTINCT {c})", f"count({c})"
     if t == "expect_table_row_count_to_be_between":
         lo, hi = kw.get("min_value"), kw.get("max_value")
         conds = []
         if lo is not None:
-            conds.append(f"count(*) < {_lit(lo)}")
+            conds.append(f"count(*) {'<=' if kw.get('strict_min') else '<'} {_lit(lo)}")
         if hi is not None:
-            conds.append(f"count(*) > {_lit(hi)}")
+            conds.append(f"count(*) {'>=' if kw.get('strict_max') else '>'} {_lit(hi)}")
         return f"CASE WHEN {' OR '.join(conds) or 'FALSE'} THEN 1 ELSE 0 END", "1"
     return None
 
@@ -117,28 +148,49 @@ def run_suite(con: duckdb.DuckDBPyConnection, name: str, period_key: str | None 
         batch = f"(SELECT * FROM {table})"
     exps = suite.get("expectations", [])
     agg, rows = [], []
+    dups = []
     for i, exp in enumerate(exps):
+        _check_kwargs(name, exp)
         if exp["type"] == "unexpected_rows_expectation":
             rows.append((i, exp))
             continue
-        if exp["type"] == "expect_compound_columns_to_be_unique":
-            # its own GROUP BY: count(DISTINCT (a, b, ...)) inside the shared scan used 10x the memory
-            cols = ", ".join(_q(c) for c in exp["kwargs"]["column_list"])
-            rows.append((i, {**exp, "kwargs": {"unexpected_rows_query":
-                f"SELECT {cols} FROM {{batch}} GROUP BY {cols} HAVING count(*) > 1"}}))
+        if exp["type"] in ("expect_compound_columns_to_be_unique", "expect_column_values_to_be_unique"):
+            # its own GROUP BY: count(DISTINCT (a, b, ...)) inside the shared scan used 10x the memory. GX counts
+            # every row of a duplicated key as unexpected (both copies), and skips rows whose key is all NULL
+            dups.append((i, exp))
             continue
         a = _aggregate(exp)
         if a is None:
             raise UnsupportedExpectation(f"套件 {name}：不支持的期望类型 {exp['type']}（执行器不会让它默认通过）")
         agg.append((i, exp, a))
     results: dict[int, Result] = {}
+    dup_checked: dict[int, int] = {}
+    for i, exp in dups:  # rows with a key to check: counted in the shared scan
+        kw = exp["kwargs"]
+        cols = [kw["column"]] if "column" in kw else list(kw["column_list"])
+        agg.append((i, None, ("0", "count(*) FILTER (WHERE " + " OR ".join(f"{_q(c)} IS NOT NULL" for c in cols) + ")")))
     if agg:
         select = ", ".join(f"{u} AS u{i}, {c} AS c{i}" for i, _, (u, c) in agg)
         vals = con.execute(f"SELECT {select} FROM {batch} AS batch").fetchall()[0]
         for k, (i, exp, _) in enumerate(agg):
             u, c = int(vals[2 * k] or 0), int(vals[2 * k + 1] or 0)
-            results[i] = Result(name, _label(exp, i), exp.get("severity", "critical"), u == 0, u, c,
+            if exp is None:
+                dup_checked[i] = c
+                continue
+            results[i] = Result(name, _label(exp, i), exp.get("severity", "critical"), _success(exp, u, c), u, c,
                                 exp.get("meta", {}).get("notes", ""))
+    for i, exp in dups:
+        kw = exp["kwargs"]
+        cols = [kw["column"]] if "column" in kw else list(kw["column_list"])
+        qc = ", ".join(_q(c) for c in cols)
+        nonnull = " OR ".join(f"{_q(c)} IS NOT NULL" for c in cols)
+        groups = (f"SELECT {qc}, count(*) AS n FROM {batch} AS batch "
+                  f"{'WHERE ' + nonnull if len(cols) > 1 else ''} GROUP BY {qc} HAVING count(*) > 1 AND ({nonnull})")
+        u = int(con.execute(f"SELECT coalesce(sum(n), 0) FROM ({groups})").fetchall()[0][0])
+        c = dup_checked[i]
+        sample = con.execute(f"{groups} LIMIT 3").fetchall() if u else []
+        results[i] = Result(name, _label(exp, i), exp.get("severity", "critical"), _success(exp, u, c), u, c,
+                            (exp.get("meta", {}).get("notes", "") + (f" 例：{sample}" if sample else "")).strip())
     n_batch = None
     for i, exp in rows:
         query = exp["kwargs"]["unexpected_rows_query"].replace("{batch}", batch)

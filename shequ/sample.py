@@ -114,6 +114,7 @@ def generate_values(communities: pl.DataFrame, quarters: list[str], seed: int = 
         # compounds are shared by several indicators: 住宅小区数 and the denominators of the compound rates
         compounds = compounds0 + (rng.random(n) < 0.03)
         unoccupied = np.minimum(compounds - 1, rng.poisson(0.4, n))
+        drawn: dict[str, np.ndarray] = {}   # this quarter's values, for rates whose base is another indicator
         for row in cat.iter_rows(named=True):
             code, kind, lo, hi = row["code"], row["value_kind"], row["valid_min"], row["valid_max"]
             num = den = None
@@ -156,7 +157,10 @@ def generate_values(communities: pl.DataFrame, quarters: list[str], seed: int = 
                     elif code in ("tech_defense_household_rate",):
                         base = households
                     elif code in ("dibao_coverage_rate",):
+                        # 已纳入低保户数 cannot exceed 城市低保户数 (rule VR08): the numerator's base is that count.
+                        # The draw is still taken so every later indicator keeps its random stream.
                         base = np.maximum(3, np.round(rng.normal(15, 5, n)))
+                        base = np.maximum(1, drawn.get("dibao_households", base))
                     elif code == "family_planning_service_rate":
                         base = np.round(population * 0.12)
                     elif code == "election_turnout_rate":
@@ -172,6 +176,9 @@ def generate_values(communities: pl.DataFrame, quarters: list[str], seed: int = 
                     else:
                         bc, bs = RATE_BASE.get(code, (20, 5))
                         base = np.maximum(1, np.round(bc + bs * rng.normal(0, 1, n)))
+                        if code in ("staff_college_rate", "social_worker_cert_rate") and "staff_count" in drawn:
+                            # counted among 社区工作者 (rules VR05, VR06): the denominator is staff_count
+                            base = np.maximum(1, drawn["staff_count"])
                     den = base
                     num = np.minimum(den, np.round(rate * den))
                     val = num / den
@@ -193,6 +200,7 @@ def generate_values(communities: pl.DataFrame, quarters: list[str], seed: int = 
                 if row["direction"] == "target_band":
                     val = np.clip(np.round(val), 3, 11)
                 val = np.clip(val, lo if lo is not None else -np.inf, hi if hi is not None else np.inf)
+            drawn[code] = val
             frames.append(pl.DataFrame({
                 "community_code": communities["community_code"], "district": communities["district"],
                 "quarter": q, "indicator_code": code, "value": val,

@@ -24,7 +24,7 @@ def test_assets_checks_pool_and_partitions():
     assert job.executor_def.name == "in_process"
     specs = {s.key.to_user_string(): s for s in defs.resolve_all_asset_specs()}
     assert set(specs) == {"inbox_files", "dimensions", "staged_values", "fact_indicator_value",
-                          "agg_indicator_value", "fact_ranking"}
+                          "agg_indicator_value", "quality_checks", "fact_ranking"}
     for name in specs:
         a = defs.resolve_assets_def(name)
         assert a.partitions_def is not None
@@ -34,7 +34,13 @@ def test_assets_checks_pool_and_partitions():
     names = {c.name for c in checks}
     assert {"dim_community_suite", "fact_indicator_value_suite", "fact_ranking_suite", "files_readable"} <= names
     suite_checks = [s for n in specs for s in defs.resolve_assets_def(n).check_specs if s.name.endswith("_suite")]
-    assert len(suite_checks) == 8 and all(s.blocking for s in suite_checks)
+    assert len(suite_checks) == 12 and all(s.blocking for s in suite_checks)
+    # the quality stage sits between the facts and the ranking
+    graph = defs.resolve_asset_graph()
+    ranking_deps = {k.to_user_string() for k in graph.get(dg.AssetKey("fact_ranking")).parent_keys}
+    assert "quality_checks" in ranking_deps
+    assert {k.to_user_string() for k in graph.get(dg.AssetKey("quality_checks")).parent_keys} == \
+        {"fact_indicator_value", "agg_indicator_value"}
 
 
 def test_schedule_targets_the_quarter_just_ended_in_shanghai():

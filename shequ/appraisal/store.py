@@ -52,17 +52,16 @@ def _has_table(con, name: str) -> bool:
 
 def _matrix(con, period_key: str, codes: list[str], by: str = "community_key") -> np.ndarray:
     """Values of the registered _ap_units x _ap_inds for one period, as a dense matrix (NaN = not reported).
-    Values held back by a critical quality rule (table quality_hold) are left out."""
-    held = ("AND NOT EXISTS (SELECT 1 FROM quality_hold h WHERE h.period_key = f.period_key "
-            "AND h.community_key = f.community_key AND h.indicator_code = f.indicator_code)"
-            if _has_table(con, "quality_hold") else "")
+    Values held back by a HIGH quality rule (quality_hold, via models/sql/scoring_input.sql) are left out."""
     if by == "community_key":
         join = "JOIN _ap_units u USING (community_key)"
     else:   # previous period: match on the stable community code (registry versions may differ)
         join = "JOIN dim_community d USING (community_key) JOIN _ap_units u ON u.community_code = d.community_code"
-    df = con.sql(f"""SELECT u.row_idx, i.col_idx, f.value FROM fact_indicator_value f {join}
-                     JOIN _ap_inds i USING (indicator_code)
-                     WHERE f.period_key = $q {held}""", params={"q": period_key}).pl()
+    # models/sql/scoring_input.sql: the quarter's facts minus values held back by a HIGH quality rule
+    source = f"({model_sql('scoring_input')})" if _has_table(con, "quality_hold") else \
+        "(SELECT * FROM fact_indicator_value WHERE period_key = $period_key)"
+    df = con.sql(f"""SELECT u.row_idx, i.col_idx, f.value FROM {source} f {join}
+                     JOIN _ap_inds i USING (indicator_code)""", params={"period_key": period_key}).pl()
     n = con.execute("SELECT count(*) FROM _ap_units").fetchall()[0][0]
     X = np.full((n, len(codes)), np.nan)
     if df.height:

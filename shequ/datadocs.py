@@ -1,0 +1,152 @@
+"""Offline GX Data Docs for the warehouse's check results.
+
+The suites (expectations/*.json) and the results the DuckDB executor recorded (check_result) are turned into GX
+``ExpectationSuiteValidationResult`` objects and rendered by GX's own ValidationResultsPageRenderer and Jinja
+page view. The pages' CDN links are rewritten to the copies vendored in shequ/static/datadocs/ (see
+scripts/vendor_datadocs.py), so the site works without network. GX is imported only here, in a separate
+process started by ``shequ refresh`` (python -m shequ.datadocs), never by the Dagster code location.
+
+    python -m shequ.datadocs --warehouse data/warehouse.duckdb --out data/docs
+"""
+
+import argparse
+import datetime as dt
+import html
+import json
+import re
+import shutil
+import sys
+from pathlib import Path
+
+from .config import DATA_DIR, EXPECTATIONS_DIR, ROOT
+from .warehouse import connect
+
+VENDOR = ROOT / "shequ" / "static" / "datadocs"
+DEFAULT_OUT = DATA_DIR / "docs"
+VALIDATION_SUITE = "validation_rules"
+
+
+def _manifest() -> dict[str, str]:
+    return json.loads((VENDOR / "MANIFEST.json").read_text(encoding="utf-8"))["cdn_to_local"]
+
+
+def rewrite_offline(page: str, depth: int) -> str:
+    """CDN scripts and styles -> vendored relative paths; SRI/crossorigin dropped (file:// has no CORS);
+    the GX logo from S3 and the favicon -> local files."""
+    up = "../" * depth
+    for url, rel in sorted(_manifest().items(), key=lambda kv: -len(kv[0])):
+        page = page.replace(f'"{url}"', f'"{up}static/vendor/{rel}"')
+    page = re.sub(r'\s+integrity="[^"]*"', "", page)
+    page = re.sub(r'\s+crossorigin="[^"]*"', "", page)
+    page = re.sub(r'src="https://great-expectations-web-assets[^"]*"', f'src="{up}static/images/favicon.ico"', page)
+    page = re.sub(r'href="[./]*static/images/favicon.ico"', f'href="{up}static/images/favicon.ico"', page)
+    page = re.sub(r'href="(?:\.\./)+index.html"', f'href="{up}index.html"', page)
+    # suite pages are not rendered (the index lists every quarter x suite): their links go to the index
+    page = re.sub(r'href="(?:\.\./)*expectations/[^"]*"', f'href="{up}index.html"', page)
+    return page
+
+
+def _results(con) -> dict[tuple[str, str], list[tuple]]:
+    out: dict[tuple[str, str], list[tuple]] = {}
+    for row in con.execute("""SELECT period_key, suite, expectation, severity, success, unexpected, checked, detail,
+                                     checked_at FROM check_result ORDER BY period_key, suite, expectation""").fetchall():
+        out.setdefault((row[0], row[1]), []).append(row)
+    return out
+
+
+def _suite_expectations(suite: str, rows: list[tuple]) -> list[dict]:
+    """The suite's expectation configurations, in check_result order (labels start with the position)."""
+    path = EXPECTATIONS_DIR / f"{suite}.json"
+    if path.exists():
+        exps = json.loads(path.read_text(encoding="utf-8"))["expectations"]
+        return [exps[int(r[2][:2])] if r[2][:2].isdigit() and int(r[2][:2]) < len(exps) else None for r in rows]
+    # validation rules (models/quality/validation_rules.csv) render as UnexpectedRowsExpectation over the pivot
+    return [{"type": "unexpected_rows_expectation", "severity": "warning",
+             "kwargs": {"unexpected_rows_query": f"SELECT * FROM {{batch}} -- {r[2]}: {r[7]}"}, "meta": {"notes": r[2]}} for r in rows]
+
+
+def build(warehouse: Path, out: Path = DEFAULT_OUT) -> Path:
+    import great_expectations as gx
+    from great_expectations.core import ExpectationSuiteValidationResult, ExpectationValidationResult
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+    from great_expectations.render.renderer import ValidationResultsPageRenderer
+    from great_expectations.render.view import DefaultJinjaPageView
+
+    out = Path(out)
+    if out.exists():
+        shutil.rmtree(out)
+    (out / "static").mkdir(parents=True)
+    shutil.copytree(VENDOR, out / "static" / "vendor")
+    gx_static = Path(gx.__file__).parent / "render" / "view" / "static"
+    shutil.copytree(gx_static / "images", out / "static" / "images")
+    with connect(warehouse, read_only=True) as con:
+        groups = _results(con)
+    renderer, view = ValidationResultsPageRenderer(), DefaultJinjaPageView()
+    index_rows = []
+    for (period, suite), rows in groups.items():
+        results = []
+        for r, exp in zip(rows, _suite_expectations(suite, rows)):
+            if exp is None:
+                continue
+            sev = exp.get("severity", "critical")
+            cfg = ExpectationConfiguration(type=exp["type"], kwargs=exp["kwargs"], meta={
+                **exp.get("meta", {}), "shequ_label": r[2], "shequ_detail": r[7]},
+                severity=sev if sev in ("critical", "warning", "info") else "warning")
+            n, u = int(r[6] or 0), int(r[5] or 0)
+            results.append(ExpectationValidationResult(success=bool(r[4]), expectation_config=cfg, result={
+                "element_count": n, "unexpected_count": u, "unexpected_percent": (100.0 * u / n) if n else 0.0,
+                "missing_count": 0, "partial_unexpected_list": []}))
+        ok = sum(x.success for x in results)
+        run_time = max(r[8] for r in rows)
+        vr = ExpectationSuiteValidationResult(
+            success=ok == len(results), results=results, suite_name=suite,
+            statistics={"evaluated_expectations": len(results), "successful_expectations": ok,
+                        "unsuccessful_expectations": len(results) - ok,
+                        "success_percent": 100.0 * ok / len(results) if results else 100.0},
+            meta={"active_batch_definition": {"datasource_name": "shequ_warehouse", "data_connector_name": "duckdb",
+                                              "data_asset_name": suite, "batch_identifiers": {"period_key": period}},
+                  "run_id": {"run_name": period, "run_time": run_time.isoformat()},
+                  "batch_spec": {"executor": "shequ.quality (DuckDB SQL)"}, "batch_markers": {},
+                  "great_expectations_version": gx.__version__})
+        page = view.render(renderer.render(vr))
+        rel = Path("validations") / suite / period / "run" / "result.html"
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        (out / rel).write_text(rewrite_offline(page, depth=4), encoding="utf-8")
+        index_rows.append((period, suite, ok, len(results), rel.as_posix(),
+                           sum(1 for r in rows if not r[4] and r[3] == "critical")))
+    (out / "index.html").write_text(_index(index_rows), encoding="utf-8")
+    return out / "index.html"
+
+
+def _index(rows: list[tuple]) -> str:
+    m = _manifest()
+    css = m["https://maxcdn.bootstrapcdn.com/bootstrap/4.3.1/css/bootstrap.min.css"]
+    body = "\n".join(
+        f"<tr class=\"{'table-danger' if crit else ('table-warning' if ok < n else '')}\"><td>{html.escape(p)}</td>"
+        f"<td><a href=\"{href}\">{html.escape(s)}</a></td><td>{ok}/{n}</td><td>{crit}</td></tr>"
+        for p, s, ok, n, href, crit in sorted(rows, key=lambda r: (r[0], r[1]), reverse=False))
+    return f"""<!DOCTYPE html>
+<html lang="zh-CN"><head><meta charset="UTF-8"><title>shequ 数据质量文档 / Data Docs</title>
+<link rel="stylesheet" href="static/vendor/{css}">
+<link rel="shortcut icon" href="static/images/favicon.ico" type="image/x-icon"/></head>
+<body class="container my-4"><h1>数据质量校验结果</h1>
+<p>生成于 {dt.datetime.now():%Y-%m-%d %H:%M}；每行是一个季度的一套期望（expectations/*.json）或校验规则
+（models/quality/validation_rules.csv），由 DuckDB 执行、Great Expectations 渲染。红色：有 critical 未通过；黄色：有警告。</p>
+<table class="table table-sm table-bordered"><thead><tr><th>季度</th><th>套件</th><th>通过/期望</th><th>critical 未通过</th>
+</tr></thead><tbody>
+{body}
+</tbody></table></body></html>
+"""
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m shequ.datadocs")
+    p.add_argument("--warehouse", required=True)
+    p.add_argument("--out", default=str(DEFAULT_OUT))
+    a = p.parse_args(argv)
+    print(build(Path(a.warehouse), Path(a.out)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
