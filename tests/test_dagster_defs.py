@@ -24,7 +24,7 @@ def test_assets_checks_pool_and_partitions():
     assert job.executor_def.name == "in_process"
     specs = {s.key.to_user_string(): s for s in defs.resolve_all_asset_specs()}
     assert set(specs) == {"inbox_files", "dimensions", "staged_values", "fact_indicator_value",
-                          "agg_indicator_value", "fact_ranking"}
+                          "agg_indicator_value", "fact_ranking", "warehouse_snapshot"}
     for name in specs:
         a = defs.resolve_assets_def(name)
         assert a.partitions_def is not None
