@@ -53,9 +53,10 @@ def require_browser() -> str:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """One headless Chromium for the session (Playwright, system executable)."""
+    """One headless Chromium per test module (Playwright, system executable). Module scope, so Playwright's
+    event loop is closed before later modules run Dagster in-process."""
     exe = require_browser()
     from playwright.sync_api import sync_playwright
 
