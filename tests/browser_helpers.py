@@ -142,6 +142,9 @@ class DagsterDev:
             self.stop()
             raise
         self.ready_seconds = time.monotonic() - t0
+        # the UI opens a "Join the Dagster community" dialog on loopback at a moment of its choosing, over
+        # whatever the test is doing; mark it seen in this instance, as its Skip button does
+        self.graphql("mutation { setNuxSeen }")
         return self
 
     def _wait_ready(self, t0: float, timeout: float) -> None:

@@ -34,9 +34,6 @@ def ui(tmp_path_factory):
 def _page(browser, ui):
     page = new_page(browser)
     page.set_default_timeout(30_000)
-    # the first visit shows a "Join the Dagster community" dialog: dismiss it whenever it appears
-    page.add_locator_handler(page.get_by_text("Join the Dagster community"),
-                             lambda _: page.get_by_role("button", name="Skip").click())
     return page
 
 
@@ -60,8 +57,8 @@ def _open_materialize_dialog(page, ui):
     for g in GROUPS:
         page.get_by_text(g, exact=True).first.wait_for()
     page.get_by_role("button", name="Materialize all").click()
-    dialog = page.get_by_role("dialog")
-    dialog.get_by_text("Partition selection").wait_for()
+    dialog = page.get_by_role("dialog").filter(has_text="Partition selection")
+    dialog.wait_for()
     return dialog
 
 
