@@ -22,7 +22,8 @@ COMMON = dict(partitions_def=quarterly, pool=POOL, backfill_policy=dg.BackfillPo
 
 def _suite_checks(asset_name: str, stage: str) -> list[dg.AssetCheckSpec]:
     return [dg.AssetCheckSpec(f"{suite}_suite", asset=asset_name, blocking=True,
-                              description=f"数据质量套件 expectations/{suite}.json（critical 阻断下游）")
+                              description=f"数据质量套件 expectations/{suite}.json（critical 阻断下游） / "
+                                          f"Quality suite {suite}: a failed critical expectation blocks downstream")
             for suite in pipeline.STAGE_SUITES[stage]]
 
 
@@ -51,7 +52,8 @@ def _check_results(asset_name: str, stage: str, results_by_quarter: dict[str, li
 @dg.asset(group_name="s1_raw", description="收件箱文件清单（内容哈希、所属季度、是否已入库）/ Inbox inventory: "
           "files with content hash and quarter; reading happens in staged_values.",
           check_specs=[dg.AssetCheckSpec("inbox_has_files", asset="inbox_files",
-                                         description="本季度收件箱中有文件（无文件时警告）")], **COMMON)
+                                         description="本季度收件箱中有文件（无文件时警告） / "
+                                                     "The inbox holds files for the quarter (warns otherwise)")], **COMMON)
 def inbox_files(context: dg.AssetExecutionContext, warehouse: ShequWarehouse) -> dg.MaterializeResult:
     quarters = quarters_of(context)
     with warehouse.connection() as con:
@@ -85,7 +87,8 @@ def dimensions(context: dg.AssetExecutionContext, warehouse: ShequWarehouse) -> 
                       "read, normalised and loaded in its own transaction; rejected cells quarantined.",
           check_specs=[*_suite_checks("staged_values", "staged_values"),
                        dg.AssetCheckSpec("files_readable", asset="staged_values",
-                                         description="所有文件均可读取（被拒文件已隔离，其余照常入库；警告不阻断）")],
+                                         description="所有文件均可读取（被拒文件已隔离，其余照常入库；警告不阻断） / "
+                                                     "Every file was readable (rejected files are recorded; warns, never blocks)")],
           **COMMON)
 def staged_values(context: dg.AssetExecutionContext, warehouse: ShequWarehouse) -> dg.MaterializeResult:
     summaries, results = [], {}

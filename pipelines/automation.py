@@ -15,13 +15,15 @@ from shequ.periods import last_completed_quarter, quarter_to_partition
 SHANGHAI = zoneinfo.ZoneInfo("Asia/Shanghai")
 refresh_job = dg.define_asset_job(
     "quarterly_refresh", selection=dg.AssetSelection.all(), executor_def=dg.in_process_executor,
-    description="季度刷新：收件箱 -> 维表 -> 暂存 -> 事实 -> 汇总 -> 排名（单进程执行器）")
+    description="季度刷新：收件箱 -> 维表 -> 暂存 -> 事实 -> 汇总 -> 排名 -> 快照（单进程执行器） / "
+                "Quarterly refresh: inbox to snapshot, in one process")
 
 
 # build_schedule_from_partitioned_job fires in UTC and refuses a time zone for custom-cron partitions, so the
 # schedule is written by hand: 06:00 Beijing time on the 5th day of Jan/Apr/Jul/Oct, for the quarter just ended.
 @dg.schedule(cron_schedule="0 6 5 1,4,7,10 *", execution_timezone="Asia/Shanghai", job=refresh_job,
-             description="每季度结束后次月5日06:00（北京时间）刷新上一季度")
+             description="每季度结束后次月5日06:00（北京时间）刷新上一季度 / "
+                         "06:00 Beijing time on the 5th after each quarter: refresh the quarter just ended")
 def quarterly_refresh_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     when = context.scheduled_execution_time or dt.datetime.now(SHANGHAI)
     quarter = last_completed_quarter(when.astimezone(SHANGHAI).date())
@@ -30,7 +32,8 @@ def quarterly_refresh_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunR
 
 
 @dg.sensor(job=refresh_job, minimum_interval_seconds=60,
-           description="收件箱出现新文件或文件被修改时，刷新文件名/目录所指的季度")
+           description="收件箱出现新文件或文件被修改时，刷新文件名/目录所指的季度 / "
+                       "New or changed inbox files: refresh the quarter their name or folder gives")
 def inbox_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     inbox = Path(config.inbox_path())
     seen = json.loads(context.cursor) if context.cursor else {}

@@ -3,11 +3,12 @@
 import dagster as dg
 
 from .assets import ASSETS
+from .publish import PUBLISH_ASSETS
 from .automation import inbox_sensor, quarterly_refresh_schedule, refresh_job
 from .resources import ShequWarehouse
 
 defs = dg.Definitions(
-    assets=ASSETS,
+    assets=[*ASSETS, *PUBLISH_ASSETS],
     jobs=[refresh_job],
     schedules=[quarterly_refresh_schedule],
     sensors=[inbox_sensor],

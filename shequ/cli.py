@@ -1,4 +1,4 @@
-"""`shequ` command line: refresh, publish, sample, ui, bench.
+"""`shequ` command line: refresh, publish, sample, export, ui, bench.
 
 `shequ refresh` executes the Dagster job `quarterly_refresh` in-process (the same assets and checks the UI
 runs), one quarter partition at a time, then prints a summary read back from the warehouse.
@@ -235,6 +235,33 @@ def cmd_sample(args) -> int:
     return 0
 
 
+# ------------------------------------------------------------------ export
+def cmd_export(args) -> int:
+    from .exports import write_sdmx_csv
+    from .snapshot import read_only, source_path
+
+    try:
+        quarters = _quarters_arg(args.quarter) if args.quarter else None
+    except ValueError as e:
+        console.print(f"[red]{e}[/red]")
+        return 2
+    src = source_path(args.warehouse)
+    if not src.exists():
+        console.print(f"[red]仓库不存在：{src}（先运行 shequ refresh）[/red]")
+        return 2
+    name = f"sdmx_{quarters[0]}" if quarters and len(quarters) == 1 else \
+        f"sdmx_{quarters[0]}_{quarters[-1]}" if quarters else "sdmx_all"
+    out = Path(args.out) if args.out else config.DATA_DIR / "exports" / f"{name}.csv"
+    with read_only(src) as con:
+        info = write_sdmx_csv(con, out, quarters)
+    if not info["rows"]:
+        console.print(f"[yellow]没有数据：{', '.join(quarters or [])}（已写出仅含表头的文件 {out}）[/yellow]")
+        return 1
+    console.print(f"SDMX-CSV 2.0 已写出 [bold]{out}[/bold]：{info['rows']} 行，季度 {', '.join(info['periods'])}，"
+                  f"OBS_STATUS {info['obs_status']}（读取 {src}）")
+    return 0
+
+
 # ------------------------------------------------------------------ ui
 def cmd_ui(args) -> int:
     cmd = [sys.executable, "-m", "dagster", "dev", "-h", args.host, "-p", str(args.port)]
@@ -274,6 +301,12 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--quarters", help="季度或区间，如 2023Q1:2024Q4")
     s.add_argument("--communities", type=int, help="合成数据的社区数（最多 600000）")
     s.set_defaults(fn=cmd_sample)
+    e = sub.add_parser("export", help="导出：sdmx = 事实与汇总值的 SDMX-CSV 2.0 文件（向上报送）")
+    e.add_argument("format", choices=["sdmx"], help="导出格式")
+    e.add_argument("--quarter", help="季度或区间，如 2024Q3、2023Q1:2024Q4（默认：全部季度）")
+    e.add_argument("--out", help="输出文件（默认 data/exports/sdmx_<季度>.csv）")
+    e.add_argument("--warehouse", help=f"DuckDB 仓库文件（默认 SHEQU_WAREHOUSE 或 {config.DEFAULT_WAREHOUSE}；读取其快照）")
+    e.set_defaults(fn=cmd_export)
     u = sub.add_parser("ui", help="启动 Dagster 界面（dagster dev）")
     u.add_argument("--host", default="127.0.0.1")
     u.add_argument("--port", type=int, default=3000)

@@ -24,7 +24,7 @@ def test_assets_checks_pool_and_partitions():
     assert job.executor_def.name == "in_process"
     specs = {s.key.to_user_string(): s for s in defs.resolve_all_asset_specs()}
     assert set(specs) == {"inbox_files", "dimensions", "staged_values", "fact_indicator_value",
-                          "agg_indicator_value", "quality_checks", "fact_ranking"}
+                          "agg_indicator_value", "quality_checks", "fact_ranking", "warehouse_snapshot"}
     for name in specs:
         a = defs.resolve_assets_def(name)
         assert a.partitions_def is not None
@@ -63,3 +63,27 @@ def test_sensor_notices_new_files(tmp_path, monkeypatch):
     (tmp_path / "2024Q2" / "姜堰区_2024Q3.csv").write_text("社区名称,参保率\n", encoding="utf-8")
     assert [r.partition_key for r in inbox_sensor(dg.build_sensor_context(cursor=res.cursor)).run_requests] == \
         ["2024-07-01"]
+
+
+def _bilingual(text: str | None) -> bool:
+    import re
+    return bool(text) and re.search(r"[\u4e00-\u9fff]", text) is not None and re.search(r"[A-Za-z]{4,}", text) \
+        is not None and "/" in text
+
+
+def test_ui_descriptions_groups_and_automation():
+    """What the UI shows: every asset and check described in Chinese and English, assets grouped by stage,
+    the schedule and the sensor described, and every asset backfilled as one run."""
+    import re
+
+    for spec in defs.resolve_all_asset_specs():
+        assert _bilingual(spec.description), spec.key
+        assert re.fullmatch(r"s[1-9]_[a-z_]+", spec.group_name), (spec.key, spec.group_name)
+        a = defs.resolve_assets_def(spec.key)
+        assert a.backfill_policy == dg.BackfillPolicy.single_run(), spec.key
+        for check in a.check_specs:
+            assert _bilingual(check.description), check.name
+    groups = [s.group_name for s in defs.resolve_all_asset_specs()]
+    assert sorted(set(groups)) == ["s1_raw", "s2_dimensions", "s3_staged", "s4_facts", "s5_rankings", "s6_publish"]
+    for d in (quarterly_refresh_schedule, inbox_sensor, defs.resolve_job_def("quarterly_refresh")):
+        assert _bilingual(d.description), d.name

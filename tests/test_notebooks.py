@@ -1,22 +1,96 @@
-"""Notebooks run end to end against the test warehouse (code cells executed in order, as a kernel would)."""
+"""Notebooks run end to end against the test warehouse (code cells executed in order, as a kernel would), with
+their parameter cell (tagged `parameters`) overridden where a test says so."""
 
 import json
 
 import pytest
 
 from shequ.config import ROOT
+from shequ.snapshot import snapshot_path
+from shequ.warehouse import connect
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
-def test_notebook_executes(path, built, monkeypatch):
-    monkeypatch.setenv("SHEQU_WAREHOUSE", str(built["warehouse"]))
+def run_notebook(path, **params) -> dict:
     nb = json.loads(path.read_text(encoding="utf-8"))
     ns: dict = {}
     for cell in nb["cells"]:
         if cell["cell_type"] == "code":
             exec(compile("".join(cell["source"]), f"{path.name}:{cell['id']}", "exec"), ns)
-    assert ns["QUARTER"] == "2024Q2"
-    assert ns["top"].height > 0 and set(ns["top"]["市"]) == {"南京市", "泰州市", "济南市"}
-    assert len(ns["fig"].data) == 4   # one bar trace per indicator facet
+            if "parameters" in cell["metadata"].get("tags", []):
+                ns.update(params)
+    return ns
+
+
+@pytest.fixture
+def env(built, monkeypatch):
+    monkeypatch.setenv("SHEQU_WAREHOUSE", str(built["warehouse"]))
+    return built
+
+
+def test_notebooks_exist():
+    assert {p.name for p in NOTEBOOKS} >= {"quarter_overview.ipynb", "community_profile.ipynb"}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_executes_on_the_snapshot_and_leaves_no_connection(path, env):
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    assert sum("parameters" in c["metadata"].get("tags", []) for c in nb["cells"]) == 1
+    ns = run_notebook(path)
+    assert ns["SOURCE"] == snapshot_path(env["warehouse"])      # reads the published snapshot, not the live file
+    figs = [v for k, v in ns.items() if k.startswith("fig")]
+    assert figs
+    for f in figs:                                              # Chinese titles on every chart
+        assert any("\u4e00" <= ch <= "\u9fff" for ch in f.layout.title.text), f.layout.title.text
+    # nothing stays open: a writer opens the live warehouse and the snapshot at once, without retrying
+    with connect(env["warehouse"], retries=0):
+        pass
+    with connect(ns["SOURCE"], retries=0):
+        pass
+
+
+def test_quarter_overview(env):
+    ns = run_notebook(ROOT / "notebooks" / "quarter_overview.ipynb")
+    assert ns["QUARTER"] == "2024Q2" and ns["LABEL"] == "2024年第二季度"
+    top = ns["top"]
+    assert top.height > 0 and set(top["市"]) == {"南京市", "泰州市", "济南市"}
+    assert top.filter(top["市"] == "泰州市")["名次"].to_list()[:1] == [1]
+    assert set(ns["areas"]["层级"]) == {"街道", "区"}
+    assert ns["areas"].filter(ns["areas"]["层级"] == "区").height == 4
+    assert len(ns["fig"].data) == 4                                # one bar trace per indicator facet
+    assert ns["fig_dist"].layout.xaxis.title.text == "区" and "综合得分" in ns["fig_dist"].layout.yaxis.title.text
+    heat = ns["heat"]
+    assert heat.height == 4 and len(heat.columns) == 1 + 13        # districts x 13 categories
+    assert ns["grades"]["社区数"].sum() == ns["scores"].height
+
+
+def test_quarter_overview_for_another_quarter(env):
+    ns = run_notebook(ROOT / "notebooks" / "quarter_overview.ipynb", QUARTER="2023Q4")
+    assert ns["LABEL"] == "2023年第四季度"
+    # 2023Q4 is before the 兴隆 merger: four more communities than after it
+    assert ns["scores"].height > run_notebook(ROOT / "notebooks" / "quarter_overview.ipynb")["scores"].height
+
+
+def test_community_profile(env):
+    ns = run_notebook(ROOT / "notebooks" / "community_profile.ipynb")
+    assert ns["NAME"] == "河南社区" and ns["QUARTERS"] == ["2023Q4", "2024Q1", "2024Q2"]
+    assert ns["values"].height == 68 * 3
+    assert set(ns["chosen"]["指标代码"]) == set(ns["INDICATORS"])
+    ranks = ns["ranks"]
+    assert ranks.height == 9 and set(ranks["评比范围"]) == {"街道内", "区内", "市内"}
+    assert ranks["名次"].min() >= 1
+    cats = ns["cat_scores"]
+    assert cats.filter(cats["层级"] == "category")["类别"].n_unique() == 13
+    assert cats.filter(cats["层级"] == "index").height == 3
+    assert ns["fig_ranks"].layout.yaxis.autorange == "reversed"
+    assert {t.name for t in ns["fig_values"].data} == {"河南社区", "所在区社区中位数"}
+    assert ns["wide"].columns[:3] == ["类别", "指标", "单位"] and ns["wide"].height == 68
+
+
+def test_community_profile_of_a_merger_successor(env):
+    """兴达社区 opened on 2024-01-01 from the 兴隆 merger: its lineage shows and it has only the later quarters."""
+    ns = run_notebook(ROOT / "notebooks" / "community_profile.ipynb", COMMUNITY_CODE="320105004009")
+    assert ns["NAME"] == "兴达社区"
+    assert ns["lineage"].height >= 1 and set(ns["lineage"]["事件"]) == {"merge"}
+    assert ns["QUARTERS"] == ["2024Q1", "2024Q2"]
