@@ -83,8 +83,8 @@ def test_asset_graph_materialise_one_quarter_and_checks_pass(browser, ui):
 
     # one asset: description in Chinese and English, group, partitions
     page.goto(f"{ui.url}/assets/fact_ranking", wait_until="domcontentloaded")
-    page.get_by_text("得分与三级排名", exact=False).first.wait_for()
-    page.get_by_text("Scores and ranks", exact=False).first.wait_for()
+    page.get_by_text("三级评比", exact=False).first.wait_for()
+    page.get_by_text("The appraisal", exact=False).first.wait_for()
     page.get_by_text("s5_rankings", exact=True).first.wait_for()
     _shot(page, "02_asset_fact_ranking.png")
 

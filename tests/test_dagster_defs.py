@@ -84,6 +84,7 @@ def test_ui_descriptions_groups_and_automation():
         for check in a.check_specs:
             assert _bilingual(check.description), check.name
     groups = [s.group_name for s in defs.resolve_all_asset_specs()]
-    assert sorted(set(groups)) == ["s1_raw", "s2_dimensions", "s3_staged", "s4_facts", "s5_rankings", "s6_publish"]
+    assert sorted(set(groups)) == ["s1_raw", "s2_dimensions", "s3_staged", "s4_facts", "s4_quality", "s5_rankings",
+                                  "s6_publish"]
     for d in (quarterly_refresh_schedule, inbox_sensor, defs.resolve_job_def("quarterly_refresh")):
         assert _bilingual(d.description), d.name
