@@ -245,45 +245,48 @@ def _effective_weights(app: Appraisal) -> dict[str, np.ndarray]:
 
 
 def _score_table(app: Appraisal, stage: str, full: bool, keep: np.ndarray) -> pa.Table:
-    """fact_score rows (long) built column-wise: full = every node, else the aggregates only."""
+    """fact_score rows (long) built from whole matrices: full = every node, else the aggregates only.
+
+    Rows come out entity by entity (row-major flattening of units x nodes), so entity_code arrives in runs that
+    DuckDB stores compactly; at 600,000 communities this is 45M rows, the largest write of the appraisal."""
     scheme, u = app.scheme, app.units
-    share = _effective_weights(app) if full else {}
-    nodes = (u.indicators if full else []) + scheme.aggregates
-    codes = pa.array(u.codes.astype(str))
-    ent, node_idx, score, value, weight, flag = [], [], [], [], [], []
-    flag_codes = ["", "imputed", *FLAG_NAMES.values()]
-    for k, c in enumerate(nodes):
-        sc = app.node(c)
-        ok = np.isfinite(sc) & keep
-        idx = np.nonzero(ok)[0].astype(np.int32)
-        ent.append(idx)
-        node_idx.append(np.full(len(idx), k, np.int16))
-        score.append(sc[idx])
-        weight.append(share[c][idx] if full else np.full(len(idx), np.nan))
-        if full and c in u.indicators:
-            j = u.indicators.index(c)
-            value.append(app.treated[idx, j])
-            f = np.where(app.imputed_mask[idx, j], 1, 0).astype(np.int8)
-            tf = app.treat_flags[idx, j]
-            f = np.where(tf == 1, 2, np.where(tf == -1, 3, np.where(tf == 2, 4, f))).astype(np.int8)
-            flag.append(f)
-        else:
-            value.append(np.full(len(idx), np.nan))
-            flag.append(np.zeros(len(idx), np.int8))
+    aggs = scheme.aggregates
+    nodes = (u.indicators if full else []) + aggs
+    A = np.column_stack([app.nodes[c] for c in aggs]) if aggs else np.zeros((u.n, 0))
+    S = np.concatenate([app.normalised, A], axis=1) if full else A
+    if full:
+        share = _effective_weights(app)
+        W = np.column_stack([share[c] for c in nodes])
+        # value: only where the scored value differs from the reported fact (imputed, winsorised, log);
+        # NULL = the fact as reported (fact_indicator_value), which keeps 45M rows cheap to write
+        changed = app.imputed_mask | (app.treat_flags != 0)
+        V = np.concatenate([np.where(changed, app.treated, np.nan), np.full(A.shape, np.nan)], axis=1)
+        F = np.zeros(S.shape, np.int8)
+        F[:, :len(u.indicators)] = np.where(app.imputed_mask, 1, 0)
+        tf = app.treat_flags
+        F[:, :len(u.indicators)] = np.where(tf == 1, 2, np.where(tf == -1, 3, np.where(tf == 2, 4, F[:, :len(u.indicators)])))
+    mask = np.isfinite(S) & keep[:, None]
+    ent, col = np.nonzero(mask)
     level_of = [scheme.level_name(scheme.nodes[c].level) for c in nodes]
-    ent_a = np.concatenate(ent) if ent else np.zeros(0, np.int32)
-    node_a = np.concatenate(node_idx) if node_idx else np.zeros(0, np.int16)
-    flag_a = np.concatenate(flag) if flag else np.zeros(0, np.int8)
-    return pa.table({
-        "entity_code": pa.DictionaryArray.from_arrays(pa.array(ent_a), codes),
-        "node_level": pa.DictionaryArray.from_arrays(pa.array(node_a.astype(np.int32)), pa.array(level_of)),
-        "node_code": pa.DictionaryArray.from_arrays(pa.array(node_a.astype(np.int32)), pa.array(nodes)),
-        "value": pa.array(np.concatenate(value) if value else [], pa.float64(), from_pandas=True),
-        "score": pa.array(np.concatenate(score) if score else [], pa.float64()),
-        "weight": pa.array(np.concatenate(weight) if weight else [], pa.float64(), from_pandas=True),
-        "flag": pa.DictionaryArray.from_arrays(pa.array(flag_a.astype(np.int32)),
-                                               pa.array([None if f == "" else f for f in flag_codes])),
-    })
+    flag_codes = [None, "imputed", *FLAG_NAMES.values()]
+    col32 = col.astype(np.int32)
+    out = {
+        "entity_code": pa.DictionaryArray.from_arrays(pa.array(ent.astype(np.int32)),
+                                                      pa.array(u.codes.tolist(), pa.string())),
+        "node_level": pa.DictionaryArray.from_arrays(pa.array(col32), pa.array(level_of)),
+        "node_code": pa.DictionaryArray.from_arrays(pa.array(col32), pa.array(nodes)),
+        "score": pa.array(S[mask], pa.float64()),
+    }
+    if full:
+        out["value"] = pa.array(V[mask], pa.float64(), from_pandas=True)
+        out["weight"] = pa.array(W[mask], pa.float64(), from_pandas=True)
+        out["flag"] = pa.DictionaryArray.from_arrays(pa.array(F[mask].astype(np.int32)), pa.array(flag_codes))
+    else:
+        n = int(mask.sum())
+        out["value"] = pa.nulls(n, pa.float64())
+        out["weight"] = pa.nulls(n, pa.float64())
+        out["flag"] = pa.nulls(n, pa.string())
+    return pa.table(out)
 
 
 def _area_rows(app: Appraisal, units_df: pl.DataFrame, period_key: str, con) -> tuple[pl.DataFrame, pl.DataFrame]:
