@@ -141,3 +141,24 @@ def test_publish_freezes_and_a_correction_makes_a_new_version_with_a_diff(worksp
     mine = diff.filter(diff["entity_code"] == code)
     assert "rank" in set(mine["change"]) and "score" in set(mine["change"])
     assert v2["changes"] == diff.height > 0
+
+
+def test_area_scores_as_index_of_aggregated_components(workspace, tmp_path):
+    """areas.method = aggregate_components (as the HDI does for regions): a street is scored from its
+    aggregated indicators, not as the mean of its communities' scores."""
+    import yaml
+
+    doc = yaml.safe_load(open(load_scheme().path, encoding="utf-8"))
+    doc["areas"] = {"method": "aggregate_components", "min_coverage": 0.6}
+    doc["scheme_id"], doc["version"] = "components", "t1"
+    p = tmp_path / "components.yaml"
+    p.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    with connect(workspace["warehouse"]) as c:
+        score_period(c, Q, load_scheme(p), draws=0)
+        got = frame(c, f"""SELECT a.entity_code, a.score AS comp, m.score AS mean FROM fact_ranking a
+                           JOIN fact_ranking m ON m.entity_code = a.entity_code AND m.period_key = a.period_key
+                            AND m.entity_level = a.entity_level AND m.scheme_id = 'default'
+                           WHERE a.period_key = '{Q}' AND a.scheme_id = 'components' AND a.entity_level = 'street'""")
+    assert got.height == 20 and got["comp"].is_not_null().all()
+    assert ((got["comp"] >= 0) & (got["comp"] <= 100)).all()
+    assert (abs(got["comp"] - got["mean"]) > 1e-6).sum() >= 15

@@ -672,6 +672,29 @@ def weighted_components(df: pl.DataFrame, by: str, columns: list[str], weight: s
         for c in columns]).sort(by)
 
 
+def _apply_relative(m: dict, d: int, x: float, pool: np.ndarray) -> float:
+    """One value scored against a fitted pool of unit values (areas scored from aggregated components)."""
+    method = m["method"]
+    if method == "minmax":
+        lo, hi = float(m.get("lo", 0)), float(m.get("hi", 100))
+        mn, mx = (pool * d).min(), (pool * d).max()
+        return float(np.clip((x * d - mn) / (mx - mn), 0, 1) * (hi - lo) + lo) if mx > mn else np.nan
+    if method == "zscore":
+        sd = (pool * d).std(ddof=1) if len(pool) > 1 else 0.0
+        return float((x * d - (pool * d).mean()) / sd * float(m.get("sd", 1)) + float(m.get("mean", 0))) if sd > 0 \
+            else np.nan
+    if method in ("percentile", "rank"):
+        v = np.sort(pool * d)
+        below, upto = np.searchsorted(v, x * d, "left"), np.searchsorted(v, x * d, "right")
+        return float((below + (upto - below) / 2) / len(v) * 100)
+    if method == "distance_to_target":
+        t, scale = float(m["target"]), float(m.get("scale", 100))
+        base = pool.min() if d > 0 else pool.max()
+        s = (x - base) / (t - base) if d > 0 else (base - x) / (base - t)
+        return float(np.clip(s, 0, 1) * scale)
+    raise SchemeError(f"{method} 方法不能用于汇总成分评分")
+
+
 def score_components(app: Appraisal, comp: pl.DataFrame, unit: str, groups: dict[str, str] | None = None
                      ) -> pl.DataFrame:
     """Score group-level component values (one row per group) with the scheme, using only methods that do not
@@ -685,23 +708,25 @@ def score_components(app: Appraisal, comp: pl.DataFrame, unit: str, groups: dict
         m = scheme.method_of(c)
         x = comp[c].cast(pl.Float64).to_numpy()
         if m["method"] in RELATIVE:
-            if m["method"] != "minmax":
-                raise SchemeError(f"指标 {c} 的 {m['method']} 方法不能用于汇总成分评分")
+            # relative methods are fitted on the (eligible) units of the group's `within` partition and applied
+            # to the group's aggregated value
             within = m.get("within")
-            fit_x = app.treated[:, j] * scheme.nodes[c].direction
-            fit_x = np.where(app.eligible, fit_x, np.nan)
-            keys = comp[(groups or {}).get(within, within)].to_numpy() if within else None
-            lo, hi = float(m.get("lo", 0)), float(m.get("hi", 100))
+            d = scheme.nodes[c].direction
+            fit_x = np.where(app.eligible, app.treated[:, j], np.nan)
             if within:
                 g = u.grouping(within)
-                mn = dict(zip(g.labels, g.reduce(fit_x, np.fmin)))
-                mx = dict(zip(g.labels, g.reduce(fit_x, np.fmax)))
-                mn_a = np.array([mn.get(k, np.nan) for k in keys])
-                mx_a = np.array([mx.get(k, np.nan) for k in keys])
+                seg = dict(zip(g.labels, np.split(fit_x[g.perm], g.starts[1:])))
+                keys = comp[(groups or {}).get(within, within)].to_numpy()
+                pools = [seg.get(k, np.array([np.nan])) for k in keys]
             else:
-                mn_a, mx_a = np.nanmin(fit_x), np.nanmax(fit_x)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                S[:, j] = np.clip((x * scheme.nodes[c].direction - mn_a) / (mx_a - mn_a), 0, 1) * (hi - lo) + lo
+                pools = [fit_x] * comp.height
+            out_j = np.full(comp.height, np.nan)
+            for r, (xv, pool) in enumerate(zip(x, pools)):
+                pool = pool[np.isfinite(pool)]
+                if not np.isfinite(xv) or not len(pool):
+                    continue
+                out_j[r] = _apply_relative(m, d, xv, pool)
+            S[:, j] = out_j
         else:
             S[:, j] = normalise_column(x, m, scheme.nodes[c].direction, None)
     fake = Units(codes=np.array(out[unit]), names=np.array(out[unit]), X=S, indicators=u.indicators)
