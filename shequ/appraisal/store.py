@@ -8,6 +8,7 @@ import datetime as dt
 import hashlib
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import duckdb
 import numpy as np
@@ -403,6 +404,12 @@ def appraise_period(con: duckdb.DuckDBPyConnection, period_key: str, scheme: Sch
     for st, _ in runs[1:]:
         touched = set(rv.filter(pl.col("stage") == st)["community_code"].to_list())
         last_stage[np.isin(app.units.codes, list(touched))] = st
+    # the long fact_score tables are built in a worker thread (numpy releases the GIL) while titles, intervals
+    # and areas are computed here
+    pool = ThreadPoolExecutor(1)
+    score_tables = [pool.submit(_score_table, a, st, k == len(runs) - 1, np.ones(a.units.n, bool))
+                    for k, (st, a) in enumerate(runs)]
+    pool.shutdown(wait=False)
     mc, ua = _mc_for_awards(app, units_df, draws)
     clock("monte carlo")
     # quota lines for tie flags: the nominal in-scope rank of the last holder, per scope
@@ -432,9 +439,8 @@ def appraise_period(con: duckdb.DuckDBPyConnection, period_key: str, scheme: Sch
     with transaction(con):
         for t in ("fact_score", "fact_ranking", "fact_award", "fact_explanation"):
             con.execute(f"DELETE FROM {t} WHERE period_key = ? AND scheme_id = ?", [period_key, scheme.scheme_id])
-        for k, (st, a) in enumerate(runs):
-            full = k == len(runs) - 1
-            tab = _score_table(a, st, full, np.ones(a.units.n, bool))
+        for (st, a), fut in zip(runs, score_tables):
+            tab = fut.result()
             con.register("_ap_scores", tab)
             con.execute("""INSERT INTO fact_score SELECT 'community', entity_code::VARCHAR, $q, $sid, $sv, $st,
                            node_level::VARCHAR, node_code::VARCHAR, value, score, weight, flag::VARCHAR
