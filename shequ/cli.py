@@ -232,6 +232,10 @@ def cmd_sample(args) -> int:
     out = Path(args.out) if args.out else config.DEFAULT_INBOX
     paths = write_sample_inbox(out, quarters or SAMPLE_QUARTERS)
     console.print(f"样例收件箱已写入 {out}：{len(paths)} 个文件")
+    if not args.out:
+        from .sample import write_sample_reviews
+
+        console.print(f"样例评审核定文件已写入 {write_sample_reviews(config.DEFAULT_REVIEWS)}")
     return 0
 
 

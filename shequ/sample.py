@@ -504,3 +504,27 @@ def write_synthetic_set(out: Path, n_communities: int, quarters: list[str], seed
                 write_json(p, district, q, dcomms, dv)
             shapes[shape] += 1
     return {"communities": reg.height, "files": shapes, "values": values.height}
+
+
+def write_sample_reviews(directory: Path, quarter: str = "2024Q4", registry_dir: Path = REGISTRY_DIR) -> Path:
+    """A reviewer's corrections for the sample (GBK CSV, as a district office saves it from Excel): 街道初评 and
+    区复评 values for three 天桥区 communities, so the bundled refresh exercises the review stages."""
+    from .periods import quarter_label
+
+    comms = load_communities(registry_dir)
+    end = quarter_bounds(quarter)[1]
+    tq = comms.filter((pl.col("district") == "天桥区") & (pl.col("valid_from") <= end)
+                      & (pl.col("valid_to").is_null() | (pl.col("valid_to") > end))).sort("community_code")
+    codes = tq["community_code"].to_list()[:3]
+    rows = [
+        (codes[0], "街道初评", "居民对社区工作满意度", "0.72", "北园街道办事处", "入户抽查 50 户"),
+        (codes[0], "区复评", "resident_satisfaction_rate", "0.68", "区考核组", "第三方满意度调查"),
+        (codes[1], "街道初评", "社区办公用房面积", "24", "街道办事处", "现场测量，含临时租用部分"),
+        (codes[2], "区复评", "new_illegal_structures", "1", "区考核组", "卫片比对发现新增违建 1 处"),
+    ]
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{quarter}_评审核定.csv"
+    lines = ["季度,社区编码,评审阶段,指标,核定值,评审人,说明"]
+    lines += [",".join([quarter_label(quarter), *r]) for r in rows]
+    path.write_bytes(("\r\n".join(lines) + "\r\n").encode("gbk"))
+    return path

@@ -95,7 +95,7 @@ def test_a_bad_review_file_is_rejected_whole_with_row_and_reason(workspace, tmp_
                                      encoding="utf-8")
     with connect(workspace["warehouse"]) as c:
         (res,) = load_reviews(c, reviews, ["自评", "街道初评", "区复评"])
-        n = c.execute("SELECT count(*) FROM review_adjustment").fetchall()[0][0]
+        n = c.execute("SELECT count(*) FROM review_adjustment WHERE source_file = 'bad.csv'").fetchall()[0][0]
     assert res.rows == 0 and "bad.csv 第 2 行" in res.error and "不在登记表中" in res.error and n == 0
 
 
@@ -162,3 +162,15 @@ def test_area_scores_as_index_of_aggregated_components(workspace, tmp_path):
     assert got.height == 20 and got["comp"].is_not_null().all()
     assert ((got["comp"] >= 0) & (got["comp"] <= 100)).all()
     assert (abs(got["comp"] - got["mean"]) > 1e-6).sum() >= 15
+
+
+def test_bundled_review_file_is_read_and_applied(built):
+    """data/reviews/ ships a GBK review file for 2024Q4 (shequ sample writes it); the refresh loads it."""
+    from shequ import config
+
+    files = sorted(config.DEFAULT_REVIEWS.glob("*.csv"))
+    assert files and files[0].read_bytes().decode("gbk").startswith("季度,社区编码,评审阶段")
+    with connect(built["warehouse"], read_only=True) as c:
+        rows = c.execute("SELECT stage, count(*) FROM review_adjustment WHERE period_key = '2024Q4' GROUP BY 1"
+                         ).fetchall()
+    assert dict(rows) == {"街道初评": 2, "区复评": 2}
