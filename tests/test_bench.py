@@ -18,3 +18,16 @@ def test_bench_small(tmp_path):
     assert stages["fact_indicator_value"]["values"] == 300 * 68       # every value of every shape landed
     assert stages["staged_values"]["values"] == 300 * 116
     assert all(s["seconds"] > 0 and s["peak_rss_mb"] > 0 for s in res["stages"])
+
+
+@pytest.mark.bench
+def test_appraisal_bench_small(tmp_path):
+    """The appraisal benchmark at CI size: every community scored, ranked three ways, written; MC draws run."""
+    from shequ.bench import run_appraisal_bench
+
+    res = run_appraisal_bench(2_000, 10, tmp_path / "a", Console(file=open("/dev/null", "w")))
+    stages = [s["stage"] for s in res["stages"]]
+    assert any(s.startswith("appraise") for s in stages) and any(s.startswith("monte carlo") for s in stages)
+    assert res["counts"]["community"] == (2_000 + 132) * 3   # bench + the 132 registry communities of 2024Q3
+    assert res["counts"]["fact_award"] > 0 and res["counts"]["fact_score"] > 2_000 * 60
+    assert all(s["seconds"] > 0 for s in res["stages"])
