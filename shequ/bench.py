@@ -141,12 +141,15 @@ SELECT c.community_key, i.indicator_code, $q, v.value, v.value, NULL, NULL, coal
        'bench', NULL, NULL, NULL, NULL, 'bench', 1, now()::TIMESTAMP
 FROM dim_community c
 CROSS JOIN dim_indicator i
-CROSS JOIN LATERAL (SELECT (hash(c.community_key, i.indicator_code) % 1000000) / 1000000.0 AS u) r
+-- u mixes a community-wide strength with indicator noise, so scores spread as in a real district (some
+-- communities are strong across the board and reach the grades titles need)
+CROSS JOIN LATERAL (SELECT 0.65 * ((hash(c.community_key) % 1000000) / 1000000.0)
+                         + 0.35 * ((hash(c.community_key, i.indicator_code) % 1000000) / 1000000.0) AS u) r
 CROSS JOIN LATERAL (SELECT CASE
-        WHEN i.value_kind = 'flag' THEN CASE WHEN r.u < 0.7 THEN 1.0 ELSE 0.0 END
+        WHEN i.value_kind = 'flag' THEN CASE WHEN r.u > 0.3 THEN 1.0 ELSE 0.0 END
         WHEN i.value_kind = 'ordinal' THEN 1 + floor(r.u * 4)
         WHEN i.value_kind IN ('ratio', 'survey') THEN 0.4 + 0.6 * r.u
-        WHEN i.direction = 'lower_better' THEN floor(r.u * r.u * 6)
+        WHEN i.direction = 'lower_better' THEN floor((1 - r.u) * (1 - r.u) * 6)
         ELSE round(coalesce(i.valid_min, 0) + r.u * r.u * least(coalesce(i.valid_max, 100), 500), 1)
     END AS value) v
 WHERE c.community_key >= 10000000 AND i.direction <> 'context'
