@@ -1,4 +1,4 @@
-"""`shequ` command line: refresh, publish, sample, export, ui, bench.
+"""`shequ` command line: refresh, publish, sample, export, report, ui, bench.
 
 `shequ refresh` executes the Dagster job `quarterly_refresh` in-process (the same assets and checks the UI
 runs), one quarter partition at a time, then prints a summary read back from the warehouse.
@@ -262,6 +262,40 @@ def cmd_export(args) -> int:
     return 0
 
 
+# ------------------------------------------------------------------ report
+def cmd_report(args) -> int:
+    from .report import NoDataError, write_report
+    from .snapshot import read_only, source_path
+
+    src = source_path(args.warehouse)
+    try:
+        quarter = normalise_quarter_arg(args.quarter) if args.quarter else None
+    except ValueError as e:
+        console.print(f"[red]{e}[/red]")
+        return 2
+    if not src.exists():
+        console.print(f"[red]仓库不存在：{src}（先运行 shequ refresh）[/red]")
+        return 2
+    with read_only(src) as con:
+        if quarter is None:
+            quarter = con.execute("SELECT max(period_key) FROM fact_ranking WHERE scheme_id = ?",
+                                  [args.scheme]).fetchall()[0][0]
+            if quarter is None:
+                console.print(f"[yellow]仓库中没有 {args.scheme} 方案的评比结果：{src}[/yellow]")
+                return 1
+        try:
+            info = write_report(quarter, out=args.out, warehouse=args.warehouse, scheme=args.scheme, con=con)
+        except NoDataError as e:
+            console.print(f"[yellow]{e}[/yellow]")
+            return 1
+    console.print(f"{quarter_label(quarter)} 报告已写出 [bold]{info['path']}[/bold]：{info['bytes'] / 1e6:.1f} MB，"
+                  f"{info['seconds']} 秒；参评社区 {info['ranked']}，称号 {info['titles']} 个，"
+                  f"检查通过 {info['checks_passed']}/{info['checks_total']}，"
+                  + (f"已公示版本 {info['published']}" if info["published"] else "未发布（预览）")
+                  + f"（读取 {src}）")
+    return 0
+
+
 # ------------------------------------------------------------------ ui
 def cmd_ui(args) -> int:
     cmd = [sys.executable, "-m", "dagster", "dev", "-h", args.host, "-p", str(args.port)]
@@ -307,6 +341,12 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--out", help="输出文件（默认 data/exports/sdmx_<季度>.csv）")
     e.add_argument("--warehouse", help=f"DuckDB 仓库文件（默认 SHEQU_WAREHOUSE 或 {config.DEFAULT_WAREHOUSE}；读取其快照）")
     e.set_defaults(fn=cmd_export)
+    rp = sub.add_parser("report", help="季度评比报告：一个离线可用的 HTML 文件（图表脚本内嵌）")
+    rp.add_argument("--quarter", help="季度：2024Q3 或 2024年第三季度（默认：仓库中最新的季度）")
+    rp.add_argument("--out", help="输出文件（默认 data/reports/report_<季度>.html）")
+    rp.add_argument("--warehouse", help=f"DuckDB 仓库文件（默认 SHEQU_WAREHOUSE 或 {config.DEFAULT_WAREHOUSE}；读取其快照）")
+    rp.add_argument("--scheme", default="default", help="评价方案 ID（默认 default）")
+    rp.set_defaults(fn=cmd_report)
     u = sub.add_parser("ui", help="启动 Dagster 界面（dagster dev）")
     u.add_argument("--host", default="127.0.0.1")
     u.add_argument("--port", type=int, default=3000)
