@@ -246,6 +246,8 @@ def cmd_export(args) -> int:
         console.print(f"[red]{e}[/red]")
         return 2
     src = source_path(args.warehouse)
+    if args.format == "gongshi":
+        return _export_gongshi(args, quarters, src)
     if not src.exists():
         console.print(f"[red]仓库不存在：{src}（先运行 shequ refresh）[/red]")
         return 2
@@ -259,6 +261,31 @@ def cmd_export(args) -> int:
         return 1
     console.print(f"SDMX-CSV 2.0 已写出 [bold]{out}[/bold]：{info['rows']} 行，季度 {', '.join(info['periods'])}，"
                   f"OBS_STATUS {info['obs_status']}（读取 {src}）")
+    return 0
+
+
+def _export_gongshi(args, quarters: list[str] | None, src: Path) -> int:
+    from .exports import write_gongshi_xlsx
+    from .snapshot import read_only
+
+    if not quarters or len(quarters) != 1:
+        console.print("[red]公示表需要一个季度：--quarter 2024Q3[/red]")
+        return 2
+    if not src.exists():
+        console.print(f"[red]仓库不存在：{src}（先运行 shequ refresh）[/red]")
+        return 2
+    q = quarters[0]
+    out = Path(args.out) if args.out else config.DATA_DIR / "exports" / f"gongshi_{q}.xlsx"
+    with read_only(src) as con:
+        n = con.execute("""SELECT count(*) FROM fact_ranking WHERE period_key = ? AND scheme_id = ?
+                           AND entity_level = 'community'""", [q, args.scheme]).fetchall()[0][0]
+        if not n:
+            console.print(f"[yellow]{q} 没有 {args.scheme} 方案的评比结果，未写出公示表[/yellow]")
+            return 1
+        info = write_gongshi_xlsx(con, out, q, args.scheme)
+    console.print(f"{quarter_label(q)} 公示表已写出 [bold]{out}[/bold]：称号 {info['titles']} 个，社区 "
+                  f"{info['communities']} 个，" + (f"公示版本 {info['version_id']}" if info["version_id"]
+                                                 else "未发布（预览）") + f"（读取 {src}）")
     return 0
 
 
@@ -335,10 +362,12 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--quarters", help="季度或区间，如 2023Q1:2024Q4")
     s.add_argument("--communities", type=int, help="合成数据的社区数（最多 600000）")
     s.set_defaults(fn=cmd_sample)
-    e = sub.add_parser("export", help="导出：sdmx = 事实与汇总值的 SDMX-CSV 2.0 文件（向上报送）")
-    e.add_argument("format", choices=["sdmx"], help="导出格式")
-    e.add_argument("--quarter", help="季度或区间，如 2024Q3、2023Q1:2024Q4（默认：全部季度）")
-    e.add_argument("--out", help="输出文件（默认 data/exports/sdmx_<季度>.csv）")
+    e = sub.add_parser("export", help="导出：sdmx = 事实与汇总值的 SDMX-CSV 2.0 文件（向上报送）；"
+                                      "gongshi = 可打印的评比结果公示表（xlsx）")
+    e.add_argument("format", choices=["sdmx", "gongshi"], help="导出格式")
+    e.add_argument("--quarter", help="季度或区间，如 2024Q3、2023Q1:2024Q4（sdmx 默认：全部季度；gongshi 必填，单个季度）")
+    e.add_argument("--out", help="输出文件（默认 data/exports/sdmx_<季度>.csv 或 data/exports/gongshi_<季度>.xlsx）")
+    e.add_argument("--scheme", default="default", help="评价方案 ID（gongshi；默认 default）")
     e.add_argument("--warehouse", help=f"DuckDB 仓库文件（默认 SHEQU_WAREHOUSE 或 {config.DEFAULT_WAREHOUSE}；读取其快照）")
     e.set_defaults(fn=cmd_export)
     rp = sub.add_parser("report", help="季度评比报告：一个离线可用的 HTML 文件（图表脚本内嵌）")
