@@ -8,6 +8,7 @@ import argparse
 import os
 import subprocess
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -56,6 +57,7 @@ def cmd_refresh(args) -> int:
     if not quarters:
         console.print(f"[yellow]收件箱 {inbox} 中没有可识别季度的文件[/yellow]")
         return 1
+    started = time.time()
     console.print(f"仓库 [bold]{wh}[/bold]　收件箱 [bold]{inbox}[/bold]　季度 {', '.join(quarters)}")
     job = defs.resolve_job_def("quarterly_refresh")
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
@@ -89,6 +91,12 @@ def cmd_refresh(args) -> int:
         _print_summary(con, quarters, check_rows)
         _print_quality(con, quarters)
     _data_docs(wh)
+    from .report import report_path
+
+    reports = [report_path(q, wh) for q in quarters          # written by this refresh, not left from an earlier one
+               if report_path(q, wh).exists() and report_path(q, wh).stat().st_mtime >= started]
+    if reports:
+        console.print(f"季度报告（离线可用，asset quarterly_report）：{len(reports)} 个，最新 [bold]{reports[-1]}[/bold]")
     for q, msg in run_failed:
         console.print(f"[red]{q} 运行失败：{msg}[/red]")
     if blocking_failed:
