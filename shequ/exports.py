@@ -177,9 +177,10 @@ def _put(ws, row: int, col: int, value):
 def gongshi_rows(con: duckdb.DuckDBPyConnection, quarter: str, scheme: str = "default") -> dict:
     """The titles and community ranks of a quarter: the latest published (公示) version when there is one,
     else the live fact tables marked 未发布（预览）."""
-    pub = con.execute("""SELECT version_id, published_at FROM appraisal_publication
-                         WHERE period_key = ? AND scheme_id = ? ORDER BY seq DESC LIMIT 1""",
-                      [quarter, scheme]).fetchall()
+    from .appraisal.store import publication_status
+
+    st = publication_status(con, quarter, scheme)
+    pub = [(st["version_id"], st["published_at"], st["matches_live"])] if st else []
     if pub:
         rank_src = "(SELECT * EXCLUDE (version_id) FROM published_ranking WHERE version_id = $v)"
         award_src = "(SELECT * EXCLUDE (version_id) FROM published_award WHERE version_id = $v)"
@@ -264,6 +265,8 @@ def write_gongshi_xlsx(con: duckdb.DuckDBPyConnection, out: str | os.PathLike, q
     label = quarter_label(quarter)
     status = (f"公示版本：{d['publication'][0]}（发布于 {d['publication'][1]:%Y-%m-%d}）" if d["publication"]
               else "未发布（预览）")
+    if d["publication"] and not d["publication"][2]:
+        status += "（仓库当前结果已与此版本不同，更正须重新公示）"
     subtitle = f"{status}　　评价方案：{scheme}　　制表日期：{dt.date.today():%Y-%m-%d}"
     wb = Workbook()
     ws = wb.active

@@ -174,13 +174,13 @@ def load(con: duckdb.DuckDBPyConnection, quarter: str, scheme: str = "default") 
                count(*) FILTER (WHERE NOT success AND severity = 'critical') AS failed_critical,
                string_agg(CASE WHEN NOT success THEN expectation END, '；') AS failed
         FROM check_result WHERE period_key = $q GROUP BY 1 ORDER BY 1""", p)
-    pub = con.execute("""SELECT version_id, published_at, published_by FROM appraisal_publication
-                         WHERE period_key = ? AND scheme_id = ? ORDER BY seq DESC LIMIT 1""",
-                      [quarter, scheme]).fetchall()
+    from .appraisal.store import publication_status
+
+    pub = publication_status(con, quarter, scheme)
     return {"quarter": quarter, "scheme": scheme, "communities": comm, "areas": areas, "awards": awards,
             "bump": bump, "categories": cats, "explanations": expl, "completeness": completeness,
             "violations": violations, "held": int(held), "outliers": outliers, "quarantine": quarantine,
-            "checks": checks, "publication": pub[0] if pub else None}
+            "checks": checks, "publication": pub}
 
 
 def headline(d: dict) -> dict:
@@ -204,7 +204,8 @@ def headline(d: dict) -> dict:
         "checks_passed": int(d["checks"]["passed"].sum()) if d["checks"].height else 0,
         "reporting_rate": rec / exp if exp else None,
         "on_time_rate": ont / exp if exp else None,
-        "published": d["publication"][0] if d["publication"] else None,
+        "published": d["publication"]["version_id"] if d["publication"] else None,
+        "published_matches": d["publication"]["matches_live"] if d["publication"] else None,
     }
 
 
@@ -212,6 +213,8 @@ def headline(d: dict) -> dict:
 def _cards(h: dict) -> str:
     titles = "；".join(f"{t}{c} {n}" for (c, t), n in sorted(h["titles_by"].items())) or "无"
     pub = f"已公示（版本 {h['published']}）" if h["published"] else "未发布（预览）"
+    if h["published"] and not h["published_matches"]:
+        pub += "；当前结果与公示版本不同"
     cards = [
         ("参评社区", f"{h['ranked']} / {h['communities']}", "已排名 / 全部社区"),
         ("平均得分", "—" if h["mean_score"] is None else f"{h['mean_score']:.2f}", "已排名社区的综合得分均值"),
@@ -458,6 +461,8 @@ def render(d: dict, top_n: int = 5, generated_at: dt.datetime | None = None) -> 
     when = (generated_at or dt.datetime.now()).strftime("%Y-%m-%d %H:%M")
     pub = (f"已公示版本 {esc(h['published'])}" if h["published"]
            else '<span class="preview">未发布（预览）</span>')
+    if h["published"] and not h["published_matches"]:
+        pub += '<span class="preview">（本报告为仓库当前结果，与公示版本不同；更正须重新公示）</span>'
     figs = {
         "fig_districts": district_figure(d),
         "fig_bump": bump_figure(d),

@@ -191,7 +191,22 @@ def test_gongshi_shows_the_published_version(workspace, tmp_path):
     assert f"公示版本：{vid}" in sub and "未发布" not in sub
     rep = tmp_path / "r.html"
     assert write_report(Q, out=rep, warehouse=workspace["warehouse"])["published"] == vid
-    assert f"已公示版本 {vid}" in rep.read_text(encoding="utf-8")
+    page = rep.read_text(encoding="utf-8")
+    assert f"已公示版本 {vid}" in page and "与公示版本不同" not in page
+    # a later change of the live ranking: the workbook keeps listing the published rows and says it differs
+    with connect(workspace["warehouse"]) as c:
+        code, old = c.execute("""SELECT entity_code, score_rounded FROM fact_ranking WHERE period_key = ?
+                                 AND entity_level = 'community' AND scope_level = 'district' AND rank = 1
+                                 LIMIT 1""", [Q]).fetchall()[0]
+        c.execute("UPDATE fact_ranking SET score_rounded = 12.34 WHERE entity_code = ? AND period_key = ?", [code, Q])
+    assert main(["export", "gongshi", "--quarter", Q, "--warehouse", str(workspace["warehouse"]),
+                 "--out", str(out)]) == 0
+    ws = load_workbook(out)["社区得分与名次"]
+    assert "与此版本不同" in ws["A2"].value
+    scores = [r[4].value for r in ws.iter_rows(min_row=4)]
+    assert 12.34 not in scores and round(old, 2) in scores
+    write_report(Q, out=rep, warehouse=workspace["warehouse"])
+    assert "与公示版本不同" in rep.read_text(encoding="utf-8")
 
 
 def test_gongshi_cli_exit_codes(built, tmp_path):
