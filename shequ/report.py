@@ -240,15 +240,18 @@ def _ranking_sections(d: dict, top_n: int) -> str:
     areas = d["areas"]
     out = ["<h2 id=\"rank\">二、排名</h2>", "<h3>区（市内排名）</h3>"]
     dist = areas.filter(pl.col("entity_level") == "district")
-    out.append(table(["市", "名次", "区", "得分", "等次", "参评社区占比", "名次区间（5%–95%）", "未参评原因"],
-                     [[r["scope_name"], r["rank"], r["name"], r["score"], r["grade"], pct(r["coverage"]),
-                       _rank_interval(r["rank_low"], r["rank_high"]), r["eligibility_reason"]]
+    # streets and districts carry a Monte Carlo interval only when the scheme computes one for areas
+    mc = areas["rank_low"].is_not_null().any()
+    iv = ["名次区间（5%–95%）"] if mc else []
+    out.append(table(["市", "名次", "区", "得分", "等次", "参评社区占比", *iv, "未参评原因"],
+                     [[r["scope_name"], r["rank"], r["name"], r["score"], r["grade"], pct(r["coverage"])]
+                      + ([_rank_interval(r["rank_low"], r["rank_high"])] if mc else []) + [r["eligibility_reason"]]
                       for r in dist.iter_rows(named=True)], "rank"))
     out.append("<h3>街道（区内排名）</h3>")
     st = areas.filter(pl.col("entity_level") == "street")
-    out.append(table(["区", "名次", "参评数", "街道", "得分", "等次", "参评社区占比", "名次区间（5%–95%）", "未参评原因"],
-                     [[r["scope_name"], r["rank"], r["n_ranked"], r["name"], r["score"], r["grade"],
-                       pct(r["coverage"]), _rank_interval(r["rank_low"], r["rank_high"]), r["eligibility_reason"]]
+    out.append(table(["区", "名次", "参评数", "街道", "得分", "等次", "参评社区占比", *iv, "未参评原因"],
+                     [[r["scope_name"], r["rank"], r["n_ranked"], r["name"], r["score"], r["grade"], pct(r["coverage"])]
+                      + ([_rank_interval(r["rank_low"], r["rank_high"])] if mc else []) + [r["eligibility_reason"]]
                       for r in st.iter_rows(named=True)], "rank"))
     out.append(f"<h3>社区（区内排名：各区前 {top_n} 名与后 {top_n} 名）</h3>")
     comm = d["communities"]
