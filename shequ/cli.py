@@ -1,4 +1,4 @@
-"""`shequ` command line: refresh, publish, sample, export, ui, bench.
+"""`shequ` command line: refresh, publish, sample, export, report, ui, bench.
 
 `shequ refresh` executes the Dagster job `quarterly_refresh` in-process (the same assets and checks the UI
 runs), one quarter partition at a time, then prints a summary read back from the warehouse.
@@ -8,6 +8,7 @@ import argparse
 import os
 import subprocess
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -56,6 +57,7 @@ def cmd_refresh(args) -> int:
     if not quarters:
         console.print(f"[yellow]收件箱 {inbox} 中没有可识别季度的文件[/yellow]")
         return 1
+    started = time.time()
     console.print(f"仓库 [bold]{wh}[/bold]　收件箱 [bold]{inbox}[/bold]　季度 {', '.join(quarters)}")
     job = defs.resolve_job_def("quarterly_refresh")
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
@@ -89,6 +91,12 @@ def cmd_refresh(args) -> int:
         _print_summary(con, quarters, check_rows)
         _print_quality(con, quarters)
     _data_docs(wh)
+    from .report import report_path
+
+    reports = [report_path(q, wh) for q in quarters          # written by this refresh, not left from an earlier one
+               if report_path(q, wh).exists() and report_path(q, wh).stat().st_mtime >= started]
+    if reports:
+        console.print(f"季度报告（离线可用，asset quarterly_report）：{len(reports)} 个，最新 [bold]{reports[-1]}[/bold]")
     for q, msg in run_failed:
         console.print(f"[red]{q} 运行失败：{msg}[/red]")
     if blocking_failed:
@@ -250,6 +258,8 @@ def cmd_export(args) -> int:
         console.print(f"[red]{e}[/red]")
         return 2
     src = source_path(args.warehouse)
+    if args.format == "gongshi":
+        return _export_gongshi(args, quarters, src)
     if not src.exists():
         console.print(f"[red]仓库不存在：{src}（先运行 shequ refresh）[/red]")
         return 2
@@ -263,6 +273,65 @@ def cmd_export(args) -> int:
         return 1
     console.print(f"SDMX-CSV 2.0 已写出 [bold]{out}[/bold]：{info['rows']} 行，季度 {', '.join(info['periods'])}，"
                   f"OBS_STATUS {info['obs_status']}（读取 {src}）")
+    return 0
+
+
+def _export_gongshi(args, quarters: list[str] | None, src: Path) -> int:
+    from .exports import write_gongshi_xlsx
+    from .snapshot import read_only
+
+    if not quarters or len(quarters) != 1:
+        console.print("[red]公示表需要一个季度：--quarter 2024Q3[/red]")
+        return 2
+    if not src.exists():
+        console.print(f"[red]仓库不存在：{src}（先运行 shequ refresh）[/red]")
+        return 2
+    q = quarters[0]
+    out = Path(args.out) if args.out else config.DATA_DIR / "exports" / f"gongshi_{q}.xlsx"
+    with read_only(src) as con:
+        n = con.execute("""SELECT count(*) FROM fact_ranking WHERE period_key = ? AND scheme_id = ?
+                           AND entity_level = 'community'""", [q, args.scheme]).fetchall()[0][0]
+        if not n:
+            console.print(f"[yellow]{q} 没有 {args.scheme} 方案的评比结果，未写出公示表[/yellow]")
+            return 1
+        info = write_gongshi_xlsx(con, out, q, args.scheme)
+    console.print(f"{quarter_label(q)} 公示表已写出 [bold]{out}[/bold]：称号 {info['titles']} 个，社区 "
+                  f"{info['communities']} 个，" + (f"公示版本 {info['version_id']}" if info["version_id"]
+                                                 else "未发布（预览）") + f"（读取 {src}）")
+    return 0
+
+
+# ------------------------------------------------------------------ report
+def cmd_report(args) -> int:
+    from .report import NoDataError, write_report
+    from .snapshot import read_only, source_path
+
+    src = source_path(args.warehouse)
+    try:
+        quarter = normalise_quarter_arg(args.quarter) if args.quarter else None
+    except ValueError as e:
+        console.print(f"[red]{e}[/red]")
+        return 2
+    if not src.exists():
+        console.print(f"[red]仓库不存在：{src}（先运行 shequ refresh）[/red]")
+        return 2
+    with read_only(src) as con:
+        if quarter is None:
+            quarter = con.execute("SELECT max(period_key) FROM fact_ranking WHERE scheme_id = ?",
+                                  [args.scheme]).fetchall()[0][0]
+            if quarter is None:
+                console.print(f"[yellow]仓库中没有 {args.scheme} 方案的评比结果：{src}[/yellow]")
+                return 1
+        try:
+            info = write_report(quarter, out=args.out, warehouse=args.warehouse, scheme=args.scheme, con=con)
+        except NoDataError as e:
+            console.print(f"[yellow]{e}[/yellow]")
+            return 1
+    console.print(f"{quarter_label(quarter)} 报告已写出 [bold]{info['path']}[/bold]：{info['bytes'] / 1e6:.1f} MB，"
+                  f"{info['seconds']} 秒；参评社区 {info['ranked']}，称号 {info['titles']} 个，"
+                  f"检查通过 {info['checks_passed']}/{info['checks_total']}，"
+                  + (f"已公示版本 {info['published']}" if info["published"] else "未发布（预览）")
+                  + f"（读取 {src}）")
     return 0
 
 
@@ -305,12 +374,20 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--quarters", help="季度或区间，如 2023Q1:2024Q4")
     s.add_argument("--communities", type=int, help="合成数据的社区数（最多 600000）")
     s.set_defaults(fn=cmd_sample)
-    e = sub.add_parser("export", help="导出：sdmx = 事实与汇总值的 SDMX-CSV 2.0 文件（向上报送）")
-    e.add_argument("format", choices=["sdmx"], help="导出格式")
-    e.add_argument("--quarter", help="季度或区间，如 2024Q3、2023Q1:2024Q4（默认：全部季度）")
-    e.add_argument("--out", help="输出文件（默认 data/exports/sdmx_<季度>.csv）")
+    e = sub.add_parser("export", help="导出：sdmx = 事实与汇总值的 SDMX-CSV 2.0 文件（向上报送）；"
+                                      "gongshi = 可打印的评比结果公示表（xlsx）")
+    e.add_argument("format", choices=["sdmx", "gongshi"], help="导出格式")
+    e.add_argument("--quarter", help="季度或区间，如 2024Q3、2023Q1:2024Q4（sdmx 默认：全部季度；gongshi 必填，单个季度）")
+    e.add_argument("--out", help="输出文件（默认 data/exports/sdmx_<季度>.csv 或 data/exports/gongshi_<季度>.xlsx）")
+    e.add_argument("--scheme", default="default", help="评价方案 ID（gongshi；默认 default）")
     e.add_argument("--warehouse", help=f"DuckDB 仓库文件（默认 SHEQU_WAREHOUSE 或 {config.DEFAULT_WAREHOUSE}；读取其快照）")
     e.set_defaults(fn=cmd_export)
+    rp = sub.add_parser("report", help="季度评比报告：一个离线可用的 HTML 文件（图表脚本内嵌）")
+    rp.add_argument("--quarter", help="季度：2024Q3 或 2024年第三季度（默认：仓库中最新的季度）")
+    rp.add_argument("--out", help="输出文件（默认 data/reports/report_<季度>.html）")
+    rp.add_argument("--warehouse", help=f"DuckDB 仓库文件（默认 SHEQU_WAREHOUSE 或 {config.DEFAULT_WAREHOUSE}；读取其快照）")
+    rp.add_argument("--scheme", default="default", help="评价方案 ID（默认 default）")
+    rp.set_defaults(fn=cmd_report)
     u = sub.add_parser("ui", help="启动 Dagster 界面（dagster dev）")
     u.add_argument("--host", default="127.0.0.1")
     u.add_argument("--port", type=int, default=3000)

@@ -1,4 +1,5 @@
-"""Exports for sending upward: the facts as SDMX-CSV 2.0.
+"""Exports: the facts as SDMX-CSV 2.0 (for sending upward), and the printable 公示 list as xlsx (see the end
+of this module: ``write_gongshi_xlsx``).
 
 One row per observation (RFC 4180, UTF-8, comma-separated), with the SDMX-CSV 2.0 leading columns and then the
 components of the dataflow ``SHEQU:DF_COMMUNITY_INDICATORS(1.0)``:
@@ -135,3 +136,160 @@ def write_sdmx_csv(con: duckdb.DuckDBPyConnection, out: str | os.PathLike,
     for r in rows:
         by_status[r[-1]] = by_status.get(r[-1], 0) + 1
     return {"path": str(out), "rows": len(rows), "periods": sorted({r[6] for r in rows}), "obs_status": by_status}
+
+
+# ------------------------------------------------------------------ 公示 list (xlsx)
+# A text cell that begins with one of these is read as a formula by Excel or LibreOffice once someone edits or
+# re-saves it as CSV (OWASP "CSV injection"); \t and \r are in OWASP's list too.
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+NEUTRALISE = "'"
+ELIGIBILITY_ZH = {None: "参评", "no_data": "本季度无数据，未参评",
+                  "coverage_below_min": "报送指标权重不足 60%，未参评"}
+AWARD_HEADERS = ["序号", "称号", "社区", "街道", "区", "得分", "等次", "配额位次", "配额", "统计上并列标注"]
+AWARD_WIDTHS = [6, 18, 18, 14, 10, 9, 8, 10, 7, 34]
+RANK_HEADERS = ["序号", "社区", "街道", "区", "得分", "区内名次", "参评数", "等次", "否决项", "资格说明"]
+RANK_WIDTHS = [6, 18, 14, 10, 9, 9, 8, 8, 16, 30]
+
+
+def safe_text(value):
+    """A text that cannot become a formula: OWASP's single quote before a leading = + - @ tab or CR. Other
+    values (numbers, None, ordinary text) are returned unchanged."""
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return NEUTRALISE + value
+    return value
+
+
+def _put(ws, row: int, col: int, value):
+    """Write one cell; text is neutralised and always stored as a string (data_type 's'), never a formula.
+    A neutralised cell also gets Excel's quotePrefix, so editing it in Excel keeps it text."""
+    cell = ws.cell(row=row, column=col)
+    if isinstance(value, str):
+        safe = safe_text(value)
+        cell.value = safe
+        cell.data_type = "s"
+        if safe is not value:
+            cell.quotePrefix = True
+    else:
+        cell.value = value
+    return cell
+
+
+def gongshi_rows(con: duckdb.DuckDBPyConnection, quarter: str, scheme: str = "default") -> dict:
+    """The titles and community ranks of a quarter: the latest published (公示) version when there is one,
+    else the live fact tables marked 未发布（预览）."""
+    from .appraisal.store import publication_status
+
+    st = publication_status(con, quarter, scheme)
+    pub = [(st["version_id"], st["published_at"], st["matches_live"])] if st else []
+    if pub:
+        rank_src = "(SELECT * EXCLUDE (version_id) FROM published_ranking WHERE version_id = $v)"
+        award_src = "(SELECT * EXCLUDE (version_id) FROM published_award WHERE version_id = $v)"
+        p = {"q": quarter, "s": scheme, "v": pub[0][0]}
+    else:
+        rank_src, award_src = "fact_ranking", "fact_award"
+        p = {"q": quarter, "s": scheme}
+    places = """(SELECT community_code, any_value(street ORDER BY valid_from DESC) AS street,
+                        any_value(district ORDER BY valid_from DESC) AS district
+                 FROM dim_community GROUP BY 1)"""
+    awards = con.execute(f"""
+        SELECT a.title, a.entity_name, c.street, c.district, a.score, a.grade, a.quota_position, a.quota,
+               a.tied_at_quota, a.tie_flag
+        FROM {award_src} a LEFT JOIN {places} c ON c.community_code = a.entity_code
+        WHERE a.period_key = $q AND a.scheme_id = $s
+        ORDER BY CASE a.campaign WHEN '示范社区' THEN 0 WHEN '平安社区' THEN 1 ELSE 2 END,
+                 CASE a.tier WHEN '省级' THEN 0 WHEN '市级' THEN 1 ELSE 2 END, c.district, a.quota_position,
+                 a.entity_name""", p).fetchall()
+    ranks = con.execute(f"""
+        SELECT r.entity_name, c.street, c.district, r.score_rounded, r.rank, r.n_ranked, r.grade, r.vetoes,
+               r.eligibility_reason
+        FROM {rank_src} r JOIN dim_community c USING (community_key)
+        WHERE r.period_key = $q AND r.scheme_id = $s AND r.entity_level = 'community'
+          AND r.scope_level = 'district'
+        ORDER BY c.district, r.rank NULLS LAST, r.entity_name""", p).fetchall()
+    return {"publication": pub[0] if pub else None, "awards": awards, "ranks": ranks}
+
+
+def _sheet(ws, title: str, subtitle: str, headers: list[str], widths: list[int], rows: list[list]) -> None:
+    from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
+    from openpyxl.utils import get_column_letter
+
+    n = len(headers)
+    last = get_column_letter(n)
+    ws.merge_cells(f"A1:{last}1")
+    ws.merge_cells(f"A2:{last}2")
+    _put(ws, 1, 1, title).font = Font(name="宋体", size=16, bold=True)
+    ws["A1"].alignment = Alignment(horizontal="center", vertical="center")
+    ws.row_dimensions[1].height = 30
+    _put(ws, 2, 1, subtitle).alignment = Alignment(horizontal="right")
+    thin = Side(style="thin", color="808080")
+    border = Border(left=thin, right=thin, top=thin, bottom=thin)
+    for j, h in enumerate(headers, 1):
+        c = _put(ws, 3, j, h)
+        c.font = Font(bold=True)
+        c.fill = PatternFill("solid", fgColor="DDDDDD")
+        c.alignment = Alignment(horizontal="center", vertical="center", wrap_text=True)
+        c.border = border
+    for i, r in enumerate(rows, 4):
+        for j, v in enumerate(r, 1):
+            c = _put(ws, i, j, v)
+            c.border = border
+            if isinstance(v, float):
+                c.number_format = "0.00"
+    for j, w in enumerate(widths, 1):
+        ws.column_dimensions[get_column_letter(j)].width = w
+    ws.freeze_panes = "A4"
+    ws.print_title_rows = "3:3"                      # the header row repeats on every printed page
+    ws.page_setup.orientation = "landscape"
+    ws.page_setup.paperSize = ws.PAPERSIZE_A4
+    ws.page_setup.fitToWidth = 1
+    ws.page_setup.fitToHeight = 0                    # as many pages tall as needed
+    ws.sheet_properties.pageSetUpPr.fitToPage = True
+    ws.print_options.horizontalCentered = True
+    ws.page_margins.left = ws.page_margins.right = 0.4
+    ws.oddFooter.center.text = "第 &P 页，共 &N 页"
+    if rows:
+        ws.auto_filter.ref = f"A3:{last}{3 + len(rows)}"
+
+
+def write_gongshi_xlsx(con: duckdb.DuckDBPyConnection, out: str | os.PathLike, quarter: str,
+                       scheme: str = "default") -> dict:
+    """The printable 公示 list of a quarter: a sheet of titles and a sheet of community scores and ranks
+    (A4 landscape, fit to width, header row repeated, frozen). Returns counts and the version shown."""
+    import datetime as dt
+
+    from openpyxl import Workbook
+
+    from .periods import quarter_label
+
+    d = gongshi_rows(con, quarter, scheme)
+    label = quarter_label(quarter)
+    status = (f"公示版本：{d['publication'][0]}（发布于 {d['publication'][1]:%Y-%m-%d}）" if d["publication"]
+              else "未发布（预览）")
+    if d["publication"] and not d["publication"][2]:
+        status += "（仓库当前结果已与此版本不同，更正须重新公示）"
+    subtitle = f"{status}　　评价方案：{scheme}　　制表日期：{dt.date.today():%Y-%m-%d}"
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "称号"
+    award_rows = []
+    for i, (title, name, street, district, score, grade, pos, quota, tied, tie_flag) in enumerate(d["awards"], 1):
+        notes = []
+        if tie_flag:
+            notes.append("统计上并列（名次区间跨过配额线）")
+        if tied:
+            notes.append("配额线上同分并列入选")
+        award_rows.append([i, title, name, street, district, round(score, 2), grade, pos, quota, "；".join(notes)])
+    _sheet(ws, f"{label}社区建设三级评比结果公示（称号）", subtitle, AWARD_HEADERS, AWARD_WIDTHS, award_rows)
+    ws2 = wb.create_sheet("社区得分与名次")
+    rank_rows = []
+    for i, (name, street, district, score, rank, n, grade, vetoes, why) in enumerate(d["ranks"], 1):
+        rank_rows.append([i, name, street, district, None if score is None else round(score, 2), rank, n, grade,
+                          vetoes, ELIGIBILITY_ZH.get(why, why)])
+    _sheet(ws2, f"{label}社区建设三级评比结果公示（社区得分与名次）", subtitle, RANK_HEADERS, RANK_WIDTHS, rank_rows)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    wb.save(tmp)
+    os.replace(tmp, out)
+    return {"path": str(out), "titles": len(award_rows), "communities": len(rank_rows),
+            "version_id": d["publication"][0] if d["publication"] else None}

@@ -24,7 +24,8 @@ def test_assets_checks_pool_and_partitions():
     assert job.executor_def.name == "in_process"
     specs = {s.key.to_user_string(): s for s in defs.resolve_all_asset_specs()}
     assert set(specs) == {"inbox_files", "dimensions", "staged_values", "fact_indicator_value",
-                          "agg_indicator_value", "quality_checks", "fact_ranking", "warehouse_snapshot"}
+                          "agg_indicator_value", "quality_checks", "fact_ranking", "warehouse_snapshot",
+                          "quarterly_report"}
     for name in specs:
         a = defs.resolve_assets_def(name)
         assert a.partitions_def is not None
@@ -41,6 +42,12 @@ def test_assets_checks_pool_and_partitions():
     assert "quality_checks" in ranking_deps
     assert {k.to_user_string() for k in graph.get(dg.AssetKey("quality_checks")).parent_keys} == \
         {"fact_indicator_value", "agg_indicator_value"}
+    # the quarterly report is written from the published snapshot, in the publish stage
+    assert {k.to_user_string() for k in graph.get(dg.AssetKey("quarterly_report")).parent_keys} == \
+        {"warehouse_snapshot"}
+    report = defs.resolve_assets_def("quarterly_report")
+    assert report.group_names_by_key[dg.AssetKey("quarterly_report")] == "s6_publish"
+    assert report.backfill_policy == dg.BackfillPolicy.single_run()
 
 
 def test_schedule_targets_the_quarter_just_ended_in_shanghai():

@@ -94,3 +94,35 @@ def test_community_profile_of_a_merger_successor(env):
     assert ns["NAME"] == "兴达社区"
     assert ns["lineage"].height >= 1 and set(ns["lineage"]["事件"]) == {"merge"}
     assert ns["QUARTERS"] == ["2024Q1", "2024Q2"]
+
+
+def test_data_quality(env):
+    ns = run_notebook(ROOT / "notebooks" / "data_quality.ipynb")
+    assert ns["QUARTER"] == "2024Q2" and ns["QUARTERS"] == ["2023Q4", "2024Q1", "2024Q2"]
+    comp = ns["completeness"]
+    assert comp.height == 4 * 3 and set(comp["区"]) == {"天桥区", "姜堰区", "建邺区", "江宁区"}
+    assert ns["violations"].height == 3 * 3                    # every quarter x importance, zeros included
+    assert ns["fig_completeness"].layout.yaxis.title.text == "比率（%）"
+    assert ns["outliers"]["待随访"].sum() >= 0 and ns["checks"]["检查项"].sum() > 0
+
+
+def test_data_quality_counts_planted_problems(workspace, monkeypatch):
+    """Quarantined cells, a violation and an outlier planted in a copy show up in the notebook's tables."""
+    wh = workspace["warehouse"]
+    with connect(wh) as c:
+        fid = c.execute("SELECT file_id, source_file FROM raw_file LIMIT 1").fetchall()[0]
+        for i in range(3):
+            c.execute("""INSERT INTO quarantine (file_id, source_file, period_key, raw_text, reason_code, message,
+                         quarantined_at) VALUES (?, ?, '2024Q1', 'x', 'unparseable_value', '测试', now())""",
+                      [fid[0], fid[1]])
+        c.execute("""INSERT INTO validation_violation (period_key, rule_id, importance, entity_level, entity_code,
+                     entity_name, operator, detected_at) VALUES ('2024Q2', 'VR01', 'HIGH', 'community', 'x', '测试社区',
+                     '<=', now())""")
+    monkeypatch.setenv("SHEQU_WAREHOUSE", str(wh))     # no snapshot beside the copy: the notebook reads it
+    ns = run_notebook(ROOT / "notebooks" / "data_quality.ipynb")
+    qz = ns["quarantine"].filter(ns["quarantine"]["原因"] == "unparseable_value")
+    assert qz["单元格数"].sum() == 3 and qz["季度"].to_list() == ["2024Q1"]
+    assert ns["by_file"].filter(ns["by_file"]["文件"] == fid[1])["原因"][0].startswith("unparseable_value 3")
+    v = ns["violations"]
+    assert v.filter((v["季度"] == "2024Q2") & (v["重要性"] == "HIGH"))["违规数"][0] == 1
+    assert ns["by_rule"]["规则"].to_list() == ["VR01"]
