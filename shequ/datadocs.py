@@ -1,8 +1,10 @@
 """Offline GX Data Docs for the warehouse's check results.
 
 The suites (expectations/*.json) and the results the DuckDB executor recorded (check_result) are turned into GX
-``ExpectationSuiteValidationResult`` objects and rendered by GX's own ValidationResultsPageRenderer and Jinja
-page view. The pages' CDN links are rewritten to the copies vendored in shequ/static/datadocs/ (see
+``ExpectationSuiteValidationResult`` objects (with the partial unexpected lists the executor stored in
+check_result.partial_unexpected) and rendered by GX's own ValidationResultsPageRenderer and Jinja page view: one
+page per quarter x suite (validations/<suite>/<quarter>/run/result.html) and one page per suite
+(expectations/<suite>.html, ExpectationSuitePageRenderer); index.html links to both. The pages' CDN links are rewritten to the copies vendored in shequ/static/datadocs/ (see
 scripts/vendor_datadocs.py), so the site works without network. GX is imported only here, in a separate
 process started by ``shequ refresh`` (python -m shequ.datadocs), never by the Dagster code location.
 
