@@ -195,12 +195,20 @@ def run_suite(con: duckdb.DuckDBPyConnection, name: str, period_key: str | None 
                       (note + (f" 例：{examples}" if examples else "")).strip(), tuple(partial))
 
     results: dict[int, Result] = {}
-    if agg:
+    dup_checked: dict[int, str] = {}
+    for i, exp in dups:  # rows with a key to check (GX skips rows whose key is all NULL): counted in the scan
+        kw = exp["kwargs"]
+        cols = [kw["column"]] if "column" in kw else list(kw["column_list"])
+        dup_checked[i] = (f"count({_q(cols[0])})" if len(cols) == 1 else
+                          "count(*) FILTER (WHERE " + " OR ".join(f"{_q(c)} IS NOT NULL" for c in cols) + ")")
+    if agg or dups:
         # identical aggregates (count(*), count(col)) are listed once
         exprs: dict[str, int] = {}
         for _, _, (u_e, c_e, _) in agg:
             exprs.setdefault(u_e, len(exprs))
             exprs.setdefault(c_e, len(exprs))
+        for e in dup_checked.values():
+            exprs.setdefault(e, len(exprs))
         vals = con.execute(f"SELECT {', '.join(exprs)} FROM {batch} AS batch").fetchall()[0]
         for i, exp, (u_e, c_e, s_e) in agg:
             u, c = int(vals[exprs[u_e]] or 0), int(vals[exprs[c_e]] or 0)
@@ -212,20 +220,21 @@ def run_suite(con: duckdb.DuckDBPyConnection, name: str, period_key: str | None 
             else:
                 partial = []
             results[i] = result(i, exp, u, c, partial)
+        dup_rows = {i: int(vals[exprs[e]] or 0) for i, e in dup_checked.items()}
     for i, exp in dups:
         # GX counts every row of a duplicated key as unexpected (both copies) and skips rows whose key is all
-        # NULL (one group after GROUP BY): one pass gives the duplicates, the rows checked and the examples
+        # NULL (one group, dropped after HAVING): the hand-written GROUP BY ... HAVING count(*) > 1, which also
+        # gives the examples (the 20 smallest duplicated keys with their row counts)
         kw = exp["kwargs"]
         cols = [kw["column"]] if "column" in kw else list(kw["column_list"])
         qc = ", ".join(_q(c) for c in cols)
         all_null = " AND ".join(f"{_q(c)} IS NULL" for c in cols)
         n_key = "n_rows" if "n_rows" not in cols else "n_rows_"
         key = "{" + ", ".join(f"{_lit(c)}: {_q(c)}" for c in cols) + f", '{n_key}': n" + "}"
-        u, c, sample = con.execute(
-            f"SELECT coalesce(sum(n) FILTER (WHERE n > 1), 0), coalesce(sum(n), 0), "
-            f"min({key}, {PARTIAL}) FILTER (WHERE n > 1) "
-            f"FROM (SELECT {qc}, count(*) AS n FROM {batch} AS batch GROUP BY {qc}) WHERE NOT ({all_null})"
-        ).fetchall()[0]
+        u, sample = con.execute(
+            f"SELECT coalesce(sum(n), 0), min({key}, {PARTIAL}) FROM (SELECT {qc}, count(*) AS n "
+            f"FROM {batch} AS batch GROUP BY {qc} HAVING count(*) > 1) WHERE NOT ({all_null})").fetchall()[0]
+        c = dup_rows[i]
         sample = list(sample or [])
         results[i] = result(i, exp, int(u), int(c), sample,
                             [tuple(r.values()) for r in sample[:3]] if sample else None)
