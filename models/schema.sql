@@ -337,6 +337,7 @@ CREATE TABLE IF NOT EXISTS check_result (
     checked         BIGINT    NOT NULL,
     detail          VARCHAR,
     checked_at      TIMESTAMP NOT NULL,
+    partial_unexpected VARCHAR,            -- JSON: up to 20 unexpected values or rows (GX partial_unexpected_list)
     PRIMARY KEY (period_key, suite, expectation)
 );
 

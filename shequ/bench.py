@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import pipeline
+from .catalogue import load_catalogue
 from .config import DATA_DIR
 from .periods import quarters_between
 from .sample import write_synthetic_set
@@ -111,7 +112,7 @@ def run_bench(n_communities: int, n_quarters: int = 1, out: Path | None = None, 
                                           [q]).fetchall()[0][0]
     if not keep:
         db.unlink(missing_ok=True)
-    t = Table(title=f"shequ bench：{n_communities:,} 个社区 × 68 个指标 × {len(quarters)} 个季度")
+    t = Table(title=f"shequ bench：{n_communities:,} 个社区 × {len(load_catalogue())} 个指标 × {len(quarters)} 个季度")
     for c in ("阶段", "秒", "数值", "数值/秒", "峰值内存 MB"):
         t.add_column(c, justify="right" if c != "阶段" else "left")
     for s in times:

@@ -1,8 +1,10 @@
 """Offline GX Data Docs for the warehouse's check results.
 
 The suites (expectations/*.json) and the results the DuckDB executor recorded (check_result) are turned into GX
-``ExpectationSuiteValidationResult`` objects and rendered by GX's own ValidationResultsPageRenderer and Jinja
-page view. The pages' CDN links are rewritten to the copies vendored in shequ/static/datadocs/ (see
+``ExpectationSuiteValidationResult`` objects (with the partial unexpected lists the executor stored in
+check_result.partial_unexpected) and rendered by GX's own ValidationResultsPageRenderer and Jinja page view: one
+page per quarter x suite (validations/<suite>/<quarter>/run/result.html) and one page per suite
+(expectations/<suite>.html, ExpectationSuitePageRenderer); index.html links to both. The pages' CDN links are rewritten to the copies vendored in shequ/static/datadocs/ (see
 scripts/vendor_datadocs.py), so the site works without network. GX is imported only here, in a separate
 process started by ``shequ refresh`` (python -m shequ.datadocs), never by the Dagster code location.
 
@@ -41,15 +43,25 @@ def rewrite_offline(page: str, depth: int) -> str:
     page = re.sub(r'src="https://great-expectations-web-assets[^"]*"', f'src="{up}static/images/favicon.ico"', page)
     page = re.sub(r'href="[./]*static/images/favicon.ico"', f'href="{up}static/images/favicon.ico"', page)
     page = re.sub(r'href="(?:\.\./)+index.html"', f'href="{up}index.html"', page)
-    # suite pages are not rendered (the index lists every quarter x suite): their links go to the index
-    page = re.sub(r'href="(?:\.\./)*expectations/[^"]*"', f'href="{up}index.html"', page)
+    # a validation page's link to its suite: the suite page rendered at expectations/<suite>.html
+    page = re.sub(r'href="(?:\.\./)*expectations/([^"]*)"', lambda m: f'href="{up}expectations/{m.group(1)}"', page)
+    # GX's English headings, with the Chinese first
+    for en, zh in LABELS.items():
+        page = re.sub(rf">(\s*){re.escape(en)}(\s*)<", lambda m: f">{m.group(1)}{zh} {en}{m.group(2)}<", page)
     return page
+
+
+LABELS = {"Sampled Unexpected Values": "异常值样例（最多 20 个）", "Unexpected Value": "异常值样例（最多 20 个）",
+          "Count": "个数", "Overview": "概览",
+          "Expectation Suite:": "期望套件：", "Status:": "状态：", "Statistics": "统计", "Table-Level Expectations":
+          "表级期望", "Show more info...": "更多信息…"}
 
 
 def _results(con) -> dict[tuple[str, str], list[tuple]]:
     out: dict[tuple[str, str], list[tuple]] = {}
     for row in con.execute("""SELECT period_key, suite, expectation, severity, success, unexpected, checked, detail,
-                                     checked_at FROM check_result ORDER BY period_key, suite, expectation""").fetchall():
+                                     checked_at, partial_unexpected
+                              FROM check_result ORDER BY period_key, suite, expectation""").fetchall():
         out.setdefault((row[0], row[1]), []).append(row)
     return out
 
@@ -65,11 +77,42 @@ def _suite_expectations(suite: str, rows: list[tuple]) -> list[dict]:
              "kwargs": {"unexpected_rows_query": f"SELECT * FROM {{batch}} -- {r[2]}: {r[7]}"}, "meta": {"notes": r[2]}} for r in rows]
 
 
+def _display(v):
+    """A partial-list item as GX shows it: values as they are, rows (dicts) as ``column=value, ...``."""
+    if isinstance(v, dict):
+        return ", ".join(f"{k}={x}" for k, x in v.items())
+    return v
+
+
+def partial_result(partial_text: str | None, unexpected: int) -> dict:
+    """GX result fields from check_result.partial_unexpected: the list and its value counts (GX renders the
+    counts table, ``Sampled Unexpected Values`` and ``Count``, from partial_unexpected_counts)."""
+    items = [_display(v) for v in json.loads(partial_text or "[]")]
+    counts: dict = {}
+    for v in items:
+        counts[v] = counts.get(v, 0) + 1
+    return {"partial_unexpected_list": items,
+            "partial_unexpected_counts": [{"value": v, "count": n} for v, n in
+                                          sorted(counts.items(), key=lambda kv: -kv[1])]} if items else {
+        "partial_unexpected_list": []}
+
+
+def _suite_definition(suite: str, rows: list[tuple]) -> dict:
+    """The suite as GX JSON: expectations/<suite>.json, or the validation rules as UnexpectedRowsExpectations."""
+    path = EXPECTATIONS_DIR / f"{suite}.json"
+    if path.exists():
+        return json.loads(path.read_text(encoding="utf-8"))
+    exps = _suite_expectations(suite, rows)
+    return {"name": suite, "expectations": exps,
+            "meta": {"notes": {"format": "markdown", "content": [
+                "校验规则来自 models/quality/validation_rules.csv（DHIS2 风格），由 shequ.dq 编译为 DuckDB SQL。"]}}}
+
+
 def build(warehouse: Path, out: Path = DEFAULT_OUT) -> Path:
     import great_expectations as gx
     from great_expectations.core import ExpectationSuiteValidationResult, ExpectationValidationResult
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
-    from great_expectations.render.renderer import ValidationResultsPageRenderer
+    from great_expectations.render.renderer import ExpectationSuitePageRenderer, ValidationResultsPageRenderer
     from great_expectations.render.view import DefaultJinjaPageView
 
     out = Path(out)
@@ -83,7 +126,20 @@ def build(warehouse: Path, out: Path = DEFAULT_OUT) -> Path:
         groups = _results(con)
     renderer, view = ValidationResultsPageRenderer(), DefaultJinjaPageView()
     index_rows = []
+    suite_pages: dict[str, str] = {}
     for (period, suite), rows in groups.items():
+        if suite not in suite_pages:
+            # the suite page (GX ExpectationSuitePageRenderer): what is expected, without results
+            spec = _suite_definition(suite, rows)
+            configs = [{"type": e["type"], "kwargs": e["kwargs"], "meta": e.get("meta", {}),
+                        "severity": e.get("severity", "critical") if e.get("severity", "critical") in
+                        ("critical", "warning", "info") else "warning"} for e in spec.get("expectations", [])]
+            gsuite = gx.ExpectationSuite(name=suite, expectations=configs, meta=spec.get("meta", {}))
+            rel = Path("expectations") / f"{suite}.html"
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            (out / rel).write_text(rewrite_offline(view.render(ExpectationSuitePageRenderer().render(gsuite)),
+                                                   depth=1), encoding="utf-8")
+            suite_pages[suite] = rel.as_posix()
         results = []
         for r, exp in zip(rows, _suite_expectations(suite, rows)):
             if exp is None:
@@ -95,7 +151,7 @@ def build(warehouse: Path, out: Path = DEFAULT_OUT) -> Path:
             n, u = int(r[6] or 0), int(r[5] or 0)
             results.append(ExpectationValidationResult(success=bool(r[4]), expectation_config=cfg, result={
                 "element_count": n, "unexpected_count": u, "unexpected_percent": (100.0 * u / n) if n else 0.0,
-                "missing_count": 0, "partial_unexpected_list": []}))
+                "missing_count": 0, **partial_result(r[9], u)}))
         ok = sum(x.success for x in results)
         run_time = max(r[8] for r in rows)
         vr = ExpectationSuiteValidationResult(
@@ -113,7 +169,8 @@ def build(warehouse: Path, out: Path = DEFAULT_OUT) -> Path:
         (out / rel).parent.mkdir(parents=True, exist_ok=True)
         (out / rel).write_text(rewrite_offline(page, depth=4), encoding="utf-8")
         index_rows.append((period, suite, ok, len(results), rel.as_posix(),
-                           sum(1 for r in rows if not r[4] and r[3] == "critical")))
+                           sum(1 for r in rows if not r[4] and r[3] == "critical"), suite_pages[suite],
+                           sum(int(r[5] or 0) for r in rows if not r[4])))
     (out / "index.html").write_text(_index(index_rows), encoding="utf-8")
     return out / "index.html"
 
@@ -123,19 +180,26 @@ def _index(rows: list[tuple]) -> str:
     css = m["https://maxcdn.bootstrapcdn.com/bootstrap/4.3.1/css/bootstrap.min.css"]
     body = "\n".join(
         f"<tr class=\"{'table-danger' if crit else ('table-warning' if ok < n else '')}\"><td>{html.escape(p)}</td>"
-        f"<td><a href=\"{href}\">{html.escape(s)}</a></td><td>{ok}/{n}</td><td>{crit}</td></tr>"
-        for p, s, ok, n, href, crit in sorted(rows, key=lambda r: (r[0], r[1]), reverse=False))
+        f"<td><a href=\"{href}\">{html.escape(s)}</a></td><td>{ok}/{n}</td><td>{crit}</td><td>{bad}</td>"
+        f"<td><a href=\"{spage}\">期望定义</a></td></tr>"
+        for p, s, ok, n, href, crit, spage, bad in sorted(rows, key=lambda r: (r[0], r[1])))
+    suites = "\n".join(f"<li><a href=\"{spage}\">{html.escape(s)}</a></li>"
+                       for s, spage in sorted({(r[1], r[6]) for r in rows}))
     return f"""<!DOCTYPE html>
 <html lang="zh-CN"><head><meta charset="UTF-8"><title>shequ 数据质量文档 / Data Docs</title>
 <link rel="stylesheet" href="static/vendor/{css}">
 <link rel="shortcut icon" href="static/images/favicon.ico" type="image/x-icon"/></head>
 <body class="container my-4"><h1>数据质量校验结果</h1>
 <p>生成于 {dt.datetime.now():%Y-%m-%d %H:%M}；每行是一个季度的一套期望（expectations/*.json）或校验规则
-（models/quality/validation_rules.csv），由 DuckDB 执行、Great Expectations 渲染。红色：有 critical 未通过；黄色：有警告。</p>
-<table class="table table-sm table-bordered"><thead><tr><th>季度</th><th>套件</th><th>通过/期望</th><th>critical 未通过</th>
-</tr></thead><tbody>
+（models/quality/validation_rules.csv），由 DuckDB 执行、Great Expectations 渲染。点击套件名查看该季度每个期望的结果
+和异常值样例（最多 20 个值或行）；“期望定义”是套件本身。红色：有 critical 未通过；黄色：有警告。</p>
+<table class="table table-sm table-bordered"><thead><tr><th>季度</th><th>套件（校验结果）</th><th>通过/期望</th>
+<th>critical 未通过</th><th>未通过期望的异常数</th><th>套件</th></tr></thead><tbody>
 {body}
-</tbody></table></body></html>
+</tbody></table>
+<h2>期望套件 Expectation suites</h2><ul>
+{suites}
+</ul></body></html>
 """
 
 

@@ -26,7 +26,7 @@ import duckdb
 import yaml
 
 from .config import MODELS
-from .quality import Result, record_results
+from .quality import PARTIAL, Result, record_results
 from .warehouse import transaction
 
 QUALITY_DIR = MODELS / "quality"
@@ -259,11 +259,19 @@ def run_validation(con: duckdb.DuckDBPyConnection, q: str, rules: list[Rule] | N
     stats = dict(((rid, (n, k)) for rid, n, k in con.execute(
         "SELECT rule_id, count(*), count(*) FILTER (WHERE violated) FROM _vr GROUP BY 1").fetchall()))
     if record:
+        # GX-style partial unexpected list per rule: the first 20 violating entities
+        cols = ("entity_level", "entity_code", "entity_name", "left_value", "right_value")
+        partial: dict[str, list[dict]] = {}
+        for rid, *vals in con.execute(f"""SELECT rule_id, {', '.join(cols)} FROM (
+                SELECT *, row_number() OVER (PARTITION BY rule_id ORDER BY entity_level, entity_code) AS k
+                FROM _vr WHERE violated) WHERE k <= {PARTIAL} ORDER BY rule_id, k""").fetchall():
+            partial.setdefault(rid, []).append(dict(zip(cols, vals)))
         record_results(con, [Result(VALIDATION_SUITE, f"{r.rule_id} {r.name_zh}", r.importance,
                                     stats.get(r.rule_id, (0, 0))[1] == 0, stats.get(r.rule_id, (0, 0))[1],
                                     stats.get(r.rule_id, (0, 0))[0],
                                     f"{r.left_expr} {r.operator} {r.right_expr}（{'|'.join(r.levels)}；"
-                                    f"{r.missing_value_strategy}）") for r in rules], q)
+                                    f"{r.missing_value_strategy}）", tuple(partial.get(r.rule_id, ())))
+                             for r in rules], q)
     out = {"evaluated": sum(n for n, _ in stats.values()), "violations": sum(k for _, k in stats.values()),
            "holds": con.execute("SELECT count(*) FROM quality_hold WHERE period_key = ?", [q]).fetchall()[0][0]}
     for t in ("_vr", *(f"_pivot_{lv}" for lv in LEVELS)):

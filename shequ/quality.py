@@ -35,6 +35,12 @@ class Result:
     unexpected: int
     checked: int
     detail: str = ""
+    partial: tuple = ()       # GX partial_unexpected_list: up to 20 unexpected values, or rows as dicts
+
+
+def partial_json(partial) -> str:
+    """check_result.partial_unexpected: JSON text (dates, decimals as strings)."""
+    return json.dumps(list(partial), ensure_ascii=False, default=str)
 
 
 def load_suite(name: str, directory: Path = EXPECTATIONS_DIR) -> dict:
@@ -99,12 +105,18 @@ def _success(exp: dict, unexpected: int, checked: int) -> bool:
     return (checked - unexpected) / checked >= float(mostly)
 
 
-def _aggregate(exp: dict) -> tuple[str, str] | None:
-    """(unexpected_expr, checked_expr) for expectations computable in the table's single aggregate scan."""
+PARTIAL = 20   # GX's partial_unexpected_list length: unexpected values or rows kept per expectation
+
+
+def _aggregate(exp: dict) -> tuple[str, str, tuple[str, str] | None] | None:
+    """(unexpected_expr, checked_expr, sample) for expectations computable in the table's single aggregate scan,
+    in the hand-written forms (count(*) FILTER (WHERE ...)). ``sample`` is (column, condition): only when the scan
+    finds unexpected values, ``SELECT column ... WHERE condition LIMIT 20`` lists them. Measured at 2M rows:
+    5 such queries cost 0.03 s, ``min(column, 20) FILTER (...)`` inside the scan 0.06 s (on every run)."""
     t, kw = exp["type"], exp.get("kwargs", {})
     if t == "expect_column_values_to_not_be_null":
         c = _q(kw["column"])
-        return f"count(*) FILTER (WHERE {c} IS NULL)", "count(*)"
+        return f"count(*) FILTER (WHERE {c} IS NULL)", "count(*)", None
     if t == "expect_column_values_to_be_between":
         c = _q(kw["column"])
         conds = []
@@ -115,12 +127,15 @@ def _aggregate(exp: dict) -> tuple[str, str] | None:
             conds.append(f"{c} {'>=' if kw.get('strict_max') else '>'} {_lit(hi)}")
         if not conds:
             raise UnsupportedExpectation(f"{exp['type']}({kw['column']}): 至少需要 min_value 或 max_value")
-        return f"count(*) FILTER (WHERE {' OR '.join(conds)})", f"count({c})"
+        cond = " OR ".join(conds)
+        return f"count(*) FILTER (WHERE {cond})", f"count({c})", (c, cond)
     if t == "expect_column_values_to_be_in_set":
         c = _q(kw["column"])
-        # a NULL in the list would make NOT IN never true (every row passes): nulls are not set members
+        # a NULL in the list would make NOT IN never true (every row passes): nulls are not set members. A NULL
+        # cell makes NOT IN NULL, which FILTER drops: nulls are skipped, as GX does
         values = ", ".join(_lit(v) for v in kw["value_set"] if v is not None)
-        return f"count(*) FILTER (WHERE {c} IS NOT NULL AND {c} NOT IN ({values}))", f"count({c})"
+        cond = f"{c} NOT IN ({values})"
+        return f"count(*) FILTER (WHERE {cond})", f"count({c})", (c, cond)
     if t == "expect_table_row_count_to_be_between":
         lo, hi = kw.get("min_value"), kw.get("max_value")
         conds = []
@@ -128,13 +143,25 @@ def _aggregate(exp: dict) -> tuple[str, str] | None:
             conds.append(f"count(*) {'<=' if kw.get('strict_min') else '<'} {_lit(lo)}")
         if hi is not None:
             conds.append(f"count(*) {'>=' if kw.get('strict_max') else '>'} {_lit(hi)}")
-        return f"CASE WHEN {' OR '.join(conds) or 'FALSE'} THEN 1 ELSE 0 END", "1"
+        return f"CASE WHEN {' OR '.join(conds) or 'FALSE'} THEN 1 ELSE 0 END", "1", None
     return None
+
+
+def _rows_of(con, query: str, limit: int = PARTIAL) -> list[dict]:
+    """The first ``limit`` rows of a query as column -> value dicts."""
+    rel = con.execute(f"SELECT * FROM ({query}) LIMIT {limit}")
+    cols = [d[0] for d in rel.description]
+    return [dict(zip(cols, r)) for r in rel.fetchall()]
 
 
 def run_suite(con: duckdb.DuckDBPyConnection, name: str, period_key: str | None = None,
               directory: Path = EXPECTATIONS_DIR, record: bool = True) -> list[Result]:
-    """Run suite ``name`` against its table (suite meta.table, default: the suite name) for one period."""
+    """Run suite ``name`` against its table (suite meta.table, default: the suite name) for one period.
+
+    Cost: one aggregate scan for every column and table expectation (the hand-written count(*) FILTER forms,
+    each distinct aggregate once), a LIMIT 20 query per expectation that found unexpected values (its partial
+    list), one GROUP BY per uniqueness expectation (duplicates, rows checked and examples in that one pass), and
+    the unexpected-rows queries as written."""
     suite = load_suite(name, directory)
     table = suite["meta"].get("table", name)
     period_filter = suite["meta"].get("period_filter", table in PERIOD_TABLES)
@@ -147,61 +174,81 @@ def run_suite(con: duckdb.DuckDBPyConnection, name: str, period_key: str | None 
     else:
         batch = f"(SELECT * FROM {table})"
     exps = suite.get("expectations", [])
-    agg, rows = [], []
-    dups = []
+    agg, rows, dups = [], [], []
     for i, exp in enumerate(exps):
         _check_kwargs(name, exp)
         if exp["type"] == "unexpected_rows_expectation":
             rows.append((i, exp))
             continue
         if exp["type"] in ("expect_compound_columns_to_be_unique", "expect_column_values_to_be_unique"):
-            # its own GROUP BY: count(DISTINCT (a, b, ...)) inside the shared scan used 10x the memory. GX counts
-            # every row of a duplicated key as unexpected (both copies), and skips rows whose key is all NULL
+            # its own GROUP BY: count(DISTINCT (a, b, ...)) inside the shared scan used 10x the memory
             dups.append((i, exp))
             continue
         a = _aggregate(exp)
         if a is None:
             raise UnsupportedExpectation(f"套件 {name}：不支持的期望类型 {exp['type']}（执行器不会让它默认通过）")
         agg.append((i, exp, a))
+
+    def result(i, exp, u, c, partial, examples=None):
+        note = exp.get("meta", {}).get("notes", "")
+        return Result(name, _label(exp, i), exp.get("severity", "critical"), _success(exp, u, c), u, c,
+                      (note + (f" 例：{examples}" if examples else "")).strip(), tuple(partial))
+
     results: dict[int, Result] = {}
-    dup_checked: dict[int, int] = {}
-    for i, exp in dups:  # rows with a key to check: counted in the shared scan
+    dup_checked: dict[int, str] = {}
+    for i, exp in dups:  # rows with a key to check (GX skips rows whose key is all NULL): counted in the scan
         kw = exp["kwargs"]
         cols = [kw["column"]] if "column" in kw else list(kw["column_list"])
-        agg.append((i, None, ("0", "count(*) FILTER (WHERE " + " OR ".join(f"{_q(c)} IS NOT NULL" for c in cols) + ")")))
-    if agg:
-        select = ", ".join(f"{u} AS u{i}, {c} AS c{i}" for i, _, (u, c) in agg)
-        vals = con.execute(f"SELECT {select} FROM {batch} AS batch").fetchall()[0]
-        for k, (i, exp, _) in enumerate(agg):
-            u, c = int(vals[2 * k] or 0), int(vals[2 * k + 1] or 0)
-            if exp is None:
-                dup_checked[i] = c
-                continue
-            results[i] = Result(name, _label(exp, i), exp.get("severity", "critical"), _success(exp, u, c), u, c,
-                                exp.get("meta", {}).get("notes", ""))
+        dup_checked[i] = (f"count({_q(cols[0])})" if len(cols) == 1 else
+                          "count(*) FILTER (WHERE " + " OR ".join(f"{_q(c)} IS NOT NULL" for c in cols) + ")")
+    if agg or dups:
+        # identical aggregates (count(*), count(col)) are listed once
+        exprs: dict[str, int] = {}
+        for _, _, (u_e, c_e, _) in agg:
+            exprs.setdefault(u_e, len(exprs))
+            exprs.setdefault(c_e, len(exprs))
+        for e in dup_checked.values():
+            exprs.setdefault(e, len(exprs))
+        vals = con.execute(f"SELECT {', '.join(exprs)} FROM {batch} AS batch").fetchall()[0]
+        for i, exp, (u_e, c_e, s_e) in agg:
+            u, c = int(vals[exprs[u_e]] or 0), int(vals[exprs[c_e]] or 0)
+            if s_e is None:   # nulls (GX lists None per unexpected row) or the row count (no values)
+                partial = [None] * min(u, PARTIAL) if exp["type"].endswith("not_be_null") else []
+            elif u:           # GX's partial list: the first 20 unexpected values in table order
+                partial = [r[0] for r in con.execute(
+                    f"SELECT {s_e[0]} FROM {batch} AS batch WHERE {s_e[1]} LIMIT {PARTIAL}").fetchall()]
+            else:
+                partial = []
+            results[i] = result(i, exp, u, c, partial)
+        dup_rows = {i: int(vals[exprs[e]] or 0) for i, e in dup_checked.items()}
     for i, exp in dups:
+        # GX counts every row of a duplicated key as unexpected (both copies) and skips rows whose key is all
+        # NULL (one group, dropped after HAVING): the hand-written GROUP BY ... HAVING count(*) > 1, which also
+        # gives the examples (the 20 smallest duplicated keys with their row counts)
         kw = exp["kwargs"]
         cols = [kw["column"]] if "column" in kw else list(kw["column_list"])
         qc = ", ".join(_q(c) for c in cols)
-        nonnull = " OR ".join(f"{_q(c)} IS NOT NULL" for c in cols)
-        groups = (f"SELECT {qc}, count(*) AS n FROM {batch} AS batch "
-                  f"{'WHERE ' + nonnull if len(cols) > 1 else ''} GROUP BY {qc} HAVING count(*) > 1 AND ({nonnull})")
-        u = int(con.execute(f"SELECT coalesce(sum(n), 0) FROM ({groups})").fetchall()[0][0])
-        c = dup_checked[i]
-        sample = con.execute(f"{groups} LIMIT 3").fetchall() if u else []
-        results[i] = Result(name, _label(exp, i), exp.get("severity", "critical"), _success(exp, u, c), u, c,
-                            (exp.get("meta", {}).get("notes", "") + (f" 例：{sample}" if sample else "")).strip())
+        all_null = " AND ".join(f"{_q(c)} IS NULL" for c in cols)
+        n_key = "n_rows" if "n_rows" not in cols else "n_rows_"
+        key = "{" + ", ".join(f"{_lit(c)}: {_q(c)}" for c in cols) + f", '{n_key}': n" + "}"
+        u, sample = con.execute(
+            f"SELECT coalesce(sum(n), 0), min({key}, {PARTIAL}) FROM (SELECT {qc}, count(*) AS n "
+            f"FROM {batch} AS batch GROUP BY {qc} HAVING count(*) > 1) WHERE NOT ({all_null})").fetchall()[0]
+        c = dup_rows[i]
+        sample = list(sample or [])
+        results[i] = result(i, exp, int(u), int(c), sample,
+                            [tuple(r.values()) for r in sample[:3]] if sample else None)
     n_batch = None
     for i, exp in rows:
         query = exp["kwargs"]["unexpected_rows_query"].replace("{batch}", batch)
         if "$period_key" in query:
             query = query.replace("$period_key", _lit(period_key))
-        u = con.execute(f"SELECT count(*) FROM ({query})").fetchall()[0][0]
-        sample = con.execute(f"SELECT * FROM ({query}) LIMIT 3").fetchall() if u else []
+        u = int(con.execute(f"SELECT count(*) FROM ({query})").fetchall()[0][0])
+        sample = _rows_of(con, query) if u else []
         if n_batch is None:
             n_batch = int(con.execute(f"SELECT count(*) FROM {batch}").fetchall()[0][0])
-        results[i] = Result(name, _label(exp, i), exp.get("severity", "critical"), u == 0, int(u), n_batch,
-                            (exp.get("meta", {}).get("notes", "") + (f" 例：{sample}" if sample else "")).strip())
+        r = result(i, exp, u, n_batch, sample, [tuple(x.values()) for x in sample[:3]] if sample else None)
+        results[i] = Result(r.suite, r.expectation, r.severity, u == 0, u, n_batch, r.detail, r.partial)
     out = [results[i] for i in range(len(exps))]
     if record:
         record_results(con, out, period_key or "*")
@@ -214,6 +261,8 @@ def record_results(con: duckdb.DuckDBPyConnection, results: list[Result], period
         for r in results:
             con.execute("DELETE FROM check_result WHERE period_key = ? AND suite = ? AND expectation = ?",
                         [period_key, r.suite, r.expectation])
-            con.execute("INSERT INTO check_result VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            con.execute("""INSERT INTO check_result (period_key, suite, expectation, severity, success, unexpected,
+                                                     checked, detail, checked_at, partial_unexpected)
+                           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                         [period_key, r.suite, r.expectation, r.severity, r.success, r.unexpected, r.checked,
-                         r.detail[:2000], now])
+                         r.detail[:2000], now, partial_json(r.partial[:PARTIAL])])

@@ -84,6 +84,8 @@ RATE_BASE = {"owners_committee_rate": (6, 2), "closed_compound_rate": (6, 2), "p
              "resident_satisfaction_rate": (60, 8), "property_satisfaction_rate": (55, 8),
              "safety_sense_rate": (60, 8), "mediation_success_rate": (12, 4), "rep_attendance_rate": (40, 8),
              "staff_college_rate": (8, 2), "social_worker_cert_rate": (8, 2)}
+# 主任/副主任 wages: premium over the community's staff wage (centre, spread), 元/月
+WAGE_PREMIUM = {"director_monthly_wage": (100.0, 25.0), "deputy_director_monthly_wage": (50.0, 20.0)}
 SCALES = {"staff_per_10k_pop": 10000.0, "service_facility_area_per_100hh": 100.0,
           "office_funds_per_100hh_month": 100.0}
 
@@ -97,6 +99,9 @@ def generate_values(communities: pl.DataFrame, quarters: list[str], seed: int = 
     """Long frame: community_code, district, quarter, indicator_code, value, numerator, denominator.
     Vectorised per indicator over all communities (numpy), so 600,000 communities take seconds."""
     rng = np.random.default_rng(seed)
+    # the director's and deputy director's wages (added to the catalogue later) come from their own stream, so
+    # every other value drawn from ``rng`` stays what it was before they existed
+    wage_rng = np.random.default_rng([seed, 2])
     cat = load_catalogue()
     n = communities.height
     districts = communities["district"].to_numpy()
@@ -118,6 +123,21 @@ def generate_values(communities: pl.DataFrame, quarters: list[str], seed: int = 
         for row in cat.iter_rows(named=True):
             code, kind, lo, hi = row["code"], row["value_kind"], row["valid_min"], row["valid_max"]
             num = den = None
+            if code in WAGE_PREMIUM:
+                # 建邺 (seed001): 主任 850, 副主任 800, 社工 750 元/月: a premium over the staff wage; the deputy's
+                # premium is capped by the director's, so 副主任 <= 主任 (rule VR11)
+                base = drawn.get("staff_monthly_wage", np.full(n, 800.0))
+                centre, spread = WAGE_PREMIUM[code]
+                premium = np.maximum(0.0, centre + spread * wage_rng.normal(0, 1, n))
+                if code == "deputy_director_monthly_wage" and "director_monthly_wage" in drawn:
+                    premium = np.minimum(premium, drawn["director_monthly_wage"] - base)
+                val = np.clip(np.round(base + premium), lo, hi)
+                drawn[code] = val
+                frames.append(pl.DataFrame({
+                    "community_code": communities["community_code"], "district": communities["district"],
+                    "quarter": q, "indicator_code": code, "value": val,
+                    "numerator": np.full(n, np.nan), "denominator": np.full(n, np.nan)}))
+                continue
             noise = rng.normal(0, 1, n) * 0.7 + quality * 0.3
             if code == "residential_compounds":
                 val = compounds.astype(float)

@@ -61,6 +61,7 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
 # Derived tables whose columns changed between schema versions. They hold nothing that cannot be recomputed
 # from the facts and the scheme, so an older warehouse drops them and the next ranking run rebuilds them.
 DERIVED_COLUMNS = {"fact_ranking": "self_gap", "fact_score": "stage"}
+ADDED_COLUMNS = [("check_result", "partial_unexpected", "VARCHAR")]
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
@@ -70,6 +71,9 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
         if cols and column not in cols:
             con.execute(f"DROP TABLE {table}")
     con.execute(SCHEMA_SQL.read_text(encoding="utf-8"))
+    # columns added to kept tables after they were first created (the table keeps its rows)
+    for table, column, ddl in ADDED_COLUMNS:
+        con.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {ddl}")
     con.execute("INSERT INTO meta_schema SELECT ?, now()::TIMESTAMP WHERE NOT EXISTS "
                 "(SELECT 1 FROM meta_schema WHERE version = ?)", [SCHEMA_VERSION, SCHEMA_VERSION])
     for view in ("fact_indicator_value_current", "fact_indicator_value_rollup"):

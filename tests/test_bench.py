@@ -15,8 +15,8 @@ def test_bench_small(tmp_path):
     stages = {s["stage"].split()[0]: s for s in res["stages"]}
     assert set(stages) >= {"generate", "dimensions", "staged_values", "fact_indicator_value",
                            "agg_indicator_value", "fact_ranking", "checks"}
-    assert stages["fact_indicator_value"]["values"] == 300 * 68       # every value of every shape landed
-    assert stages["staged_values"]["values"] == 300 * 116
+    assert stages["fact_indicator_value"]["values"] == 300 * 70       # every value of every shape landed
+    assert stages["staged_values"]["values"] == 300 * 118
     assert all(s["seconds"] > 0 and s["peak_rss_mb"] > 0 for s in res["stages"])
 
 

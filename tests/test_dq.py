@@ -73,6 +73,44 @@ def test_high_cross_indicator_rule_holds_both_values_out_of_scoring(workspace):
     assert (k, "owners_committee_rate") not in after and (k, "medical_insurance_rate") in after
 
 
+def test_deputy_wage_above_director_wage_is_held(workspace):
+    """The issue's example rule 副主任工资 <= 主任工资 (VR11, HIGH): a community whose deputy earns more than its
+    director is a violation at the community level; both wages are held; the street mean is still coherent."""
+    with connect(workspace["warehouse"]) as c:
+        k = _ckey(c, "河南社区")
+        w = dict(c.execute("""SELECT indicator_code, value FROM fact_indicator_value WHERE community_key = ?
+                              AND period_key = ? AND indicator_code LIKE '%director_monthly_wage'""", [k, Q]).fetchall())
+        assert w["deputy_director_monthly_wage"] <= w["director_monthly_wage"]      # the sample is coherent
+        c.execute("""UPDATE fact_indicator_value SET value = ? WHERE community_key = ? AND period_key = ?
+                     AND indicator_code = 'deputy_director_monthly_wage'""", [w["director_monthly_wage"] + 300, k, Q])
+        dq.run_validation(c, Q)
+        viol = c.execute("""SELECT rule_id, entity_level, importance, community_key, left_value, right_value
+                            FROM validation_violation WHERE period_key = ?""", [Q]).fetchall()
+        holds = c.execute("SELECT community_key, indicator_code, rule_id FROM quality_hold WHERE period_key = ? "
+                          "ORDER BY 2", [Q]).fetchall()
+        recorded = c.execute("""SELECT success, unexpected FROM check_result WHERE period_key = ?
+                                AND suite = 'validation_rules' AND expectation LIKE 'VR11%'""", [Q]).fetchall()
+    assert [(r, lvl, imp, kk) for r, lvl, imp, kk, *_ in viol] == [("VR11", "community", "HIGH", k)]
+    assert viol[0][4] == w["director_monthly_wage"] + 300 and viol[0][5] == w["director_monthly_wage"]
+    assert holds == [(k, "deputy_director_monthly_wage", "VR11"), (k, "director_monthly_wage", "VR11")]
+    assert recorded == [(False, 1)]
+
+
+def test_generator_keeps_deputy_wage_at_or_below_director_wage():
+    import polars as pl
+
+    from shequ.registry import load_communities
+    from shequ.sample import generate_values
+
+    v = generate_values(load_communities(), ["2024Q3", "2024Q4"])
+    w = (v.filter(pl.col("indicator_code").str.contains("wage"))
+         .pivot("indicator_code", index=["community_code", "quarter"], values="value"))
+    assert w.height > 0 and w.null_count().sum_horizontal()[0] == 0
+    assert (w["deputy_director_monthly_wage"] <= w["director_monthly_wage"]).all()
+    assert (w["director_monthly_wage"] > w["staff_monthly_wage"]).mean() > 0.95     # a premium over 社工
+    assert 200 <= w["deputy_director_monthly_wage"].min() and w["director_monthly_wage"].max() <= 20000
+
+
 def test_street_and_district_levels_read_the_aggregates(workspace):
     with connect(workspace["warehouse"]) as c:
         street = c.execute("""SELECT entity_code FROM agg_indicator_value WHERE period_key = ?
@@ -236,9 +274,13 @@ def test_completeness_counts_missing_and_late_reports(workspace):
     assert jianye[1] == jianye[0] and jianye[2] == 0                   # everything arrived, all of it late
     # 村代居 are not expected to report the 小区/物业 indicators; per-election indicators are never expected
     n_village = 2
-    assert jianye[3] == jianye[0] * 67 - n_village * 5 and jianye[4] == jianye[3]
+    from shequ.catalogue import load_catalogue
+
+    per_quarter = sum(not f.startswith("per_election") for f in load_catalogue()["frequency"])
+    assert per_quarter == 69                                           # 70 indicators, one per-election
+    assert jianye[3] == jianye[0] * per_quarter - n_village * 5 and jianye[4] == jianye[3]
     tq = rep[("district", "天桥区")]
-    assert tq == (75, 75, 75, 75 * 67, 75 * 67)
+    assert tq == (75, 75, 75, 75 * per_quarter, 75 * per_quarter)
 
 
 # ------------------------------------------------------------------ the release

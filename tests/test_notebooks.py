@@ -75,7 +75,7 @@ def test_quarter_overview_for_another_quarter(env):
 def test_community_profile(env):
     ns = run_notebook(ROOT / "notebooks" / "community_profile.ipynb")
     assert ns["NAME"] == "河南社区" and ns["QUARTERS"] == ["2023Q4", "2024Q1", "2024Q2"]
-    assert ns["values"].height == 68 * 3
+    assert ns["values"].height == 70 * 3
     assert set(ns["chosen"]["指标代码"]) == set(ns["INDICATORS"])
     ranks = ns["ranks"]
     assert ranks.height == 9 and set(ranks["评比范围"]) == {"街道内", "区内", "市内"}
@@ -85,7 +85,7 @@ def test_community_profile(env):
     assert cats.filter(cats["层级"] == "index").height == 3
     assert ns["fig_ranks"].layout.yaxis.autorange == "reversed"
     assert {t.name for t in ns["fig_values"].data} == {"河南社区", "所在区社区中位数"}
-    assert ns["wide"].columns[:3] == ["类别", "指标", "单位"] and ns["wide"].height == 68
+    assert ns["wide"].columns[:3] == ["类别", "指标", "单位"] and ns["wide"].height == 70
 
 
 def test_community_profile_of_a_merger_successor(env):

@@ -47,7 +47,7 @@ def test_round_trip(shape, district, template, tmp_path):
     assert s.status == "loaded" and s.n_quarantined == 0, s.by_reason
     both = got.join(truth.select("community_code", "indicator_code", "value"),
                     on=["community_code", "indicator_code"], how="full", coalesce=True)
-    assert both.height == comms.height * 68 and both["value"].null_count() == 0
+    assert both.height == comms.height * 70 and both["value"].null_count() == 0
     tol = pl.when(pl.col("value_kind").is_in(["ratio", "survey"])).then(0.0006).otherwise(0.006)
     off = both.filter((pl.col("value") - pl.col("value_right")).abs() > tol)
     assert off.height == 0, off.head()

@@ -24,7 +24,7 @@ def test_runs_succeed_and_every_check_passes(built):
 
 def test_row_counts(con):
     n = lambda sql: con.execute(sql).fetchall()[0][0]
-    assert n("SELECT count(*) FROM dim_indicator") == 68
+    assert n("SELECT count(*) FROM dim_indicator") == 70
     assert n("SELECT count(*) FROM dim_community") == 136
     assert n("SELECT count(*) FROM community_lineage") == 4
     assert n("SELECT count(*) FROM dim_period WHERE period_type = 'quarter'") == 36 * 4
@@ -32,7 +32,7 @@ def test_row_counts(con):
     assert n("SELECT count(*) FROM raw_file WHERE status = 'loaded'") == 4 * len(QUARTERS)
     assert n("SELECT count(*) FROM quarantine") == 0
     for q, k in N_COMMUNITIES.items():
-        assert n(f"SELECT count(*) FROM fact_indicator_value WHERE period_key = '{q}'") == k * 68
+        assert n(f"SELECT count(*) FROM fact_indicator_value WHERE period_key = '{q}'") == k * 70
         assert n(f"SELECT count(DISTINCT community_key) FROM fact_indicator_value WHERE period_key = '{q}'") == k
         assert n(f"SELECT count(*) FROM fact_ranking WHERE period_key = '{q}' AND entity_level = 'community'") == 3 * k
     # streets (20 in 2024: 2 姜堰 + 5 建邺 + 12 天桥 + 1 江宁) ranked in their district, districts in their city
@@ -48,7 +48,7 @@ def test_every_value_round_trips_from_the_generator(con):
                         FROM fact_indicator_value f JOIN dim_community c USING (community_key)
                         JOIN dim_indicator i USING (indicator_code)""")
     both = got.join(truth, on=["community_code", "indicator_code", "period_key"], how="inner")
-    assert both.height == got.height == sum(N_COMMUNITIES.values()) * 68
+    assert both.height == got.height == sum(N_COMMUNITIES.values()) * 70
     # files carry rounded numbers: 2 decimals for amounts, one decimal of a percent for % text
     tol = pl.when(pl.col("value_kind").is_in(["ratio", "survey"])).then(0.0006).otherwise(0.006)
     bad = both.filter((pl.col("value") - pl.col("value_right")).abs() > tol)
@@ -128,7 +128,7 @@ def test_merger_read_as_it_was_and_on_todays_boundaries(con):
     # in 2024 the successors report themselves and predecessors are not expected
     n = con.execute("""SELECT count(*) FROM fact_indicator_value f JOIN dim_community c USING (community_key)
                        WHERE f.period_key = '2024Q1' AND c.community_code IN ('320105004005', '320105004009')""").fetchall()
-    assert n[0][0] == 68
+    assert n[0][0] == 70
 
 
 def test_half_year_and_year_roll_up_by_each_indicators_time_rule(con):
@@ -205,7 +205,7 @@ def test_corrected_resubmission_replaces_and_keeps_history(workspace):
         assert hist == [(float(old), False), (99.0, True)]
         # other communities' values from the revised file equal the originals: one fact row each, no duplicates
         assert c.execute("SELECT count(*) FROM fact_indicator_value WHERE period_key = '2024Q1'").fetchall()[0][0] \
-            == N_COMMUNITIES["2024Q1"] * 68
+            == N_COMMUNITIES["2024Q1"] * 70
 
 
 def test_unreadable_file_is_rejected_by_name_and_the_rest_still_loads(workspace):
