@@ -182,7 +182,7 @@ def build_appraisal_bench(db: Path, n: int, quarter: str = "2024Q3") -> int:
 
 def run_appraisal_bench(n: int, draws: int = 200, out: Path | None = None, console: Console | None = None) -> dict:
     from .appraisal.engine import run as run_engine
-    from .appraisal.store import _mc_for_awards, appraise_period, load_units
+    from .appraisal.store import _mc_for_awards, appraise_period, award_titles, load_units
     from .scoring import load_scheme
 
     console = console or Console()
@@ -203,7 +203,9 @@ def run_appraisal_bench(n: int, draws: int = 200, out: Path | None = None, conso
             app = run_engine(u, scheme)
             h["values"] = n
         with measure(f"monte carlo: {draws} draws", times) as h:
-            _, ua = _mc_for_awards(app, units_df, draws)
+            candidates: dict = {}
+            award_titles(app, units_df, None, candidates)
+            _, _, ua = _mc_for_awards(app, units_df, draws, candidates)
             h["values"] = n * draws
     t = Table(title=f"shequ bench --appraisal：{n:,} 个社区 × {len(scheme.indicators)} 个计分指标，一个季度")
     for c in ("阶段", "秒", "单位", "单位/秒", "峰值内存 MB"):

@@ -42,6 +42,8 @@ def one_indicator(tmp_path, method: dict, values, direction=1, **extra):
     ({"method": "flag", "true": 100, "false": 0}, [1.0, 0.0], -1, [0, 100]),
     ({"method": "band", "min": 5, "max": 9}, [3.0, 7.0, 11.0, 30.0], 1, [50, 100, 50, 0]),
     ({"method": "distance_to_target", "target": 0.95}, [0.5, 0.725, 0.99], 1, [0, 50, 100]),
+    ({"method": "distance_to_target", "target": 0.95}, [0.96, 0.98, 1.0], 1, [100, 100, 100]),   # all met
+    ({"method": "distance_to_target", "target": 2}, [10.0, 6.0, 1.0], -1, [0, 50, 100]),
 ])
 def test_scoring_methods(tmp_path, method, values, direction, expected):
     app = one_indicator(tmp_path, method, values, direction)
@@ -130,7 +132,7 @@ def test_bonus_cap_vetoes_and_grades(tmp_path):
                        "b": [80.0, 99.0, 90.0, 84.995, 84.99], "f": [1.0, 1, 0, 0, 0], "g": [1.0, 1, 0, 0, 0],
                        "v": [0.0, 0, 1, 0, 0], "w": [0.0, 0, 0, 1, 0]})
     app = run(units_from_frame(df, s, unit="u"), s)
-    assert app.bonus == pytest.approx([3, 3, 0, 0, 0])                  # 2 + 2 capped at 3
+    assert app.bonus == pytest.approx([3, 1, 0, 0, 0])  # 2 + 2 capped at 3; b: 99 + 3 stops at 100, so 1 counted
     assert app.score[:3] == pytest.approx([83, 100, 59.99])             # max 100; veto caps c
     assert list(app.grade) == ["良好", "优秀", "不合格", "良好", "良好"]   # d: 84.995 -> 85.00 优秀, dropped one grade
     assert app.vetoes[2] == ("重大事故",) and app.vetoes[0] == ()
@@ -198,3 +200,50 @@ def test_tiered_titles_quota_ties_prerequisites_and_vetoes(tmp_path):
 def test_scheme_errors_are_named(tmp_path, body, message):
     with pytest.raises(SchemeError, match=message):
         scheme_file(tmp_path, body)
+
+
+def test_percentile_is_fitted_on_eligible_units_only(tmp_path):
+    s = scheme_file(tmp_path, {"indicators": {"list": [
+        {"code": "x", "parent": "idx", "normalise": {"method": "percentile"}},
+        {"code": "y", "parent": "idx", "normalise": {"method": "identity"}}]},
+        "screen": {"min_availability": 1.0, "by": "count"}})
+    df = pl.DataFrame({"u": ["a", "b", "c", "d"], "x": [1.0, 2.0, 3.0, 100.0], "y": [1.0, 1.0, 1.0, None]})
+    app = run(units_from_frame(df, s, unit="u"), s)
+    assert list(app.eligible) == [True, True, True, False]
+    assert app.normalised[:3, 0] == pytest.approx([0, 50, 100])      # d (ineligible) does not move them
+
+
+def test_ordinal_numeric_codes_written_as_text(tmp_path):
+    s = scheme_file(tmp_path, {"indicators": {"list": [{"code": "x", "parent": "idx", "normalise": {
+        "method": "ordinal", "map": {4: 100, 3: 80, 2: 60, 1: 0}}}]}})
+    df = pl.DataFrame({"u": ["a", "b", "c"], "x": ["4", "3", "1"]})
+    assert run(units_from_frame(df, s, unit="u"), s).score == pytest.approx([100, 80, 0])
+
+
+def test_half_up_is_symmetric_for_negative_scores():
+    assert list(round_scores(np.array([-84.995, -0.125, 84.995]), 2, "half_up")) == [-85.0, -0.13, 85.0]
+
+
+def test_a_veto_reads_the_imputed_value_it_is_scored_on(tmp_path):
+    s = _tree(tmp_path, {"impute": [{"method": "last_value"}],
+                         "adjust": {"vetoes": [{"name": "事故", "indicator": "a", "op": ">", "value": 0,
+                                                "effect": "cap_score", "cap": 10}]}})
+    df = pl.DataFrame({"u": ["p", "q"], "a": [None, 0.0], "b": [50.0, 50.0]})
+    prev = pl.DataFrame({"u": ["p"], "a": [2.0], "b": [50.0]})
+    app = run(units_from_frame(df, s, unit="u", previous=prev), s)
+    assert app.vetoes[0] == ("事故",) and app.score[0] == pytest.approx(10)
+
+
+def test_quota_shares_do_not_gain_a_title_from_float_error(tmp_path):
+    s = _tree(tmp_path, {
+        "ranking": {"round": 2, "basis": "rounded", "ties": "min"},
+        "awards": {"quota_rounding": "ceil", "tie_at_quota": "exclude",
+                   "campaigns": [{"campaign": "示范社区", "node": "idx"}],
+                   "tiers": [{"tier": "区级", "scope": "district", "quota": {"share": 0.07}}]}})
+    n = 100
+    vals = [float(v) for v in range(n)]
+    df = pl.DataFrame({"u": [f"c{i:03d}" for i in range(n)], "a": vals, "b": vals,
+                       "district_code": ["D"] * n, "district": ["区"] * n})
+    app = run(units_from_frame(df, s, unit="u", groups=["district_code"]), s)
+    aw = award_titles(app, df.rename({"u": "community_code"}))
+    assert aw.height == 7 and aw["quota"][0] == 7                        # 0.07 x 100 = 7, not 8

@@ -160,6 +160,9 @@ def test_area_scores_as_index_of_aggregated_components(workspace, tmp_path):
                             AND m.entity_level = a.entity_level AND m.scheme_id = 'default'
                            WHERE a.period_key = '{Q}' AND a.scheme_id = 'components' AND a.entity_level = 'street'""")
     assert got.height == 20 and got["comp"].is_not_null().all()
+    # relative indicators are scored against the street's own city: the component index stays near the member
+    # mean (scoring them against a wrong city dropped them and put streets about 20 points higher)
+    assert (abs(got["comp"] - got["mean"]) < 12).all(), got.sort("comp")
     assert ((got["comp"] >= 0) & (got["comp"] <= 100)).all()
     assert (abs(got["comp"] - got["mean"]) > 1e-6).sum() >= 15
 
@@ -174,3 +177,26 @@ def test_bundled_review_file_is_read_and_applied(built):
         rows = c.execute("SELECT stage, count(*) FROM review_adjustment WHERE period_key = '2024Q4' GROUP BY 1"
                          ).fetchall()
     assert dict(rows) == {"街道初评": 2, "区复评": 2}
+
+
+def test_indicators_not_applicable_to_village_style_communities_are_not_scored(con):
+    """村代居 are not scored on the compound / property indicators (catalogue not_applicable_to = 村代居|城市村)."""
+    rows = con.execute(f"""SELECT count(*) FROM fact_score s JOIN dim_community c ON c.community_code = s.entity_code
+                           JOIN dim_indicator i ON i.indicator_code = s.node_code
+                           WHERE s.period_key = '{Q}' AND c.community_type = '村代居'
+                             AND i.not_applicable_to LIKE '%村代居%'""").fetchall()[0][0]
+    villages = con.execute("SELECT count(*) FROM dim_community WHERE community_type = '村代居'").fetchall()[0][0]
+    assert villages >= 2 and rows == 0
+    ranked = con.execute(f"""SELECT count(*) FROM fact_ranking r JOIN dim_community c ON c.community_code = r.entity_code
+                             WHERE r.period_key = '{Q}' AND c.community_type = '村代居' AND r.rank IS NOT NULL""").fetchall()
+    assert ranked[0][0] >= 2 * 3
+
+
+def test_tie_flags_only_where_the_quota_binds(con):
+    a = frame(con, f"SELECT * FROM fact_award WHERE period_key = '{Q}'")
+    slack = a.filter(a["n_candidates"] <= a["quota"])
+    assert not slack["tie_flag"].any()                                   # nobody can lose a non-binding title
+    flagged = a.filter(a["tie_flag"])
+    assert (flagged["rank_high"] > flagged["quota"]).all()
+    # intervals are ranks among the tier's candidates, comparable with the quota position
+    assert (a["rank_low"] >= 1).all() and (a["rank_low"] <= a["n_candidates"]).all()

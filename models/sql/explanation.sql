@@ -3,7 +3,7 @@
 -- district rank since $prev_key (movement), and the three indicators whose contribution (score x effective
 -- weight, in points of the index) changed most (driver). Only the final review stage carries indicator rows.
 WITH d AS (
-    SELECT entity_code, scope_code AS district_code, score, rank
+    SELECT entity_code, scope_code AS district_code, score, score_rounded, rank
     FROM fact_ranking
     WHERE period_key = $period_key AND scheme_id = $scheme_id AND entity_level = 'community'
       AND scope_level = 'district' AND eligibility_reason IS NULL
@@ -39,13 +39,14 @@ weaknesses AS (
     QUALIFY position <= 2
 ),
 prev AS (
-    SELECT entity_code, score, rank FROM fact_ranking
+    SELECT entity_code, score, score_rounded, rank FROM fact_ranking
     WHERE period_key = $prev_key AND scheme_id = $scheme_id AND entity_level = 'community'
       AND scope_level = 'district' AND score IS NOT NULL
 ),
 movement AS (
     SELECT d.entity_code, 'movement' AS kind, 1 AS position, $root AS node_code, d.score - p.score AS value,
-           printf('综合得分由 %.2f 变为 %.2f（%+.2f 分），区内排名由%s变为%s', p.score, d.score, d.score - p.score,
+           printf('综合得分由 %.2f 变为 %.2f（%+.2f 分），区内排名由%s变为%s', p.score_rounded, d.score_rounded,
+                  d.score_rounded - p.score_rounded,
                   coalesce('第 ' || p.rank || ' 名', '未排名'), coalesce('第 ' || d.rank || ' 名', '未排名')) AS detail
     FROM d JOIN prev p USING (entity_code)
 ),

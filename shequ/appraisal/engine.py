@@ -94,7 +94,8 @@ def units_from_frame(df: pl.DataFrame, scheme: Scheme, unit: str, name: str | No
         s = df[c]
         m = scheme.method_of(c)
         if s.dtype == pl.String and m["method"] == "ordinal":
-            keys = {str(k): i for i, k in enumerate(m["map"])}
+            # the same code normalise_column compares with: the key itself when numeric, else its position
+            keys = {str(k): (float(k) if _is_number(k) else float(i)) for i, k in enumerate(m["map"])}
             s = s.replace_strict(keys, default=None, return_dtype=pl.Float64)
         cols.append(s.cast(pl.Float64).to_numpy())
     X = np.column_stack(cols) if cols else np.zeros((df.height, 0))
@@ -305,7 +306,8 @@ def normalise_column(x: np.ndarray, m: dict, direction: int, g: Groups | None, f
             mx = _by_group(xfd, g, lambda a: np.nanmax(a), lambda a, gg: gg.reduce(a, np.fmax))
             rng = mx - mn
             out = np.where(rng > 0, (xd - mn) / np.where(rng > 0, rng, 1) * (hi - lo) + lo, np.nan)
-            return out
+            # fitted units are inside [lo, hi] already; a unit outside the fit is held to the same scale
+            return np.clip(out, min(lo, hi), max(lo, hi))
         if method == "zscore":
             mu_t, sd_t = float(m.get("mean", 0)), float(m.get("sd", 1))
             xd, xfd = x * direction, xf * direction
@@ -318,16 +320,18 @@ def normalise_column(x: np.ndarray, m: dict, direction: int, g: Groups | None, f
                 mu, sd = mu[g.inv], np.sqrt(var)[g.inv]
             return np.where(sd > 0, (xd - mu) / np.where(sd > 0, sd, 1) * sd_t + mu_t, np.nan)
         if method in ("rank", "percentile"):
+            # ranks among the fitted (eligible) units, ties averaged; a unit outside the fit is placed against
+            # the same pool, so ineligible units cannot move anyone's score
             out = np.full(len(x), np.nan)
             groups = [np.arange(len(x))] if g is None else np.split(g.perm, g.starts[1:])
             for idx in groups:
                 v = x[idx] * direction
+                pool = np.sort(v[fit[idx] & np.isfinite(v)])
                 ok = np.isfinite(v)
-                r = _average_rank(v[ok])
-                if method == "percentile":
-                    n = ok.sum()
-                    r = (r - 1) / (n - 1) * 100 if n > 1 else np.full(n, 100.0)
-                out[idx[ok]] = r
+                if not len(pool):
+                    continue
+                r = _pool_rank(pool, v[ok])
+                out[idx[ok]] = _percentile(r, len(pool)) if method == "percentile" else r
             return out
         if method == "goalposts":
             lo, hi = float(m["min"]), float(m["max"])
@@ -344,14 +348,17 @@ def normalise_column(x: np.ndarray, m: dict, direction: int, g: Groups | None, f
             dist = np.where(x < lo, lo - x, np.where(x > hi, x - hi, 0.0))
             return np.where(np.isfinite(x), np.maximum(0.0, scale - scale * dist / (hi - lo)), np.nan)
         if method == "distance_to_target":
+            # 100 at or past the target; below it, the distance covered from the worst fitted unit. When even
+            # the worst fitted unit meets the target, a unit short of it scores 0.
             t, scale = float(m["target"]), float(m.get("scale", 100))
             if direction > 0:
                 base = _by_group(xf, g, lambda a: np.nanmin(a), lambda a, gg: gg.reduce(a, np.fmin))
-                s = (x - base) / (t - base)
+                met, span, gap = x >= t, t - base, x - base
             else:
                 base = _by_group(xf, g, lambda a: np.nanmax(a), lambda a, gg: gg.reduce(a, np.fmax))
-                s = (base - x) / (base - t)
-            return np.clip(s, 0, 1) * scale
+                met, span, gap = x <= t, base - t, base - x
+            s = np.where(met, 1.0, np.where(span > 0, gap / np.where(span > 0, span, 1), 0.0))
+            return np.where(np.isfinite(x), np.clip(s, 0, 1) * scale, np.nan)
         if method == "target":
             t, full = float(m["target"]), float(m.get("full", 100))
             ratio = x / t if direction > 0 else t / x
@@ -391,6 +398,18 @@ def normalise_column(x: np.ndarray, m: dict, direction: int, g: Groups | None, f
         if method == "identity":
             return x.astype(float)
     raise SchemeError(f"计分方法 {method!r} 不支持")
+
+
+def _pool_rank(pool_sorted: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Average rank (1..n, ties averaged, R's rank default) of each value among a sorted pool; a value that
+    is in the pool gets its own tie-averaged rank, a value outside it the rank it would take if inserted."""
+    below = np.searchsorted(pool_sorted, v, "left")
+    upto = np.searchsorted(pool_sorted, v, "right")
+    return below + np.maximum(upto - below, 1) / 2 + 0.5
+
+
+def _percentile(r: np.ndarray, n: int) -> np.ndarray:
+    return np.clip((r - 1) / (n - 1) * 100, 0, 100) if n > 1 else np.full(len(r), 100.0)
 
 
 def _is_number(k) -> bool:
@@ -470,9 +489,9 @@ def aggregate(S: np.ndarray, u: Units, scheme: Scheme, weights: dict[str, float]
 
 
 def round_scores(x: np.ndarray, digits: int, mode: str = "half_even") -> np.ndarray:
-    if mode == "half_up":      # as a person rounds: 84.995 -> 85.00 (decimal half-up on the printed value)
+    if mode == "half_up":      # as a person rounds: 84.995 -> 85.00, -84.995 -> -85.00 (half away from zero)
         f = 10.0 ** digits
-        return np.floor(x * f + 0.5 + 1e-9) / f
+        return np.sign(x) * np.floor(np.abs(x) * f + 0.5 + 1e-9) / f
     return np.round(x, digits)
 
 
@@ -574,21 +593,31 @@ def _rule_hits(values: np.ndarray, op: str, ref: float) -> np.ndarray:
         return ops[op](values, ref) & np.isfinite(values)
 
 
-def adjust_scores(u: Units, scheme: Scheme, root: np.ndarray, names: bool = True):
+def adjust_scores(u: Units, scheme: Scheme, root: np.ndarray, names: bool = True, values: np.ndarray | None = None):
     """Bonus points (capped, total optionally capped) and vetoes (cap_score applied here; drop_grade and
     exclude_titles recorded for grading and awards). Returns (score, bonus, veto names, veto effects); with
-    names=False (Monte Carlo) only the score is computed and the last two are None."""
+    names=False (Monte Carlo) only the score is computed and the last two are None.
+
+    Rules read the value that is scored (``values``: the imputed matrix), so a carried-forward 重大事故 both
+    lowers the score and triggers its veto. The bonus returned is the one actually added (after max_score)."""
+
+    def value_of(code: str) -> np.ndarray:
+        if values is not None and code in u.indicators:
+            return values[:, u.indicators.index(code)]
+        return u.value_of(code)
+
     adjust = scheme.section("adjust") or {}
     bonus = np.zeros(u.n)
     bspec = adjust.get("bonus") or {}
     for item in bspec.get("items") or []:
-        bonus += np.where(_rule_hits(u.value_of(item["indicator"]), item.get("op", ">="),
+        bonus += np.where(_rule_hits(value_of(item["indicator"]), item.get("op", ">="),
                                      float(item.get("value", 1))), float(item["points"]), 0.0)
     if "cap" in bspec:
         bonus = np.minimum(bonus, float(bspec["cap"]))
     score = root + bonus
     if "max_score" in bspec:
-        score = np.minimum(score, float(bspec["max_score"]))
+        score = np.minimum(score, np.maximum(root, float(bspec["max_score"])))
+        bonus = np.where(np.isfinite(root), score - root, bonus)
     vetoes = effects = None
     if names:
         vetoes = np.empty(u.n, dtype=object)
@@ -596,7 +625,7 @@ def adjust_scores(u: Units, scheme: Scheme, root: np.ndarray, names: bool = True
         vetoes[:] = [()] * u.n
         effects[:] = [frozenset()] * u.n
     for v in adjust.get("vetoes") or []:
-        hit = _rule_hits(u.value_of(v["indicator"]), v.get("op", ">"), float(v.get("value", 0)))
+        hit = _rule_hits(value_of(v["indicator"]), v.get("op", ">"), float(v.get("value", 0)))
         if names:
             for i in np.nonzero(hit)[0]:       # only the units hit, not every unit
                 vetoes[i] = (*vetoes[i], v["name"])
@@ -612,8 +641,8 @@ def run(u: Units, scheme: Scheme) -> Appraisal:
     # availability on the data as reported (before imputation; COINr screens the imputed set: `on: imputed`),
     # by indicator count or by weight
     screen = scheme.section("screen") or {}
-    have = np.isfinite(Xi if screen.get("basis", "raw") == "imputed" else D)
     appl = u.applicable if u.applicable is not None else np.ones(u.X.shape, bool)
+    have = np.isfinite(Xi if screen.get("basis", "raw") == "imputed" else D) & appl
     if screen.get("by", "count") == "weight":
         lw = scheme.leaf_weights()
         w = np.array([lw[c] for c in u.indicators])
@@ -633,7 +662,7 @@ def run(u: Units, scheme: Scheme) -> Appraisal:
     S = normalise(Xt, u, scheme, fit=eligible)
     nodes = aggregate(S, u, scheme)
     root = nodes[scheme.root] if scheme.root in nodes else S[:, u.indicators.index(scheme.root)]
-    score, bonus, vetoes, effects = adjust_scores(u, scheme, root)
+    score, bonus, vetoes, effects = adjust_scores(u, scheme, root, values=Xi)
     ranking = scheme.section("ranking") or {}
     digits = int(ranking.get("round", 2))
     mode = ranking.get("round_mode", "half_even")
@@ -685,8 +714,8 @@ def _apply_relative(m: dict, d: int, x: float, pool: np.ndarray) -> float:
             else np.nan
     if method in ("percentile", "rank"):
         v = np.sort(pool * d)
-        below, upto = np.searchsorted(v, x * d, "left"), np.searchsorted(v, x * d, "right")
-        return float((below + (upto - below) / 2) / len(v) * 100)
+        r = _pool_rank(v, np.array([x * d]))
+        return float((_percentile(r, len(v)) if method == "percentile" else r)[0])
     if method == "distance_to_target":
         t, scale = float(m["target"]), float(m.get("scale", 100))
         base = pool.min() if d > 0 else pool.max()

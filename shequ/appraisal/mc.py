@@ -24,6 +24,7 @@ class Series:
     node: str
     group: str | None
     nominal: np.ndarray
+    mask: np.ndarray | None = None      # units ranked in this series (e.g. a tier's candidates); None = eligible
 
 
 @dataclass
@@ -35,25 +36,27 @@ class Uncertainty:
     quantiles: tuple[float, float]
 
 
-def _fast_ranks(score: np.ndarray, groups: list[Groups | None]) -> list[np.ndarray]:
-    """Ordinal ranks (1 = best) of one score vector within several groupings, from one sort.
-    Units with NaN score get rank 0 (masked later)."""
+def _ranks_in_order(order: np.ndarray, score: np.ndarray, mask: np.ndarray, g: Groups | None) -> np.ndarray:
+    """Competition ranks (1 = best, ties share the best rank, as the nominal ranking) of the masked units
+    within each group of g, given the units already sorted by descending score (one sort per node serves
+    every series of that node). Units outside the mask get rank 0 (masked later)."""
     n = len(score)
-    order = np.argsort(-score, kind="stable")       # NaN last
-    valid = np.isfinite(score[order])
-    out = []
-    for g in groups:
-        r = np.zeros(n, dtype=np.int32)
-        if g is None:
-            r[order] = np.arange(1, n + 1, dtype=np.int32)
-        else:
-            go = g.inv[order]
-            o2 = np.argsort(go, kind="stable")
-            pos = np.arange(n, dtype=np.int64) - g.starts[go[o2]]
-            r[order[o2]] = (pos + 1).astype(np.int32)
-        r[order[~valid]] = 0
-        out.append(r)
-    return out
+    o = order[mask[order] & np.isfinite(score[order])]
+    if g is None:
+        go = np.zeros(len(o), np.int64)
+    else:
+        gi = g.inv[o]
+        o2 = np.argsort(gi, kind="stable")
+        o, go = o[o2], gi[o2]
+    vals = score[o]
+    pos = np.arange(len(o), dtype=np.int64)
+    new_g = np.r_[True, go[1:] != go[:-1]] if len(o) else np.zeros(0, bool)
+    gstart = np.maximum.accumulate(np.where(new_g, pos, 0)) if len(o) else pos
+    new_run = new_g | np.r_[True, vals[1:] != vals[:-1]] if len(o) else new_g
+    r = np.zeros(n, dtype=np.int32)
+    if len(o):
+        r[o] = (np.maximum.accumulate(np.where(new_run, pos, 0)) - gstart + 1).astype(np.int32)
+    return r
 
 
 def run_uncertainty(app: Appraisal, series: list[Series], draws: int | None = None, seed: int | None = None,
@@ -78,6 +81,7 @@ def run_uncertainty(app: Appraisal, series: list[Series], draws: int | None = No
         Xt, _, _ = treat(app.imputed, u, scheme, winmax=w)
         treated[w] = Xt[:, treated_cols] if w is not None else app.treated[:, treated_cols]
     groups = [u.grouping(s.group) for s in series]
+    masks = [app.eligible & (s.mask if s.mask is not None else True) for s in series]
     by_node: dict[str, list[int]] = {}
     for k, s in enumerate(series):
         by_node.setdefault(s.node, []).append(k)
@@ -149,14 +153,15 @@ def run_uncertainty(app: Appraisal, series: list[Series], draws: int | None = No
             C = np.column_stack([vals[k] for k in kids])
             wts = np.array([weights.get(k, scheme.nodes[k].weight) for k in kids], dtype=float)
             vals[node] = aggregate_rows(C, wts, agg or scheme.aggregation_of(node), floor)
-        score, *_ = adjust_scores(u, scheme, vals[scheme.root], names=False)
+        score, *_ = adjust_scores(u, scheme, vals[scheme.root], names=False, values=app.imputed)
         for node, ks in by_node.items():
             v = score if node == scheme.root else vals[node]
             if basis == "rounded":
                 v = round_scores(v, digits, mode)
             v = np.where(app.eligible, v, np.nan)
-            for k, r in zip(ks, _fast_ranks(v, [groups[k] for k in ks])):
-                ranks[k][i] = r
+            order = np.argsort(-v, kind="stable")          # NaN last; one sort per node
+            for k in ks:   # each series ranks its own units (eligible units, or a tier's candidates)
+                ranks[k][i] = _ranks_in_order(order, v, masks[k], groups[k])
         params[i] = {"winmax": w, "normalise": (norms[ni] or {}).get("method"), "aggregation": agg,
                      "weights": {k: round(v, 6) for k, v in weights.items()}}
 
@@ -168,8 +173,8 @@ def run_uncertainty(app: Appraisal, series: list[Series], draws: int | None = No
         for i in range(draws):
             one(i)
     stats = {}
-    for s, R in zip(series, ranks):
-        stats[s.name] = _rank_stats(R, app.eligible, s.nominal, (q_lo, q_hi))
+    for s, R, m in zip(series, ranks, masks):
+        stats[s.name] = _rank_stats(R, m, s.nominal, (q_lo, q_hi))
     return Uncertainty(draws=draws, seed=seed, params=params, stats=stats, quantiles=(q_lo, q_hi))
 
 

@@ -7,6 +7,7 @@ quarter's ranking and titles under a version id (publish()).
 import datetime as dt
 import hashlib
 import math
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -93,7 +94,7 @@ def load_units(con: duckdb.DuckDBPyConnection, period_key: str, scheme: Scheme,
     applicable = np.ones((units_df.height, m), bool)
     for j, c in enumerate(scheme.indicators):
         if na.get(c):
-            applicable[:, j] = ~np.isin(ctype, [t.strip() for t in na[c].replace("，", ",").split(",")])
+            applicable[:, j] = ~np.isin(ctype, [t.strip() for t in re.split(r"[|,，]", na[c]) if t.strip()])
     groups = {g: units_df[g].to_numpy() for g in ("street_code", "district_code", "city_code", "province_code")}
     u = Units(codes=units_df["community_code"].to_numpy(), names=units_df["name"].to_numpy(), X=M[:, :m],
               indicators=list(scheme.indicators), groups=groups, previous=prev, applicable=applicable,
@@ -126,11 +127,17 @@ def _with_overrides(u: Units, rows: pl.DataFrame) -> Units:
 # Awards
 
 
-def award_titles(app: Appraisal, units_df: pl.DataFrame, mc: dict | None = None) -> pl.DataFrame:
+def award_titles(app: Appraisal, units_df: pl.DataFrame, mc: dict | None = None,
+                 candidates: dict | None = None) -> pl.DataFrame:
     """Titles tier by tier for every campaign of the scheme. A candidate must be eligible (ranked), hold the
     lower tier's title when the tier requires it, reach the tier's minimum grade, and have no veto that
     excludes it from titles. Within each scope the best `quota` candidates by the campaign's score (on the
-    ranking's rounding) get the title; `tie_at_quota: include` also admits those tied with the last place."""
+    ranking's rounding) get the title; `tie_at_quota: include` also admits those tied with the last place.
+
+    ``candidates`` (a dict) receives, per (campaign, tier), the candidate mask, the score node and the scope's
+    group column, for the Monte Carlo. ``mc`` maps (campaign, tier) to the Monte Carlo rank statistics among
+    those candidates: a holder is statistically tied (tie_flag) when the quota binds (more candidates than
+    titles) and its 95th-percentile rank falls outside the quota."""
     scheme = app.scheme
     spec = scheme.section("awards") or {}
     if not spec:
@@ -158,6 +165,8 @@ def award_titles(app: Appraisal, units_df: pl.DataFrame, mc: dict | None = None)
             if tier.get("requires"):
                 ok &= held_prev.get(tier["requires"], np.zeros(app.units.n, bool))
             scope = tier["scope"]
+            if candidates is not None:
+                candidates[(camp["campaign"], tier["tier"])] = (ok.copy(), node, scope_col[scope])
             labels = units_df[scope_col[scope]].to_numpy()
             names = units_df[name_col[scope]].to_numpy()
             held = np.zeros(app.units.n, bool)
@@ -170,9 +179,10 @@ def award_titles(app: Appraisal, units_df: pl.DataFrame, mc: dict | None = None)
                 if "count" in q:
                     quota = int(q["count"])
                 else:
-                    raw = float(q["share"]) * (n_units if q.get("of", "ranked") == "ranked" else len(cand))
+                    # rounded to 9 dp first: 0.07 x 100 is 7.000000000000001 in binary, and must give 7 titles
+                    raw = round(float(q["share"]) * (n_units if q.get("of", "ranked") == "ranked" else len(cand)), 9)
                     quota = {"floor": math.floor, "round": round, "ceil": math.ceil}[
-                        spec.get("quota_rounding", "floor")](raw + (1e-9 if spec.get("quota_rounding") != "ceil" else 0))
+                        spec.get("quota_rounding", "floor")](raw)
                 if quota <= 0 or not len(cand):
                     continue
                 order = cand[np.lexsort((app.units.codes[cand], -s[cand]))]
@@ -185,11 +195,10 @@ def award_titles(app: Appraisal, units_df: pl.DataFrame, mc: dict | None = None)
                     held[i] = True
                     lo = hi = None
                     tie = None
-                    key = (node, scope)
+                    key = (camp["campaign"], tier["tier"])
                     if mc and key in mc:
                         lo, hi = float(mc[key]["q_low"][i]), float(mc[key]["q_high"][i])
-                        line = mc[key]["line"].get(labels[i]) if "line" in mc[key] else None
-                        tie = bool(hi > line) if line is not None else None
+                        tie = bool(len(cand) > quota and hi > quota)
                     rows.append({"campaign": camp["campaign"], "tier": tier["tier"],
                                  "title": f"{tier['tier']}{camp['campaign']}", "entity_code": app.units.codes[i],
                                  "entity_name": app.units.names[i], "scope_level": scope, "scope_code": labels[i],
@@ -206,23 +215,23 @@ def award_titles(app: Appraisal, units_df: pl.DataFrame, mc: dict | None = None)
     return pl.DataFrame(rows, schema=schema)
 
 
-def _mc_for_awards(app: Appraisal, units_df: pl.DataFrame, draws: int | None) -> tuple[dict, dict]:
-    """Monte Carlo rank intervals for the ranking scopes of the index and for every (campaign node, tier
-    scope) an award is decided in. Returns (series stats by (node, scope), the Uncertainty)."""
+def _mc_for_awards(app: Appraisal, units_df: pl.DataFrame, draws: int | None, candidates: dict | None = None
+                   ) -> tuple[dict, dict, object]:
+    """Monte Carlo rank statistics: the index within each ranking scope (for fact_ranking), and each
+    (campaign, tier) score ranked among that tier's candidates within its scope (for fact_award tie flags).
+    Returns (by ranking scope, by (campaign, tier), the Uncertainty)."""
     scheme = app.scheme
     if not scheme.section("uncertainty") or draws == 0:
-        return {}, None
-    scope_col = {"street": "street_code", "district": "district_code", "city": "city_code",
-                 "province": "province_code"}
-    wanted = [(scheme.root, s) for s in SCOPES]
-    for camp in (scheme.section("awards") or {}).get("campaigns") or []:
-        for tier in (scheme.section("awards") or {}).get("tiers") or []:
-            if not camp.get("tiers") or tier["tier"] in camp["tiers"]:
-                wanted.append((camp["node"], tier["scope"]))
-    wanted = list(dict.fromkeys(wanted))
-    series = [Series(f"{n}@{s}", n, scope_col[s], np.zeros(app.units.n)) for n, s in wanted]
+        return {}, {}, None
+    scope_col = {"street": "street_code", "district": "district_code", "city": "city_code"}
+    series = [Series(f"{scheme.root}@{s}", scheme.root, scope_col[s], np.zeros(app.units.n)) for s in SCOPES]
+    for (camp, tier), (mask, node, col) in (candidates or {}).items():
+        if mask.any():
+            series.append(Series(f"{camp}/{tier}", node, col, np.zeros(app.units.n), mask=mask))
     ua = run_uncertainty(app, series, draws=draws)
-    return {(n, s): ua.stats[f"{n}@{s}"] for n, s in wanted}, ua
+    by_scope = {s: ua.stats[f"{scheme.root}@{s}"] for s in SCOPES}
+    by_tier = {k: ua.stats[f"{k[0]}/{k[1]}"] for k, (mask, _, _) in (candidates or {}).items() if mask.any()}
+    return by_scope, by_tier, ua
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -311,7 +320,8 @@ def _area_rows(app: Appraisal, units_df: pl.DataFrame, period_key: str, con) -> 
                                                      "city")):
         agg = base.sort("community_code").group_by(code, maintain_order=True).agg(
             pl.col(name).first().alias("entity_name"), pl.col(pcode).first().alias("scope_code"),
-            pl.col(pname).first().alias("scope_name"), pl.col("score").mean().alias("score"),
+            pl.col(pname).first().alias("scope_name"), pl.col("city_code").first().alias("_city_code"),
+            pl.col("score").mean().alias("score"),
             (pl.col("ok").sum() / pl.len()).alias("coverage"),
             *[pl.col(f"c_{c}").mean().alias(c) for c in cats]).rename({code: "entity_code"}).sort("entity_code")
         if method == "aggregate_components":
@@ -357,7 +367,7 @@ def _components_scores(app: Appraisal, con, period_key: str, level: str, agg: pl
     for c in app.units.indicators:
         if c not in wide.columns:
             wide = wide.with_columns(pl.lit(None, dtype=pl.Float64).alias(c))
-    parents = agg.select("entity_code", pl.col("scope_code").alias("city_code"))
+    parents = agg.select("entity_code", pl.col("_city_code").alias("city_code"))   # the area's own city
     wide = parents.join(wide, on="entity_code", how="left")
     scored = score_components(app, wide, "entity_code", groups={"city_code": "city_code"})
     return agg.drop("score").join(scored.select("entity_code", "score"), on="entity_code", how="left")
@@ -410,27 +420,12 @@ def appraise_period(con: duckdb.DuckDBPyConnection, period_key: str, scheme: Sch
     score_tables = [pool.submit(_score_table, a, st, k == len(runs) - 1, np.ones(a.units.n, bool))
                     for k, (st, a) in enumerate(runs)]
     pool.shutdown(wait=False)
-    mc, ua = _mc_for_awards(app, units_df, draws)
+    candidates: dict = {}
+    awards = award_titles(app, units_df, None, candidates)
+    mc, mc_tiers, ua = _mc_for_awards(app, units_df, draws, candidates)
     clock("monte carlo")
-    # quota lines for tie flags: the nominal in-scope rank of the last holder, per scope
-    awards = award_titles(app, units_df, None)
-    if mc and awards.height:
-        ranking = scheme.section("ranking") or {}
-        digits, mode = int(ranking.get("round", 2)), ranking.get("round_mode", "half_even")
-        scope_col = {"street": "street_code", "district": "district_code", "city": "city_code",
-                     "province": "province_code"}
-        for (node, scope), st in mc.items():
-            sub = awards.filter((pl.col("node_code") == node) & (pl.col("scope_level") == scope))
-            if not sub.height:
-                continue
-            base = app.score if node == scheme.root else app.node(node)
-            nominal = rank_desc(np.where(app.eligible, round_scores(base, digits, mode), np.nan),
-                                Groups(units_df[scope_col[scope]].to_numpy()), "min")
-            line = {}
-            for r in sub.iter_rows(named=True):
-                line[r["scope_code"]] = max(line.get(r["scope_code"], 0), nominal[r["_row"]])
-            st["line"] = line
-        awards = award_titles(app, units_df, mc)
+    if mc_tiers and awards.height:
+        awards = award_titles(app, units_df, mc_tiers)
     clock("titles")
     area_rank, area_scores = _area_rows(app, units_df, period_key, con)
     clock("areas")
@@ -471,7 +466,7 @@ def appraise_period(con: duckdb.DuckDBPyConnection, period_key: str, scheme: Sch
             r = app.ranks[(scheme.root, sc_name)]
             g = app.units.grouping(sc_map[sc_name][0])
             n_ranked = np.bincount(g.inv, weights=np.isfinite(r).astype(float), minlength=g.n)[g.inv]
-            st = mc.get((scheme.root, sc_name), {}) if mc else {}
+            st = mc.get(sc_name, {}) if mc else {}
             parts.append(comm.with_columns(
                 pl.lit(sc_name).alias("scope_level"), units_df[sc_map[sc_name][0]].alias("scope_code"),
                 units_df[sc_map[sc_name][1]].alias("scope_name"),
@@ -520,10 +515,11 @@ def _content(con, period_key: str, scheme_id: str) -> tuple[pl.DataFrame, pl.Dat
                    ORDER BY entity_level, entity_code, scope_level""", params={"q": period_key, "s": scheme_id}).pl()
     a = con.sql("""SELECT * FROM fact_award WHERE period_key = $q AND scheme_id = $s
                    ORDER BY campaign, tier, entity_code""", params={"q": period_key, "s": scheme_id}).pl()
+    # every published column counts (intervals, tie flags, quotas, stages, vetoes, scheme version): any change
+    # to what a 公示 shows is a new version
     h = hashlib.sha256()
-    h.update(r.select("entity_level", "entity_code", "scope_level", "score_rounded", "rank", "grade",
-                      "eligibility_reason").write_csv().encode())
-    h.update(a.select("campaign", "tier", "entity_code", "score").write_csv().encode())
+    h.update(r.write_csv(float_precision=10).encode())
+    h.update(a.write_csv(float_precision=10).encode())
     return r, a, h.hexdigest()[:16]
 
 
