@@ -422,6 +422,7 @@ def appraise_period(con: duckdb.DuckDBPyConnection, period_key: str, scheme: Sch
     pool.shutdown(wait=False)
     candidates: dict = {}
     awards = award_titles(app, units_df, None, candidates)
+    clock("titles")
     mc, mc_tiers, ua = _mc_for_awards(app, units_df, draws, candidates)
     clock("monte carlo")
     if mc_tiers and awards.height:
