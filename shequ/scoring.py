@@ -4,19 +4,12 @@ The engine is shequ.appraisal (scheme files in models/schemes/); this module kee
 the code base uses: load_scheme(path) and score_period(con, period_key, scheme).
 """
 
-from pathlib import Path
-
 import duckdb
 
-from .appraisal.scheme import Scheme, SchemeError, load_scheme as _load
+from .appraisal.scheme import Scheme, SchemeError, load_scheme
 from .appraisal.store import appraise_period
-from .config import DEFAULT_SCHEME
 
 __all__ = ["Scheme", "SchemeError", "load_scheme", "score_period"]
-
-
-def load_scheme(path: Path | str = DEFAULT_SCHEME) -> Scheme:
-    return _load(path)
 
 
 def score_period(con: duckdb.DuckDBPyConnection, period_key: str, scheme: Scheme, draws: int | None = None

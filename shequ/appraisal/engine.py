@@ -199,14 +199,6 @@ def _moments(x: np.ndarray) -> tuple[float, float]:
     return sk, ku
 
 
-def skew(x: np.ndarray) -> float:
-    return _moments(x)[0] if len(x) >= 3 else 0.0
-
-
-def kurt(x: np.ndarray) -> float:
-    return _moments(x)[1]
-
-
 def treat_column(x: np.ndarray, skew_max: float, kurt_max: float, winmax: int, fallback: str | None
                  ) -> tuple[np.ndarray, np.ndarray, str]:
     """COINr's default outlier treatment for one indicator.
@@ -418,20 +410,6 @@ def _is_number(k) -> bool:
         return True
     except (TypeError, ValueError):
         return False
-
-
-def _average_rank(v: np.ndarray) -> np.ndarray:
-    """Ranks 1..n ascending, ties averaged (R rank default)."""
-    order = np.argsort(v, kind="stable")
-    sv = v[order]
-    r = np.empty(len(v))
-    i = 0
-    # runs of equal values: vectorised through unique
-    uniq, first, counts = np.unique(sv, return_index=True, return_counts=True)
-    avg = first + (counts + 1) / 2.0
-    r[order] = np.repeat(avg, counts)
-    del i, uniq
-    return r
 
 
 def normalise(X: np.ndarray, u: Units, scheme: Scheme, fit: np.ndarray | None = None,

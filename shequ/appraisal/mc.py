@@ -2,7 +2,7 @@
 normalisation, weights, aggregation), as COINr's get_sensitivity(SA_type = "UA") does.
 
 Each draw re-treats (cached per winsorisation depth), re-normalises the relative indicators, re-aggregates
-with noisy weights and re-ranks. Per unit and ranked series the result is the nominal rank and the mean,
+with noisy weights and re-ranks. Per unit and ranked series the result is the mean,
 median and declared quantiles (R type 7) of its rank over the draws. Draw i uses its own generator spawned
 from the scheme's seed, so the result does not depend on thread scheduling: same seed, same numbers.
 """
@@ -23,7 +23,6 @@ class Series:
     name: str
     node: str
     group: str | None
-    nominal: np.ndarray
     mask: np.ndarray | None = None      # units ranked in this series (e.g. a tier's candidates); None = eligible
 
 
@@ -32,7 +31,7 @@ class Uncertainty:
     draws: int
     seed: int
     params: list[dict]                         # what each draw used
-    stats: dict[str, dict[str, np.ndarray]]    # series name -> {nominal, mean, median, q_low, q_high}
+    stats: dict[str, dict[str, np.ndarray]]    # series name -> {mean, median, q_low, q_high}
     quantiles: tuple[float, float]
 
 
@@ -174,19 +173,18 @@ def run_uncertainty(app: Appraisal, series: list[Series], draws: int | None = No
             one(i)
     stats = {}
     for s, R, m in zip(series, ranks, masks):
-        stats[s.name] = _rank_stats(R, m, s.nominal, (q_lo, q_hi))
+        stats[s.name] = _rank_stats(R, m, (q_lo, q_hi))
     return Uncertainty(draws=draws, seed=seed, params=params, stats=stats, quantiles=(q_lo, q_hi))
 
 
-def _rank_stats(R: np.ndarray, eligible: np.ndarray, nominal: np.ndarray, q: tuple[float, float]) -> dict:
+def _rank_stats(R: np.ndarray, eligible: np.ndarray, q: tuple[float, float]) -> dict:
     """Mean, median and quantiles (R type 7: linear between order statistics) of each unit's rank over the
     draws. Sorting each unit's draws once (units x draws, contiguous) is much faster than np.quantile along the
     draw axis of a draws x units array."""
     draws, n = R.shape
-    out = {"nominal": nominal}
     if not draws:
         nan = np.full(n, np.nan)
-        return {**out, "mean": nan, "median": nan, "q_low": nan, "q_high": nan}
+        return {"mean": nan, "median": nan, "q_low": nan, "q_high": nan}
     T = np.ascontiguousarray(R.T)
     T.sort(axis=1)
 
@@ -200,4 +198,4 @@ def _rank_stats(R: np.ndarray, eligible: np.ndarray, nominal: np.ndarray, q: tup
            "q_high": quant(q[1])}
     for k in res:
         res[k] = np.where(eligible, res[k], np.nan)
-    return {**out, **res}
+    return res

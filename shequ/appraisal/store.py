@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from ..periods import previous_quarter
 from ..warehouse import bind, model_sql, transaction
-from .engine import Appraisal, Groups, Units, rank_desc, round_scores, run
+from .engine import Appraisal, Groups, Units, grade_of, rank_desc, round_scores, run, score_components
 from .mc import Series, run_uncertainty
 from .scheme import Scheme, SchemeError
 
@@ -171,7 +171,7 @@ def award_titles(app: Appraisal, units_df: pl.DataFrame, mc: dict | None = None,
             names = units_df[name_col[scope]].to_numpy()
             held = np.zeros(app.units.n, bool)
             q = tier["quota"]
-            g = Groups(labels)
+            g = app.units.grouping(scope_col[scope])   # cached per grouping, not rebuilt per tier
             for gi in range(g.n):
                 members = g.perm[g.starts[gi]:g.starts[gi] + g.counts[gi]]
                 cand = members[ok[members]]
@@ -224,10 +224,10 @@ def _mc_for_awards(app: Appraisal, units_df: pl.DataFrame, draws: int | None, ca
     if not scheme.section("uncertainty") or draws == 0:
         return {}, {}, None
     scope_col = {"street": "street_code", "district": "district_code", "city": "city_code"}
-    series = [Series(f"{scheme.root}@{s}", scheme.root, scope_col[s], np.zeros(app.units.n)) for s in SCOPES]
+    series = [Series(f"{scheme.root}@{s}", scheme.root, scope_col[s]) for s in SCOPES]
     for (camp, tier), (mask, node, col) in (candidates or {}).items():
         if mask.any():
-            series.append(Series(f"{camp}/{tier}", node, col, np.zeros(app.units.n), mask=mask))
+            series.append(Series(f"{camp}/{tier}", node, col, mask=mask))
     ua = run_uncertainty(app, series, draws=draws)
     by_scope = {s: ua.stats[f"{scheme.root}@{s}"] for s in SCOPES}
     by_tier = {k: ua.stats[f"{k[0]}/{k[1]}"] for k, (mask, _, _) in (candidates or {}).items() if mask.any()}
@@ -254,7 +254,7 @@ def _effective_weights(app: Appraisal) -> dict[str, np.ndarray]:
     return share
 
 
-def _score_table(app: Appraisal, stage: str, full: bool, keep: np.ndarray) -> pa.Table:
+def _score_table(app: Appraisal, full: bool) -> pa.Table:
     """fact_score rows (long) built from whole matrices: full = every node, else the aggregates only.
 
     Rows come out entity by entity (row-major flattening of units x nodes), so entity_code arrives in runs that
@@ -275,7 +275,7 @@ def _score_table(app: Appraisal, stage: str, full: bool, keep: np.ndarray) -> pa
         F[:, :len(u.indicators)] = np.where(app.imputed_mask, 1, 0)
         tf = app.treat_flags
         F[:, :len(u.indicators)] = np.where(tf == 1, 2, np.where(tf == -1, 3, np.where(tf == 2, 4, F[:, :len(u.indicators)])))
-    mask = np.isfinite(S) & keep[:, None]
+    mask = np.isfinite(S)
     ent, col = np.nonzero(mask)
     level_of = [scheme.level_name(scheme.nodes[c].level) for c in nodes]
     flag_codes = [None, "imputed", *FLAG_NAMES.values()]
@@ -332,7 +332,6 @@ def _area_rows(app: Appraisal, units_df: pl.DataFrame, period_key: str, con) -> 
         g = Groups(agg["scope_code"].to_numpy())
         rk = rank_desc(np.where(eligible, sr if ranking.get("basis", "rounded") == "rounded" else sc, np.nan), g,
                        ranking.get("ties", "min"))
-        from .engine import grade_of
         gspec = scheme.section("grades") or {}
         grade = grade_of(round_scores(sc, int(gspec.get("round", digits)), gspec.get("round_mode", mode)),
                          gspec.get("bands") or [])
@@ -358,7 +357,6 @@ def _area_rows(app: Appraisal, units_df: pl.DataFrame, period_key: str, con) -> 
 def _components_scores(app: Appraisal, con, period_key: str, level: str, agg: pl.DataFrame) -> pl.DataFrame:
     """HDI-style area score: the scheme applied to the area's aggregated indicators (agg_indicator_value; sums
     divided by the number of communities so they compare with a community's value)."""
-    from .engine import score_components
     comp = con.sql("""SELECT entity_code, indicator_code,
                              CASE WHEN method LIKE 'sum%' THEN value / nullif(n_expected, 0) ELSE value END AS v
                       FROM agg_indicator_value WHERE period_key = $q AND entity_level = $l""",
@@ -417,8 +415,7 @@ def appraise_period(con: duckdb.DuckDBPyConnection, period_key: str, scheme: Sch
     # the long fact_score tables are built in a worker thread (numpy releases the GIL) while titles, intervals
     # and areas are computed here
     pool = ThreadPoolExecutor(1)
-    score_tables = [pool.submit(_score_table, a, st, k == len(runs) - 1, np.ones(a.units.n, bool))
-                    for k, (st, a) in enumerate(runs)]
+    score_tables = [pool.submit(_score_table, a, k == len(runs) - 1) for k, (_, a) in enumerate(runs)]
     pool.shutdown(wait=False)
     candidates: dict = {}
     awards = award_titles(app, units_df, None, candidates)
