@@ -204,7 +204,7 @@ def run_appraisal_bench(n: int, draws: int = 200, out: Path | None = None, conso
             h["values"] = n
         with measure(f"monte carlo: {draws} draws", times) as h:
             candidates: dict = {}
-            award_titles(app, units_df, None, candidates)
+            award_titles(app, units_df, candidates)
             _, _, ua = _mc_for_awards(app, units_df, draws, candidates)
             h["values"] = n * draws
     t = Table(title=f"shequ bench --appraisal：{n:,} 个社区 × {len(scheme.indicators)} 个计分指标，一个季度")

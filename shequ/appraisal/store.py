@@ -127,17 +127,14 @@ def _with_overrides(u: Units, rows: pl.DataFrame) -> Units:
 # Awards
 
 
-def award_titles(app: Appraisal, units_df: pl.DataFrame, mc: dict | None = None,
-                 candidates: dict | None = None) -> pl.DataFrame:
+def award_titles(app: Appraisal, units_df: pl.DataFrame, candidates: dict | None = None) -> pl.DataFrame:
     """Titles tier by tier for every campaign of the scheme. A candidate must be eligible (ranked), hold the
     lower tier's title when the tier requires it, reach the tier's minimum grade, and have no veto that
     excludes it from titles. Within each scope the best `quota` candidates by the campaign's score (on the
     ranking's rounding) get the title; `tie_at_quota: include` also admits those tied with the last place.
 
     ``candidates`` (a dict) receives, per (campaign, tier), the candidate mask, the score node and the scope's
-    group column, for the Monte Carlo. ``mc`` maps (campaign, tier) to the Monte Carlo rank statistics among
-    those candidates: a holder is statistically tied (tie_flag) when the quota binds (more candidates than
-    titles) and its 95th-percentile rank falls outside the quota."""
+    group column, for the Monte Carlo (see ``with_intervals``)."""
     scheme = app.scheme
     spec = scheme.section("awards") or {}
     if not spec:
@@ -193,19 +190,13 @@ def award_titles(app: Appraisal, units_df: pl.DataFrame, mc: dict | None = None,
                     if not (inside or tied):
                         break
                     held[i] = True
-                    lo = hi = None
-                    tie = None
-                    key = (camp["campaign"], tier["tier"])
-                    if mc and key in mc:
-                        lo, hi = float(mc[key]["q_low"][i]), float(mc[key]["q_high"][i])
-                        tie = bool(len(cand) > quota and hi > quota)
                     rows.append({"campaign": camp["campaign"], "tier": tier["tier"],
                                  "title": f"{tier['tier']}{camp['campaign']}", "entity_code": app.units.codes[i],
                                  "entity_name": app.units.names[i], "scope_level": scope, "scope_code": labels[i],
                                  "scope_name": names[i], "node_code": node, "score": float(s[i]),
                                  "grade": app.grade[i], "quota": quota, "quota_position": pos,
-                                 "n_candidates": len(cand), "tied_at_quota": bool(tied), "rank_low": lo,
-                                 "rank_high": hi, "tie_flag": tie, "_row": int(i)})
+                                 "n_candidates": len(cand), "tied_at_quota": bool(tied), "rank_low": None,
+                                 "rank_high": None, "tie_flag": None, "_row": int(i)})
             held_prev[tier["tier"]] = held
     schema = {"campaign": pl.String, "tier": pl.String, "title": pl.String, "entity_code": pl.String,
               "entity_name": pl.String, "scope_level": pl.String, "scope_code": pl.String, "scope_name": pl.String,
@@ -213,6 +204,25 @@ def award_titles(app: Appraisal, units_df: pl.DataFrame, mc: dict | None = None,
               "quota_position": pl.Int32, "n_candidates": pl.Int32, "tied_at_quota": pl.Boolean,
               "rank_low": pl.Float64, "rank_high": pl.Float64, "tie_flag": pl.Boolean, "_row": pl.Int64}
     return pl.DataFrame(rows, schema=schema)
+
+
+def with_intervals(awards: pl.DataFrame, mc_tiers: dict) -> pl.DataFrame:
+    """Fill each title's Monte Carlo rank interval among its tier's candidates. A holder is statistically tied
+    (tie_flag, 统计上并列) when the quota binds (more candidates than titles) and its 95th-percentile rank
+    falls outside the quota."""
+    if not mc_tiers or not awards.height:
+        return awards
+    lo = np.full(awards.height, np.nan)
+    hi = np.full(awards.height, np.nan)
+    rows = awards["_row"].to_numpy()
+    for (camp, tier), st in mc_tiers.items():
+        sel = ((awards["campaign"] == camp) & (awards["tier"] == tier)).to_numpy()
+        lo[sel], hi[sel] = st["q_low"][rows[sel]], st["q_high"][rows[sel]]
+    has = np.isfinite(hi)
+    tie = (awards["n_candidates"].to_numpy() > awards["quota"].to_numpy()) & (hi > awards["quota"].to_numpy())
+    return awards.with_columns(pl.Series("rank_low", lo).fill_nan(None), pl.Series("rank_high", hi).fill_nan(None),
+                               pl.Series("tie_flag", [bool(t) if h else None for t, h in zip(tie, has)],
+                                         dtype=pl.Boolean))
 
 
 def _mc_for_awards(app: Appraisal, units_df: pl.DataFrame, draws: int | None, candidates: dict | None = None
@@ -418,12 +428,11 @@ def appraise_period(con: duckdb.DuckDBPyConnection, period_key: str, scheme: Sch
     score_tables = [pool.submit(_score_table, a, k == len(runs) - 1) for k, (_, a) in enumerate(runs)]
     pool.shutdown(wait=False)
     candidates: dict = {}
-    awards = award_titles(app, units_df, None, candidates)
+    awards = award_titles(app, units_df, candidates)
     clock("titles")
     mc, mc_tiers, ua = _mc_for_awards(app, units_df, draws, candidates)
+    awards = with_intervals(awards, mc_tiers)
     clock("monte carlo")
-    if mc_tiers and awards.height:
-        awards = award_titles(app, units_df, mc_tiers)
     clock("titles")
     area_rank, area_scores = _area_rows(app, units_df, period_key, con)
     clock("areas")
