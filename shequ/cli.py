@@ -355,7 +355,13 @@ def cmd_bench(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from importlib.metadata import version as _dist_version
+
+    from .cli_zh import install as _zh_argparse
+    _zh_argparse()
     p = argparse.ArgumentParser(prog="shequ", description="社区建设指标仓库")
+    p.add_argument("--version", action="version", version=f"shequ {_dist_version('shequ')}",
+                   help="显示版本号并退出")
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("refresh", help="读取收件箱，建仓、校验、排名并打印摘要")
     r.add_argument("--quarter", help="季度：2024Q3、2024年第三季度或区间 2023Q1:2024Q4（默认：收件箱中出现的全部季度）")
