@@ -18,7 +18,9 @@ from rich.table import Table
 from . import config
 from .periods import normalise_quarter_arg, quarter_label, quarters_between
 
-console = Console()
+# Piped or redirected output (no TTY, no COLUMNS) would otherwise be laid out for 80 columns and tables would
+# cut their cells with "…"; lay it out wide instead so nothing is lost in a log file or a pipe.
+console = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 240)
 # Dagster's per-event DEBUG stream would bury the summary; warnings and errors still print (and the full event
 # log is in the Dagster instance when DAGSTER_HOME is set)
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -354,7 +356,7 @@ def cmd_bench(args) -> int:
                      keep=args.keep)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _main(argv: list[str] | None = None) -> int:
     from importlib.metadata import version as _dist_version
 
     from .cli_zh import install as _zh_argparse
@@ -411,6 +413,15 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "communities", None) and args.communities > 600_000:
         p.error("--communities 最多 600000")
     return args.fn(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: Ctrl+C stops with a Chinese message and exit code 130, without a traceback."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("\n已中断（Ctrl+C），运行已停止。", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

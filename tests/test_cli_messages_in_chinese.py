@@ -26,3 +26,24 @@ def test_unknown_command_is_reported_in_chinese(capsys):
         main(["nosuch"])
     err = capsys.readouterr().err
     assert "无效的选择" in err and "invalid choice" not in err
+
+
+def test_ctrl_c_exits_130_with_a_chinese_message(monkeypatch, capsys):
+    import shequ.cli as cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cli, "cmd_report", interrupted)
+    assert cli.main(["report"]) == 130
+    err = capsys.readouterr().err
+    assert "已中断" in err and "Traceback" not in err
+
+
+def test_piped_output_is_laid_out_wide_not_at_80_columns():
+    import subprocess
+    import sys
+    import os
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    out = subprocess.run([sys.executable, "-c", "from shequ.cli import console; print(console.width)"],
+                         capture_output=True, text=True, env=env, check=True).stdout
+    assert int(out) >= 200
