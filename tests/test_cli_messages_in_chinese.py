@@ -47,3 +47,11 @@ def test_piped_output_is_laid_out_wide_not_at_80_columns():
     out = subprocess.run([sys.executable, "-c", "from shequ.cli import console; print(console.width)"],
                          capture_output=True, text=True, env=env, check=True).stdout
     assert int(out) >= 200
+
+
+def test_reason_codes_are_shown_with_their_chinese_label():
+    from shequ.cli import reason_labels, with_label
+    assert with_label("no_values", {"no_values": "无数值"}) == "no_values（无数值）"
+    assert with_label("unknown_code", {}) == "unknown_code"
+    labels = reason_labels()
+    assert all(isinstance(v, str) and v for v in labels.values())
