@@ -401,6 +401,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="只测评比引擎：计分、三级排名、称号与解释写入，以及蒙特卡洛（--draws）")
     b.add_argument("--draws", type=int, default=200, help="蒙特卡洛抽样次数（--appraisal）")
     b.set_defaults(fn=cmd_bench)
+    from .notebook import register as register_notebook
+
+    register_notebook(sub)
     args = p.parse_args(argv)
     if getattr(args, "communities", None) and args.communities > 600_000:
         p.error("--communities 最多 600000")
