@@ -430,6 +430,9 @@ def _main(argv: list[str] | None = None) -> int:
     b.set_defaults(fn=cmd_bench)
     from . import migrate
     migrate.register(sub)  # shequ migrate (shequ/migrate.py)
+    from .notebook import register as register_notebook
+
+    register_notebook(sub)
     args = p.parse_args(argv)
     if getattr(args, "communities", None) and args.communities > 600_000:
         p.error("--communities 最多 600000")
