@@ -33,7 +33,7 @@ def quarters_of(context) -> list[str]:
         run = context.run
         tag = quarters[0] if len(quarters) == 1 else f"{quarters[0]}:{quarters[-1]}"
         if run.tags.get("shequ/quarter") != tag:
-            context.instance.add_run_tags(context.run_id, {"shequ/quarter": tag})
+            context.instance.add_run_tags(run.run_id, {"shequ/quarter": tag})
     except Exception as e:  # tagging is a convenience for the UI; never fail a stage over it
         context.log.debug(f"无法给运行加季度标签：{e}")
     return quarters
