@@ -6,6 +6,8 @@ Each asset carries blocking asset checks that run the stage's data-quality suite
 critical failure is an ERROR and stops the assets downstream; warnings are reported and do not block.
 """
 
+import warnings
+
 import dagster as dg
 
 from shequ import pipeline
@@ -15,13 +17,16 @@ from shequ.warehouse import ensure_schema
 from .partitions import quarterly, quarters_of
 from .resources import ShequWarehouse
 
+# partitioned checks (so a check result shows its quarter) are a Dagster preview feature; the warning is known
+warnings.filterwarnings("ignore", message=".*partitions_def on an AssetCheckSpec.*")
+
 POOL = "shequ_warehouse"
 COMMON = dict(partitions_def=quarterly, pool=POOL, backfill_policy=dg.BackfillPolicy.single_run(),
               kinds={"duckdb", "python"})
 
 
 def _suite_checks(asset_name: str, stage: str) -> list[dg.AssetCheckSpec]:
-    return [dg.AssetCheckSpec(f"{suite}_suite", asset=asset_name, blocking=True,
+    return [dg.AssetCheckSpec(f"{suite}_suite", asset=asset_name, blocking=True, partitions_def=quarterly,
                               description=f"数据质量套件 expectations/{suite}.json（critical 阻断下游） / "
                                           f"Quality suite {suite}: a failed critical expectation blocks downstream")
             for suite in pipeline.STAGE_SUITES[stage]]
@@ -38,7 +43,7 @@ def _check_results(asset_name: str, stage: str, results_by_quarter: dict[str, li
             asset_key=asset_name, check_name=f"{suite}_suite", passed=not failed,
             severity=dg.AssetCheckSeverity.ERROR if critical else dg.AssetCheckSeverity.WARN,
             metadata={
-                "期望数": len(rows), "未通过": len(failed), "阻断": len(critical),
+                "季度": ", ".join(results_by_quarter), "期望数": len(rows), "未通过": len(failed), "阻断": len(critical),
                 "结果": dg.MetadataValue.md("\n".join(
                     f"| {q} | {r.expectation} | {r.severity} | {'通过' if r.success else '未通过'} | "
                     f"{r.unexpected}/{r.checked} | {r.detail[:120]} |" for q, r in rows) and
@@ -51,7 +56,7 @@ def _check_results(asset_name: str, stage: str, results_by_quarter: dict[str, li
 
 @dg.asset(group_name="s1_raw", description="收件箱文件清单（内容哈希、所属季度、是否已入库）/ Inbox inventory: "
           "files with content hash and quarter; reading happens in staged_values.",
-          check_specs=[dg.AssetCheckSpec("inbox_has_files", asset="inbox_files",
+          check_specs=[dg.AssetCheckSpec("inbox_has_files", asset="inbox_files", partitions_def=quarterly,
                                          description="本季度收件箱中有文件（无文件时警告） / "
                                                      "The inbox holds files for the quarter (warns otherwise)")], **COMMON)
 def inbox_files(context: dg.AssetExecutionContext, warehouse: ShequWarehouse) -> dg.MaterializeResult:
@@ -67,7 +72,7 @@ def inbox_files(context: dg.AssetExecutionContext, warehouse: ShequWarehouse) ->
                   "文件": dg.MetadataValue.md("| 文件 | 季度 | 字节 | sha256 | 状态 |\n|---|---|---|---|---|\n" + rows)},
         check_results=[dg.AssetCheckResult(check_name="inbox_has_files", passed=bool(mine),
                                            severity=dg.AssetCheckSeverity.WARN,
-                                           metadata={"文件数": len(mine)})])
+                                           metadata={"季度": ", ".join(quarters), "文件数": len(mine)})])
 
 
 @dg.asset(group_name="s2_dimensions", deps=[inbox_files],
@@ -86,7 +91,7 @@ def dimensions(context: dg.AssetExecutionContext, warehouse: ShequWarehouse) -> 
           description="暂存长表：逐文件读取、标准化、隔离无法入库的单元格 / Staged long values: each new file "
                       "read, normalised and loaded in its own transaction; rejected cells quarantined.",
           check_specs=[*_suite_checks("staged_values", "staged_values"),
-                       dg.AssetCheckSpec("files_readable", asset="staged_values",
+                       dg.AssetCheckSpec("files_readable", asset="staged_values", partitions_def=quarterly,
                                          description="所有文件均可读取（被拒文件已隔离，其余照常入库；警告不阻断） / "
                                                      "Every file was readable (rejected files are recorded; warns, never blocks)")],
           **COMMON)
@@ -115,7 +120,8 @@ def staged_values(context: dg.AssetExecutionContext, warehouse: ShequWarehouse) 
         check_results=[*_check_results("staged_values", "staged_values", results),
                        dg.AssetCheckResult(check_name="files_readable", passed=not rejected,
                                            severity=dg.AssetCheckSeverity.WARN,
-                                           metadata={"被拒文件": [s.message for s in rejected]})])
+                                           metadata={"季度": ", ".join(results),
+                                                     "被拒文件": [s.message for s in rejected]})])
 
 
 def _per_quarter(context, warehouse: ShequWarehouse, asset_name: str, stage_fn) -> dg.MaterializeResult:

@@ -1,7 +1,16 @@
-"""Stage 6: publish a read-only snapshot of the warehouse for notebooks and other readers (shequ.snapshot), and
-write the quarterly HTML report of each quarter from it (shequ.report)."""
+"""Stage 6: publish a read-only snapshot of the warehouse for notebooks and other readers (shequ.snapshot),
+write the quarterly HTML report of each quarter from it (shequ.report), and rebuild the Great Expectations Data
+Docs (shequ.datadocs), so a run from the UI, the schedule or the sensor refreshes everything `shequ refresh` does."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import dagster as dg
+
+from shequ import config
 
 from shequ.report import NoDataError, write_report
 from shequ.snapshot import publish_snapshot, read_only, snapshot_path
@@ -47,4 +56,34 @@ def quarterly_report(context: dg.AssetExecutionContext, warehouse: ShequWarehous
         "字节": sum(i["bytes"] for i in written), "秒": round(sum(i["seconds"] for i in written), 3)})
 
 
-PUBLISH_ASSETS = [warehouse_snapshot, quarterly_report]
+def data_docs_dir(warehouse: str | os.PathLike) -> Path:
+    """data/docs for the default warehouse, else a docs/ folder beside the warehouse file."""
+    wh = Path(warehouse)
+    return config.DATA_DIR / "docs" if wh.resolve() == config.DEFAULT_WAREHOUSE.resolve() else wh.parent / "docs"
+
+
+@dg.asset(group_name="s6_publish", deps=[fact_ranking],
+          description="数据质量文档：Great Expectations Data Docs（离线可用的 HTML，每个季度每个套件的校验结果），"
+                      "在子进程中生成（GX 导入需数秒，不进入代码位置）/ Great Expectations Data Docs: offline HTML "
+                      "of every suite's results per quarter, rendered in a subprocess.",
+          **COMMON)
+def data_docs(context: dg.AssetExecutionContext, warehouse: ShequWarehouse) -> dg.MaterializeResult:
+    quarters = quarters_of(context)
+    out = data_docs_dir(warehouse.path)
+    if os.environ.get("SHEQU_NO_DATADOCS") or context.run.tags.get("shequ/datadocs") == "skip":
+        # `shequ refresh` renders them once, with its last quarter; tests skip the GX import
+        context.log.info("本次运行跳过数据质量文档（SHEQU_NO_DATADOCS 或标签 shequ/datadocs=skip）")
+        return dg.MaterializeResult(metadata={"季度": quarters, "跳过": True})
+    t0 = time.monotonic()
+    r = subprocess.run([sys.executable, "-m", "shequ.datadocs", "--warehouse", str(warehouse.path), "--out", str(out)],
+                       cwd=config.ROOT, capture_output=True, text=True)
+    if r.returncode != 0:
+        tail = (r.stderr or r.stdout).strip().splitlines()[-5:]
+        raise dg.Failure(description=f"数据质量文档生成失败：{' / '.join(tail)}")
+    context.log.info(f"数据质量文档：{out / 'index.html'}")
+    return dg.MaterializeResult(metadata={"季度": quarters, "目录": str(out),
+                                          "首页": dg.MetadataValue.path(str(out / "index.html")),
+                                          "秒": round(time.monotonic() - t0, 1)})
+
+
+PUBLISH_ASSETS = [warehouse_snapshot, quarterly_report, data_docs]

@@ -43,7 +43,9 @@ def cmd_refresh(args) -> int:
     from pipelines.resources import ShequWarehouse
 
     from .periods import quarter_to_partition
-    from .pipeline import quarters_in_inbox
+    from .pipeline import scan_inbox
+    from .refresh_outcome import quarter_problems, quarters_without_files
+    from .service import refresh_instance
     from .warehouse import connect
 
     wh = config.warehouse_path(args.warehouse)
@@ -51,19 +53,38 @@ def cmd_refresh(args) -> int:
     if not inbox.is_dir():
         console.print(f"[red]收件箱不存在：{inbox}[/red]")
         return 2
+    inbox_files = scan_inbox(None, inbox)
+    files_by_quarter: dict[str, list[str]] = {}
+    for f in inbox_files:
+        for fq in f.quarters:
+            files_by_quarter.setdefault(fq, []).append(f.file_id)
     try:
-        quarters = _quarters_arg(args.quarter) if args.quarter else quarters_in_inbox(inbox)
+        quarters = _quarters_arg(args.quarter) if args.quarter else sorted(files_by_quarter)
     except ValueError as e:
         console.print(f"[red]{e}[/red]")
         return 2
     if not quarters:
-        console.print(f"[yellow]收件箱 {inbox} 中没有可识别季度的文件[/yellow]")
+        console.print(f"[red]收件箱 {inbox} 中没有可识别季度的文件：没有可刷新的季度[/red]")
+        return 1
+    # a requested quarter with no file (in the inbox, or loaded from an earlier one) is an error, not an empty run
+    if wh.exists():
+        with connect(wh, read_only=True) as con:
+            missing = quarters_without_files(con, quarters, set(files_by_quarter))
+    else:
+        missing = quarters_without_files(None, quarters, set(files_by_quarter))
+    for q in missing:
+        console.print(f"[red]{q}（{quarter_label(q)}）没有文件：收件箱 {inbox} 中没有该季度的文件，仓库中也没有"
+                      f"已入库的该季度文件[/red]")
+    quarters = [q for q in quarters if q not in missing]
+    if not quarters:
         return 1
     started = time.time()
     console.print(f"仓库 [bold]{wh}[/bold]　收件箱 [bold]{inbox}[/bold]　季度 {', '.join(quarters)}")
     job = defs.resolve_job_def("quarterly_refresh")
-    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    instance, where = refresh_instance()
+    console.print(where)
     resource = ShequWarehouse(path=str(wh), inbox=str(inbox))
+    # Data Docs (an asset that renders every quarter in one GX subprocess) once, with the last quarter
     blocking_failed, run_failed = [], []
     check_rows = []
     with console.status("刷新中…") as status:
@@ -71,7 +92,9 @@ def cmd_refresh(args) -> int:
             status.update(f"刷新 {quarter_label(q)}（{q}）…")
             result = job.execute_in_process(partition_key=quarter_to_partition(q), instance=instance,
                                             resources={"warehouse": resource}, raise_on_error=False,
-                                            tags={"shequ/quarter": q}, run_config=QUIET)
+                                            tags={"shequ/quarter": q, **({} if q == quarters[-1] else
+                                                                          {"shequ/datadocs": "skip"})},
+                                            run_config=QUIET)
             if not result.success:
                 failure = result.get_run_failure_event()
                 steps = [e for e in result.all_events if e.is_step_failure]
@@ -92,7 +115,12 @@ def cmd_refresh(args) -> int:
     with connect(wh, read_only=True) as con:
         _print_summary(con, quarters, check_rows)
         _print_quality(con, quarters)
-    _data_docs(wh)
+        problems = quarter_problems(con, quarters, files_by_quarter)
+    from pipelines.publish import data_docs_dir
+
+    docs = data_docs_dir(wh) / "index.html"
+    if docs.exists() and docs.stat().st_mtime >= started:
+        console.print(f"数据质量文档（离线可用，asset data_docs）：[bold]{docs}[/bold]")
     from .report import report_path
 
     reports = [report_path(q, wh) for q in quarters          # written by this refresh, not left from an earlier one
@@ -103,7 +131,9 @@ def cmd_refresh(args) -> int:
         console.print(f"[red]{q} 运行失败：{msg}[/red]")
     if blocking_failed:
         console.print(f"[red]阻断性检查未通过：{blocking_failed}[/red]")
-    return 1 if (blocking_failed or run_failed) else 0
+    for p in problems:
+        console.print(f"[red]{p}[/red]")
+    return 1 if (blocking_failed or run_failed or problems or missing) else 0
 
 
 def _print_quality(con, quarters: list[str]) -> None:
@@ -120,20 +150,6 @@ def _print_quality(con, quarters: list[str]) -> None:
     console.print(f"数据质量：校验规则违规 HIGH {v.get('HIGH', 0)} / MEDIUM {v.get('MEDIUM', 0)} / LOW {v.get('LOW', 0)}；"
                   f"暂停参与评分的数值 {held} 个（quality_hold）；待随访离群值 {flags} 个（outlier_flag）；"
                   f"{qs[-1]} 上报率 {rate[0] or 0:.1%}，及时率 {rate[1] or 0:.1%}（completeness_report）")
-
-
-def _data_docs(wh: Path) -> None:
-    """GX Data Docs (offline) rendered in a subprocess: importing GX costs seconds and stays out of this one."""
-    if os.environ.get("SHEQU_NO_DATADOCS"):
-        return
-    out = config.DATA_DIR / "docs" if wh.resolve() == config.DEFAULT_WAREHOUSE.resolve() else wh.parent / "docs"
-    with console.status("生成数据质量文档（Great Expectations Data Docs）…"):
-        r = subprocess.run([sys.executable, "-m", "shequ.datadocs", "--warehouse", str(wh), "--out", str(out)],
-                           cwd=config.ROOT, capture_output=True, text=True)
-    if r.returncode == 0:
-        console.print(f"数据质量文档（离线可用）：[bold]{out / 'index.html'}[/bold]")
-    else:
-        console.print(f"[yellow]数据质量文档生成失败：{(r.stderr or r.stdout).strip().splitlines()[-1:]}[/yellow]")
 
 
 def reason_labels() -> dict[str, str]:

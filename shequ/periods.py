@@ -65,17 +65,23 @@ def quarters_between(first: str, last: str) -> list[str]:
             raise ValueError(f"{first}..{last} 不是有效的季度区间")
 
 
-# Dagster time-window partitions are keyed by the quarter's first day (2024-07-01); strftime has no quarter
-# directive, so the warehouse's 2024Q3 key and the partition key are mapped here, in one place.
+# Dagster partition keys are the warehouse's quarter keys (2024Q3): the UI lists and accepts 2024Q3. Releases
+# before the service keyed partitions by the quarter's first day (2024-07-01); that spelling is still accepted.
 def partition_to_quarter(partition_key: str) -> str:
-    d = dt.date.fromisoformat(partition_key)
+    if QUARTER_RE.match(partition_key):
+        return partition_key
+    try:
+        d = dt.date.fromisoformat(partition_key)
+    except ValueError:
+        raise ValueError(f"分区键 {partition_key!r} 不是季度（示例：2024Q3）") from None
     if d.day != 1 or d.month not in (1, 4, 7, 10):
         raise ValueError(f"分区键 {partition_key} 不是季度首日")
     return quarter_of_date(d)
 
 
 def quarter_to_partition(key: str) -> str:
-    return quarter_bounds(key)[0].isoformat()
+    split_quarter(key)  # validates
+    return key
 
 
 def calendar_frame(first_year: int, last_year: int) -> pl.DataFrame:

@@ -25,11 +25,11 @@ def test_assets_checks_pool_and_partitions():
     specs = {s.key.to_user_string(): s for s in defs.resolve_all_asset_specs()}
     assert set(specs) == {"inbox_files", "dimensions", "staged_values", "fact_indicator_value",
                           "agg_indicator_value", "quality_checks", "fact_ranking", "warehouse_snapshot",
-                          "quarterly_report"}
+                          "quarterly_report", "data_docs"}
     for name in specs:
         a = defs.resolve_assets_def(name)
         assert a.partitions_def is not None
-        assert a.partitions_def.get_partition_keys()[:2] == ["2020-01-01", "2020-04-01"]
+        assert a.partitions_def.get_partition_keys()[:2] == ["2020Q1", "2020Q2"]
         assert {n.pool for n in a.node_def.iterate_op_defs()} == {"shequ_warehouse"}
     checks = defs.resolve_asset_graph().asset_check_keys
     names = {c.name for c in checks}
@@ -55,7 +55,7 @@ def test_schedule_targets_the_quarter_just_ended_in_shanghai():
     when = dt.datetime(2024, 10, 5, 6, 0, tzinfo=zoneinfo.ZoneInfo("Asia/Shanghai"))
     ctx = dg.build_schedule_context(scheduled_execution_time=when, repository_def=defs.get_repository_def())
     req = quarterly_refresh_schedule.evaluate_tick(ctx).run_requests[0]
-    assert req.partition_key == "2024-07-01" and req.tags["shequ/quarter"] == "2024Q3"
+    assert req.partition_key == "2024Q3" and req.tags["shequ/quarter"] == "2024Q3"
 
 
 def test_sensor_notices_new_files(tmp_path, monkeypatch):
@@ -64,12 +64,12 @@ def test_sensor_notices_new_files(tmp_path, monkeypatch):
     (tmp_path / "2024Q2" / "天桥区_2024Q2.csv").write_text("社区名称,参保率\n", encoding="utf-8")
     ctx = dg.build_sensor_context(cursor=None)
     res = inbox_sensor(ctx)
-    assert [r.partition_key for r in res.run_requests] == ["2024-04-01"]
+    assert [r.partition_key for r in res.run_requests] == ["2024Q2"]
     ctx2 = dg.build_sensor_context(cursor=res.cursor)
     assert inbox_sensor(ctx2).run_requests == []           # nothing new
     (tmp_path / "2024Q2" / "姜堰区_2024Q3.csv").write_text("社区名称,参保率\n", encoding="utf-8")
     assert [r.partition_key for r in inbox_sensor(dg.build_sensor_context(cursor=res.cursor)).run_requests] == \
-        ["2024-07-01"]
+        ["2024Q3"]
 
 
 def _bilingual(text: str | None) -> bool:
