@@ -18,7 +18,9 @@ from rich.table import Table
 from . import config
 from .periods import normalise_quarter_arg, quarter_label, quarters_between
 
-console = Console()
+# Piped or redirected output (no TTY, no COLUMNS) would otherwise be laid out for 80 columns and tables would
+# cut their cells with "…"; lay it out wide instead so nothing is lost in a log file or a pipe.
+console = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 240)
 # Dagster's per-event DEBUG stream would bury the summary; warnings and errors still print (and the full event
 # log is in the Dagster instance when DAGSTER_HOME is set)
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -134,11 +136,28 @@ def _data_docs(wh: Path) -> None:
         console.print(f"[yellow]数据质量文档生成失败：{(r.stderr or r.stdout).strip().splitlines()[-1:]}[/yellow]")
 
 
+def reason_labels() -> dict[str, str]:
+    """code -> Chinese label from models/catalogue/reason_codes.csv (the one list of reason codes); empty if absent."""
+    import csv
+    path = config.MODELS / "catalogue" / "reason_codes.csv"
+    if not path.exists():
+        return {}
+    with open(path, encoding="utf-8", newline="") as fh:
+        return {r["code"]: r["label_zh"] for r in csv.DictReader(fh) if r.get("code") and r.get("label_zh")}
+
+
+def with_label(code: str, labels: dict[str, str]) -> str:
+    """`no_values` -> `no_values（无数值）`: the code stays greppable, the label is what a person reads."""
+    return f"{code}（{labels[code]}）" if code in labels else code
+
+
 def _print_summary(con, quarters: list[str], check_rows: list) -> None:
+    from rich.markup import escape
+    labels = reason_labels()
     qs = list(quarters)
     files = con.execute("""
         SELECT f.source_file, f.status, f.n_loaded, f.n_quarantined, coalesce(f.message, ''),
-               (SELECT string_agg(reason_code || ' ' || n, '，' ORDER BY n DESC) FROM
+               (SELECT list(struct_pack(code := reason_code, n := n) ORDER BY n DESC) FROM
                    (SELECT reason_code, count(*) AS n FROM quarantine q WHERE q.file_id = f.file_id GROUP BY 1))
         FROM raw_file f
         WHERE list_has_any(f.period_keys, ?::VARCHAR[]) OR f.status = 'rejected' ORDER BY f.ingest_seq""",
@@ -147,8 +166,10 @@ def _print_summary(con, quarters: list[str], check_rows: list) -> None:
     for c in ("文件", "状态", "入库值", "隔离值", "隔离原因", "说明"):
         t.add_column(c)
     for f, s, n, qn, m, why in files:
-        t.add_row(f, "[green]已入库[/green]" if s == "loaded" else "[red]被拒[/red]", str(n), str(qn), why or "",
-                  m[:80])
+        why = "，".join(f"{with_label(w['code'], labels)} {w['n']}" for w in why or [])
+        # file names and messages come from the files: escaped so they are never read as rich markup
+        t.add_row(escape(f), "[green]已入库[/green]" if s == "loaded" else "[red]被拒[/red]", str(n), str(qn),
+                  escape(why), escape(m))
     console.print(t)
     loaded = con.execute("SELECT count(*) FROM fact_indicator_value WHERE period_key IN (SELECT unnest(?::VARCHAR[]))",
                          [qs]).fetchall()[0][0]
@@ -156,7 +177,7 @@ def _print_summary(con, quarters: list[str], check_rows: list) -> None:
                              WHERE list_has_any(f.period_keys, ?::VARCHAR[]) OR f.status = 'rejected'
                              GROUP BY 1 ORDER BY 2 DESC""", [qs]).fetchall()
     console.print(f"读取文件 {len(files)} 个；事实表数值 {loaded} 个；隔离 {sum(n for _, n in reasons)} 个"
-                  + ("（" + "，".join(f"{r} {n}" for r, n in reasons) + "）" if reasons else ""))
+                  + ("（" + "，".join(f"{with_label(r, labels)} {n}" for r, n in reasons) + "）" if reasons else ""))
     passed = sum(1 for *_, p, _ in check_rows if p)
     failed = [(q, a, c, s) for q, a, c, p, s in check_rows if not p]
     console.print(f"检查 {len(check_rows)} 项：通过 {passed}，未通过 {len(failed)}"
@@ -354,8 +375,14 @@ def cmd_bench(args) -> int:
                      keep=args.keep)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _main(argv: list[str] | None = None) -> int:
+    from importlib.metadata import version as _dist_version
+
+    from .cli_zh import install as _zh_argparse
+    _zh_argparse()
     p = argparse.ArgumentParser(prog="shequ", description="社区建设指标仓库")
+    p.add_argument("--version", action="version", version=f"shequ {_dist_version('shequ')}",
+                   help="显示版本号并退出")
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("refresh", help="读取收件箱，建仓、校验、排名并打印摘要")
     r.add_argument("--quarter", help="季度：2024Q3、2024年第三季度或区间 2023Q1:2024Q4（默认：收件箱中出现的全部季度）")
@@ -401,10 +428,21 @@ def main(argv: list[str] | None = None) -> int:
                    help="只测评比引擎：计分、三级排名、称号与解释写入，以及蒙特卡洛（--draws）")
     b.add_argument("--draws", type=int, default=200, help="蒙特卡洛抽样次数（--appraisal）")
     b.set_defaults(fn=cmd_bench)
+    from . import migrate
+    migrate.register(sub)  # shequ migrate (shequ/migrate.py)
     args = p.parse_args(argv)
     if getattr(args, "communities", None) and args.communities > 600_000:
         p.error("--communities 最多 600000")
     return args.fn(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: Ctrl+C stops with a Chinese message and exit code 130, without a traceback."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("\n已中断（Ctrl+C），运行已停止。", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -60,6 +60,12 @@ class FileRead:
     subtotals: list[pl.DataFrame] = field(default_factory=list)  # 小计 rows kept aside for the sum check
 
 
+def _community_header(v) -> bool:
+    """社区（居委会）名称, 社区 名称, 社區名稱, 【社区名称】: brackets and (全角) spaces do not change the header."""
+    h = squash(v)
+    return h in COMMUNITY_HEADERS or re.sub(r"[()\[\]【】〔〕]", "", h) in COMMUNITY_HEADERS
+
+
 def col_letter(idx: int) -> str:
     s, idx = "", idx + 1
     while idx:
@@ -111,7 +117,7 @@ def _table_to_cells(df: pl.DataFrame, sheet: str, merged: list[tuple[int, int, i
     header_row = comm_col = None
     for r in range(min(n_top, 20)):
         for c, v in enumerate(top[r]):
-            if v is not None and squash(v) in COMMUNITY_HEADERS:
+            if v is not None and _community_header(v):
                 header_row, comm_col = r, c
                 break
         if header_row is not None:
@@ -126,7 +132,7 @@ def _table_to_cells(df: pl.DataFrame, sheet: str, merged: list[tuple[int, int, i
                                                           for r in range(header_row)])
     last_header = header_row  # header depth: following rows whose community cell repeats the header
     while last_header + 1 < n_top and top[last_header + 1][comm_col] is not None and \
-            squash(top[last_header + 1][comm_col]) in COMMUNITY_HEADERS:
+            _community_header(top[last_header + 1][comm_col]):
         last_header += 1
     # a last header row of units only (个 / % / 万元, H01) is each column's unit, not another header level
     unit_row = None
@@ -305,10 +311,33 @@ def _xlsx_structure(path: Path) -> dict[str, dict]:
     return out
 
 
-def read_xlsx(path: Path) -> FileRead:
-    fr = FileRead(cells=pl.DataFrame(schema=CELL_SCHEMA), file_format="xlsx")
+def _xls_structure(path: Path) -> dict[str, dict]:
+    """Per sheet of a legacy BIFF8 .xls (or a WPS .et saved as BIFF8): merged ranges, hidden columns and sheet
+    visibility, read with xlrd (fastexcel 0.21 exposes only sheet visibility, not merged ranges or hidden
+    columns). Values still come from fastexcel/calamine."""
+    import xlrd
+
+    out: dict[str, dict] = {}
+    book = xlrd.open_workbook(str(path), formatting_info=True, on_demand=True)
+    for sh in book.sheets():
+        cells = [(r, c) for r in range(sh.nrows) for c in range(sh.ncols)
+                 if sh.cell_type(r, c) not in (xlrd.XL_CELL_EMPTY, xlrd.XL_CELL_BLANK)]
+        origin = (min(r for r, _ in cells), min(c for _, c in cells)) if cells else (0, 0)
+        out[sh.name] = {"merged": [(r0, c0, r1 - 1, c1 - 1) for r0, r1, c0, c1 in sh.merged_cells],
+                        "hidden": {c for c, info in sh.colinfo_map.items() if info.hidden},
+                        "formula_no_value": [], "errors": {}, "origin": origin,
+                        "state": {0: "visible", 1: "hidden"}.get(sh.visibility, "veryhidden")}
+    return out
+
+
+def read_xls(path: Path) -> FileRead:
+    return read_xlsx(path, legacy=True)
+
+
+def read_xlsx(path: Path, legacy: bool = False) -> FileRead:
+    fr = FileRead(cells=pl.DataFrame(schema=CELL_SCHEMA), file_format="xls" if legacy else "xlsx")
     try:
-        structure = _xlsx_structure(path)
+        structure = _xls_structure(path) if legacy else _xlsx_structure(path)
         reader = fastexcel.read_excel(str(path))
     except (zipfile.BadZipFile, KeyError, ElementTree.ParseError) as e:
         raise FileRejected("file_unreadable", f"不是有效的 xlsx 文件：{e}") from e
@@ -450,7 +479,7 @@ def read_json(path: Path) -> FileRead:
     return fr
 
 
-READERS = {".xlsx": read_xlsx, ".xlsm": read_xlsx, ".csv": read_delimited, ".tsv": read_delimited,
+READERS = {".xls": read_xls, ".et": read_xls, ".xlsx": read_xlsx, ".xlsm": read_xlsx, ".csv": read_delimited, ".tsv": read_delimited,
            ".txt": read_delimited, ".json": read_json}
 
 

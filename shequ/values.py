@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import cn2an
 import polars as pl
 
-from .text import t2s
+from .text import _PINYIN, t2s
 
 # ------------------------------------------------------------------ reason codes (quarantine.reason_code)
 MISSING = "missing"                    # blank, —, 暂无, 未统计 … (not a value; recorded so every cell is accounted for)
@@ -95,7 +95,7 @@ def _cn_number(tok: str) -> float | None:
 def parse_text(raw: str, value_kind: str, target_unit: str, column_unit: str = "", table_unit: str = "") -> Parsed:
     """Parse one cell. ``column_unit`` comes from the header (办公用房面积（平方米）), ``table_unit`` from a
     单位：万元 line above the table; a unit written in the cell beats both."""
-    text = t2s(unicodedata.normalize("NFKC", raw).strip())  # 優秀, 萬元, 不適用, 暫無 as in Simplified
+    text = t2s(_PINYIN.sub("", unicodedata.normalize("NFKC", raw).strip()))  # 優(yōu)秀, 萬元, 不適用, 暫無 as in Simplified
     if text.startswith("'"):  # Excel's text marker: '45 is the number 45 typed as text
         text = text[1:].strip()
     low = text.lower()

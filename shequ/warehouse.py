@@ -64,7 +64,12 @@ DERIVED_COLUMNS = {"fact_ranking": "self_gap", "fact_score": "stage"}
 ADDED_COLUMNS = [("check_result", "partial_unexpected", "VARCHAR")]
 
 
-def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> list[int]:
+    """Create or upgrade the warehouse: refuse a schema newer than this code, apply pending migration files
+    (shequ.migrate), re-apply models/schema.sql (new tables), stamp the version. Returns migrations applied."""
+    from . import migrate
+
+    applied = migrate.migrate(con)
     for table, column in DERIVED_COLUMNS.items():
         cols = {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns WHERE table_name = ?",
                                           [table]).fetchall()}
@@ -74,8 +79,7 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     # columns added to kept tables after they were first created (the table keeps its rows)
     for table, column, ddl in ADDED_COLUMNS:
         con.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {ddl}")
-    con.execute("INSERT INTO meta_schema SELECT ?, now()::TIMESTAMP WHERE NOT EXISTS "
-                "(SELECT 1 FROM meta_schema WHERE version = ?)", [SCHEMA_VERSION, SCHEMA_VERSION])
+    migrate.stamp(con)
     for view in ("fact_indicator_value_current", "fact_indicator_value_rollup"):
         con.execute(f"CREATE OR REPLACE VIEW {view} AS {model_sql(view)}")
     con.execute("""CREATE OR REPLACE VIEW fact_indicator_value_history AS
@@ -83,6 +87,7 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
                row_number() OVER (PARTITION BY s.community_key, s.indicator_code, s.period_key, s.role
                                   ORDER BY f.ingest_seq DESC) = 1 AS is_latest
         FROM stg_value s JOIN raw_file f USING (file_id)""")
+    return applied
 
 
 @functools.lru_cache(maxsize=64)

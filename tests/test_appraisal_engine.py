@@ -247,3 +247,16 @@ def test_quota_shares_do_not_gain_a_title_from_float_error(tmp_path):
     app = run(units_from_frame(df, s, unit="u", groups=["district_code"]), s)
     aw = award_titles(app, df.rename({"u": "community_code"}))
     assert aw.height == 7 and aw["quota"][0] == 7                        # 0.07 x 100 = 7, not 8
+
+
+def test_published_bonus_has_no_float_noise(tmp_path):
+    """A bonus stopped by max_score is max_score - root; it is published rounded by the ranking's declared
+    rounding, so 100 - 98.1 reads 1.9, not 1.9000000000000057."""
+    s = _tree(tmp_path, {
+        "adjust": {"bonus": {"cap": 3, "max_score": 100, "items": [
+            {"name": "特色", "indicator": "f", "op": ">=", "value": 1, "points": 3}]}},
+        "ranking": {"round": 2, "round_mode": "half_up", "basis": "rounded", "ties": "min"}})
+    df = pl.DataFrame({"u": ["a", "b"], "a": [98.1, 50.0], "b": [98.1, 50.0], "f": [1.0, 1.0]})
+    app = run(units_from_frame(df, s, unit="u"), s)
+    assert 100 - 98.1 != 1.9                       # the noise this test guards against
+    assert list(app.bonus) == [1.9, 3.0]

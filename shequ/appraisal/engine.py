@@ -596,6 +596,12 @@ def adjust_scores(u: Units, scheme: Scheme, root: np.ndarray, names: bool = True
     if "max_score" in bspec:
         score = np.minimum(score, np.maximum(root, float(bspec["max_score"])))
         bonus = np.where(np.isfinite(root), score - root, bonus)
+    # the bonus is published: round it by the ranking's declared rounding so max_score - root reads 1.9, not
+    # 1.9000000000000057 (the score itself is untouched; ranks and grades round it themselves)
+    rk = scheme.section("ranking") or {}
+    if "round" in rk:
+        bonus = np.where(np.isfinite(bonus), round_scores(bonus, int(rk["round"]), rk.get("round_mode", "half_even")),
+                         bonus)
     vetoes = effects = None
     if names:
         vetoes = np.empty(u.n, dtype=object)

@@ -1,4 +1,4 @@
-"""Regressions for the second review (months, year-to-date, layouts): each input once gave a plausible wrong
+"""Months, year-to-date and layouts: each input once gave a plausible wrong
 value. The expected readings are written out per case."""
 
 import pytest

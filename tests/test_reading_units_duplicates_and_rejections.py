@@ -1,4 +1,4 @@
-"""Regressions for wrong readings found in review: each case once produced a plausible but wrong value."""
+"""Readings that once gave a plausible but wrong value: units, duplicates, aliases, rejected files and candidates."""
 
 import json
 

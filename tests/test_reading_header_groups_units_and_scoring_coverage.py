@@ -1,4 +1,4 @@
-"""Regressions for the third review (headers, units, checks): each input once gave a plausible wrong value."""
+"""Headers, units and checks: each input once gave a plausible wrong value (group-changed headers, units, coverage, spread)."""
 
 import pytest
 
