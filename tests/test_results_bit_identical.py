@@ -1,0 +1,18 @@
+"""The bundled sample's scores, ranks and titles stay bit-identical to those of the code before the scale work
+(digests in fixtures/sample_results_digest.json, computed from main at 3898db6 with `shequ refresh`)."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from results_digest import digests
+
+HERE = Path(__file__).parent
+
+
+def test_sample_scores_ranks_awards_bit_identical(tmp_path):
+    warehouse = tmp_path / "warehouse.duckdb"
+    shequ = Path(sys.executable).with_name("shequ")
+    subprocess.run([str(shequ), "refresh", "--warehouse", str(warehouse)], check=True, capture_output=True)
+    expected = json.loads((HERE / "fixtures" / "sample_results_digest.json").read_text())
+    assert digests(warehouse) == expected
