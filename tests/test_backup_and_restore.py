@@ -117,3 +117,15 @@ def test_newer_schema_version_refused(saved, tmp_path, capsys):
     assert main(["restore", str(bad), "--warehouse", str(target)]) == 1
     assert "请升级 shequ" in capsys.readouterr().out
     assert _digest(target) == digest
+
+
+def test_successful_restore_replaces_existing_warehouse(saved, tmp_path):
+    target, digest = _existing_target(tmp_path, saved)
+    assert main(["restore", str(saved["backup"]), "--warehouse", str(target)]) == 0
+    assert _digest(target) != digest
+    con = duckdb.connect(str(target), read_only=True)
+    names = set(bk.base_tables(con))
+    n = con.execute("SELECT count(*) FROM dim_community").fetchall()[0][0]
+    con.close()
+    assert "keep_me" not in names and names == set(saved["manifest"]["tables"])
+    assert n == saved["manifest"]["tables"]["dim_community"]["rows"]
