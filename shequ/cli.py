@@ -446,6 +446,8 @@ def _main(argv: list[str] | None = None) -> int:
     b.set_defaults(fn=cmd_bench)
     from . import migrate
     migrate.register(sub)  # shequ migrate (shequ/migrate.py)
+    from . import backup
+    backup.register(sub)  # shequ backup / restore (shequ/backup.py)
     from .notebook import register as register_notebook
 
     register_notebook(sub)
