@@ -3,6 +3,7 @@ instance, warehouse and the bundled inbox; open the asset graph, launch one quar
 Materialize dialog, wait for the run, see the checks pass; launch a backfill of two quarters and find one run.
 Screenshots go to data/screenshots/ (git-ignored)."""
 
+import re
 import time
 
 import pytest
@@ -88,11 +89,11 @@ def test_asset_graph_materialise_one_quarter_and_checks_pass(browser, ui):
     page.get_by_text("s5_rankings", exact=True).first.wait_for()
     _shot(page, "02_asset_fact_ranking.png")
 
-    # launch the 2024Q3 partition (Dagster key 2024-07-01) of every asset from the Materialize dialog
+    # launch the 2024Q3 partition of every asset from the Materialize dialog (partition keys are spelled 2024Q3)
     before = {r["runId"] for r in ui.runs()}
     dialog = _open_materialize_dialog(page, ui)
-    box = dialog.get_by_placeholder("ex: 2020-01-01")
-    box.fill("2024-07-01")
+    box = dialog.get_by_placeholder(re.compile(r"^ex: 2020Q1"))
+    box.fill("2024Q3")
     box.press("Enter")
     dialog.get_by_text("1 partition", exact=True).wait_for()
     t0 = time.monotonic()
@@ -104,7 +105,8 @@ def test_asset_graph_materialise_one_quarter_and_checks_pass(browser, ui):
         _shot(page, "03_launch_failed.png")
         raise
     tags = {t["key"]: t["value"] for t in run["tags"]}
-    assert tags.get("dagster/partition") == "2024-07-01", tags
+    assert tags.get("dagster/partition") == "2024Q3", tags
+    assert tags.get("shequ/quarter") == "2024Q3", tags
     status = ui.wait_run(run["runId"])
     TIMINGS["单季度运行 s"] = time.monotonic() - t0
     assert status == "SUCCESS", ui.log_tail()
@@ -136,8 +138,8 @@ BACKFILLS = """{ partitionBackfillsOrError(limit: 5) { ... on PartitionBackfills
 def test_backfill_of_two_quarters_runs_as_one_run(browser, ui):
     page = _page(browser, ui)
     dialog = _open_materialize_dialog(page, ui)
-    box = dialog.get_by_placeholder("ex: 2020-01-01")
-    box.fill("[2024-01-01...2024-04-01]")
+    box = dialog.get_by_placeholder(re.compile(r"^ex: 2020Q1"))
+    box.fill("[2024Q1...2024Q2]")
     box.press("Enter")
     dialog.get_by_text("2 partitions", exact=True).wait_for()
     _shot(page, "05_backfill_dialog.png")
@@ -160,7 +162,7 @@ def test_backfill_of_two_quarters_runs_as_one_run(browser, ui):
     tags = {t["key"]: t["value"] for t in run["tags"]}
     assert run["status"] == "SUCCESS"
     assert (tags["dagster/asset_partition_range_start"], tags["dagster/asset_partition_range_end"]) == \
-        ("2024-01-01", "2024-04-01"), tags
+        ("2024Q1", "2024Q2"), tags
     assert _ranked(ui, "2024Q1") > 100 and _ranked(ui, "2024Q2") > 100
     page.goto(f"{ui.url}/runs/b/{bf['id']}", wait_until="domcontentloaded")
     page.wait_for_timeout(1500)
