@@ -72,3 +72,69 @@ def test_screened_units_feed_neither_imputation_nor_treatment(tmp_path):
     for key, ranks2 in app2.ranks.items():
         ranks1 = r1[key]
         assert [ranks1[idx[uid]] for uid in units2.codes] == list(ranks2), key
+
+
+def test_review_stages_label_and_value_in_the_warehouse(full_sample_warehouse):
+    """The sample's 2024Q4 has 街道初评 and 区复评 corrections. Every community row is ranked from the final
+    (区复评) run, so every row says so (old: 387 rows said 自评); and fact_score.value of a corrected indicator
+    holds the reviewed value, not NULL ("as reported")."""
+    import duckdb
+
+    con = duckdb.connect(str(full_sample_warehouse), read_only=True)
+    try:
+        stages = dict(con.execute("""SELECT stage, count(*) FROM fact_ranking
+                                     WHERE period_key = '2024Q4' AND entity_level = 'community'
+                                     GROUP BY stage""").fetchall())
+        assert set(stages) == {"区复评"}, stages
+        rows = con.execute("""
+            WITH last AS (SELECT community_code, indicator_code, arg_max(value, CASE stage WHEN '区复评' THEN 2
+                                 ELSE 1 END) AS value FROM review_adjustment WHERE period_key = '2024Q4'
+                          GROUP BY ALL),
+            reported AS (SELECT c.community_code, f.indicator_code, f.value FROM fact_indicator_value f
+                         JOIN dim_community c USING (community_key) WHERE f.period_key = '2024Q4')
+            SELECT l.community_code, l.indicator_code, l.value, r.value, s.value, s.flag
+            FROM last l JOIN fact_score s ON s.entity_level = 'community' AND s.entity_code = l.community_code
+             AND s.period_key = '2024Q4' AND s.node_code = l.indicator_code AND s.stage = '区复评'
+            LEFT JOIN reported r ON r.community_code = l.community_code AND r.indicator_code = l.indicator_code
+            """).fetchall()
+        changed = [r for r in rows if r[3] is None or abs(r[2] - r[3]) > 1e-12]
+        assert changed, rows
+        for code, ind, reviewed, _, scored, flag in changed:
+            assert scored is not None, (code, ind)
+            if flag is None:                 # neither imputed nor treated: the reviewed value itself is scored
+                assert scored == pytest.approx(reviewed), (code, ind, reviewed, scored)
+        for code, ind, reviewed, reported, scored, flag in rows:
+            if reported is not None and abs(reviewed - reported) <= 1e-12 and flag is None:
+                assert scored is None, (code, ind)       # reviewed to the value reported: as reported
+    finally:
+        con.close()
+
+
+def test_published_positions_lie_inside_their_intervals(full_sample_warehouse):
+    """A title's quota_position and a community's rank lie inside their own [rank_low, rank_high] (old: 25 of
+    561 title rows of the sample did not)."""
+    import duckdb
+
+    con = duckdb.connect(str(full_sample_warehouse), read_only=True)
+    try:
+        n, bad = con.execute("""SELECT count(*), count(*) FILTER (WHERE quota_position < rank_low
+                                OR quota_position > rank_high) FROM fact_award""").fetchone()
+        assert n > 500 and bad == 0
+        n, bad = con.execute("""SELECT count(*), count(*) FILTER (WHERE rank < rank_low OR rank > rank_high)
+                                FROM fact_ranking WHERE entity_level = 'community' AND rank IS NOT NULL""").fetchone()
+        assert n > 1000 and bad == 0
+    finally:
+        con.close()
+
+
+def test_quota_basis_is_declared_and_validated(tmp_path):
+    from shequ.appraisal.scheme import SchemeError
+
+    doc = yaml.safe_load((SCHEMES_DIR / "default.yaml").read_text("utf-8"))
+    assert {t["tier"]: t["quota"].get("of") for t in doc["awards"]["tiers"] if "share" in t["quota"]} == \
+        {"区级": "ranked", "市级": "ranked"}
+    doc["awards"]["tiers"][1]["quota"]["of"] = "holders"
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True), "utf-8")
+    with pytest.raises(SchemeError, match="quota.of 应为 ranked"):
+        load_scheme(path)

@@ -3,7 +3,11 @@
 
 The one intended change since 3898db6: fact_ranking.bonus is rounded by the ranking's declared rounding (108 rows
 of the sample carried float noise such as 0.9999999999999929); every other column of every row was verified equal
-to 3898db6's before the fixture was regenerated. Regenerate only for an intended change, and say which."""
+to 3898db6's before the fixture was regenerated. Second intended change (issue 16): fact_ranking.stage of every
+community row is the final review stage (2024Q4: 区复评), fact_score.value holds a reviewer's value that differs
+from the reported one (2 rows), and rank_low/rank_high are widened to hold the published rank or quota position
+(fact_ranking 20, fact_award 25 rows); verified column by column. Regenerate only for an intended change, and say
+which."""
 import json
 from pathlib import Path
 

@@ -266,6 +266,13 @@ def _validate(s: Scheme) -> None:
     for v in (s.section("adjust") or {}).get("vetoes") or []:
         if v.get("effect") not in VETO_EFFECTS:
             raise SchemeError(f"{where}：否决项 {v.get('name')} 的效果 {v.get('effect')!r} 不支持")
+    for t in (s.section("awards") or {}).get("tiers") or []:
+        q = t.get("quota") or {}
+        if not ({"count", "share"} & set(q)):
+            raise SchemeError(f"{where}：称号层级 {t.get('tier')} 的 quota 需要 count 或 share")
+        if q.get("of", "ranked") not in ("ranked", "candidates"):
+            raise SchemeError(f"{where}：称号层级 {t.get('tier')} 的 quota.of 应为 ranked（范围内全部参与排名的社区）"
+                              f"或 candidates（范围内本层级的候选者，如已获区级称号者），而不是 {q.get('of')!r}")
     ranking = s.section("ranking") or {}
     if ranking.get("basis", "rounded") not in ("rounded", "full"):
         raise SchemeError(f"{where}：ranking.basis 应为 rounded 或 full")

@@ -218,7 +218,11 @@ def with_intervals(awards: pl.DataFrame, mc_tiers: dict) -> pl.DataFrame:
     for (camp, tier), st in mc_tiers.items():
         sel = ((awards["campaign"] == camp) & (awards["tier"] == tier)).to_numpy()
         lo[sel], hi[sel] = st["q_low"][rows[sel]], st["q_high"][rows[sel]]
+    # the interval always holds the title's own position among the candidates (the draws' 5th-95th percentile,
+    # widened to the nominal position where the nominal configuration is rarer than 1 draw in 20)
+    pos = awards["quota_position"].to_numpy().astype(float)
     has = np.isfinite(hi)
+    lo, hi = np.where(has, np.fmin(lo, pos), np.nan), np.where(has, np.fmax(hi, pos), np.nan)
     tie = (awards["n_candidates"].to_numpy() > awards["quota"].to_numpy()) & (hi > awards["quota"].to_numpy())
     return awards.with_columns(pl.Series("rank_low", lo).fill_nan(None), pl.Series("rank_high", hi).fill_nan(None),
                                pl.Series("tie_flag", [bool(t) if h else None for t, h in zip(tie, has)],
@@ -264,7 +268,7 @@ def _effective_weights(app: Appraisal) -> dict[str, np.ndarray]:
     return share
 
 
-def _score_table(app: Appraisal, full: bool) -> pa.Table:
+def _score_table(app: Appraisal, full: bool, reported: np.ndarray | None = None) -> pa.Table:
     """fact_score rows (long) built from whole matrices: full = every node, else the aggregates only.
 
     Rows come out entity by entity (row-major flattening of units x nodes), so entity_code arrives in runs that
@@ -280,6 +284,10 @@ def _score_table(app: Appraisal, full: bool) -> pa.Table:
         # value: only where the scored value differs from the reported fact (imputed, winsorised, log);
         # NULL = the fact as reported (fact_indicator_value), which keeps 45M rows cheap to write
         changed = app.imputed_mask | (app.treat_flags != 0)
+        if reported is not None:
+            # a review stage's value (街道初评 / 区复评) replaced what the community reported: not "as reported"
+            X = app.units.X
+            changed = changed | ((X != reported) & ~(np.isnan(X) & np.isnan(reported)))
         V = np.concatenate([np.where(changed, app.treated, np.nan), np.full(A.shape, np.nan)], axis=1)
         F = np.zeros(S.shape, np.int8)
         F[:, :len(u.indicators)] = np.where(app.imputed_mask, 1, 0)
@@ -418,14 +426,14 @@ def appraise_period(con: duckdb.DuckDBPyConnection, period_key: str, scheme: Sch
     clock("load + score")
     final_stage, app = runs[-1]
     self_app = runs[0][1]
-    last_stage = np.full(app.units.n, stages[0], dtype=object)
-    for st, _ in runs[1:]:
-        touched = set(rv.filter(pl.col("stage") == st)["community_code"].to_list())
-        last_stage[np.isin(app.units.codes, list(touched))] = st
+    # every community is ranked from the final run: a reviewer's correction of one community moves the pool
+    # (min-max bounds, group means) and so everyone's score, so every row is labelled with the final stage
+    last_stage = np.full(app.units.n, final_stage, dtype=object)
     # the long fact_score tables are built in a worker thread (numpy releases the GIL) while titles, intervals
     # and areas are computed here
     pool = ThreadPoolExecutor(1)
-    score_tables = [pool.submit(_score_table, a, k == len(runs) - 1) for k, (_, a) in enumerate(runs)]
+    score_tables = [pool.submit(_score_table, a, k == len(runs) - 1, u_self.X if k else None)
+                    for k, (_, a) in enumerate(runs)]
     pool.shutdown(wait=False)
     candidates: dict = {}
     awards = award_titles(app, units_df, candidates)
@@ -474,6 +482,12 @@ def appraise_period(con: duckdb.DuckDBPyConnection, period_key: str, scheme: Sch
             g = app.units.grouping(sc_map[sc_name][0])
             n_ranked = np.bincount(g.inv, weights=np.isfinite(r).astype(float), minlength=g.n)[g.inv]
             st = mc.get(sc_name, {}) if mc else {}
+            # the published interval always holds the published rank: the draws' 5th-95th percentile, widened
+            # to the nominal rank where the nominal configuration is rarer than 1 draw in 20
+            lo_r = np.fmin(st["q_low"], r) if "q_low" in st else np.full(n, np.nan)
+            hi_r = np.fmax(st["q_high"], r) if "q_high" in st else np.full(n, np.nan)
+            st = {**st, "q_low": np.where(np.isfinite(st.get("q_low", lo_r)), lo_r, np.nan),
+                  "q_high": np.where(np.isfinite(st.get("q_high", hi_r)), hi_r, np.nan)} if st else st
             parts.append(comm.with_columns(
                 pl.lit(sc_name).alias("scope_level"), units_df[sc_map[sc_name][0]].alias("scope_code"),
                 units_df[sc_map[sc_name][1]].alias("scope_name"),
