@@ -1,7 +1,9 @@
 """The quarterly schedule and the inbox sensor, both on by default (issue 10 item 3).
 
 The service (`shequ serve start`) runs them from the first minute: DefaultScheduleStatus/DefaultSensorStatus
-RUNNING. Switching one off in the UI (Automation) is stored in the instance and outlives restarts."""
+RUNNING. Switching one off in the UI (Automation) is stored in the instance and outlives restarts.
+SHEQU_AUTOMATION=off makes both start STOPPED (a throw-away `dagster dev` in a test that must not see runs it
+did not launch)."""
 
 import datetime as dt
 import hashlib
@@ -17,6 +19,7 @@ from shequ.ingest import inventory, sha256
 from shequ.periods import last_completed_quarter, quarter_to_partition
 
 SHANGHAI = zoneinfo.ZoneInfo("Asia/Shanghai")
+AUTOMATION_ON = os.environ.get("SHEQU_AUTOMATION", "on").lower() not in ("off", "0", "false", "no")
 refresh_job = dg.define_asset_job(
     "quarterly_refresh", selection=dg.AssetSelection.all(), executor_def=dg.in_process_executor,
     description="季度刷新：收件箱 -> 维表 -> 暂存 -> 事实 -> 汇总 -> 排名 -> 快照（单进程执行器） / "
@@ -26,7 +29,7 @@ refresh_job = dg.define_asset_job(
 # build_schedule_from_partitioned_job fires in UTC and refuses a time zone for custom-cron partitions, so the
 # schedule is written by hand: 06:00 Beijing time on the 5th day of Jan/Apr/Jul/Oct, for the quarter just ended.
 @dg.schedule(cron_schedule="0 6 5 1,4,7,10 *", execution_timezone="Asia/Shanghai", job=refresh_job,
-             default_status=dg.DefaultScheduleStatus.RUNNING,
+             default_status=dg.DefaultScheduleStatus.RUNNING if AUTOMATION_ON else dg.DefaultScheduleStatus.STOPPED,
              description="每季度结束后次月5日06:00（北京时间）刷新上一季度 / "
                          "06:00 Beijing time on the 5th after each quarter: refresh the quarter just ended")
 def quarterly_refresh_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
@@ -100,7 +103,7 @@ def inbox_changes(inbox: Path, cursor: str | None, warehouse: Path) -> tuple[lis
 
 
 @dg.sensor(job=refresh_job, minimum_interval_seconds=int(os.environ.get("SHEQU_SENSOR_INTERVAL", "60")),
-           default_status=dg.DefaultSensorStatus.RUNNING,
+           default_status=dg.DefaultSensorStatus.RUNNING if AUTOMATION_ON else dg.DefaultSensorStatus.STOPPED,
            description="收件箱出现新文件或文件内容变化时，刷新这些文件所属的季度（首次运行只记录收件箱现状，"
                        "仓库中已有的文件不再刷新） / New or changed inbox files: refresh their quarters (the first "
                        "tick records the inbox and skips files the warehouse already holds)")

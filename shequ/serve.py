@@ -8,16 +8,16 @@ One persistent service home (SHEQU_HOME, default data/service/, git-ignored) hol
     postgres.json       the cluster scripts/install_postgres.sh created for this home; pg_password (0600)
     run/                service.json (ports, URL, who started PostgreSQL) and one pid file per process
     log/                code.log, daemon.log, webserver.log (each process's output, rotated by shequ/logpump.py)
-                        and runs.log (every run's events, Beijing time, rotated by Dagster's python_logs handler). Not `logs/`: Dagster's telemetry uploader
-                        (in dagster-daemon and dagster-webserver, even with telemetry disabled) renames
-                        $DAGSTER_HOME/logs to .logs_queue and tries to send its contents away.
+                        and runs.log (every run's events, Beijing time, rotated by the python_logs handler).
+                        Not `logs/`: Dagster's telemetry uploader (in dagster-daemon and dagster-webserver; seen
+                        here with telemetry disabled) renames $DAGSTER_HOME/logs to .logs_queue to upload it.
     compute_logs/, storage/   Dagster's per-step stdout/stderr and local artifacts
 
 `start` starts, as background processes each in its own session (process group), the PostgreSQL cluster (when
 it is this home's cluster and not running), `dagster code-server start`, `dagster-daemon run` and
 `dagster-webserver`, and returns when the GraphQL API answers and the code location is loaded. `stop` stops
-exactly those process groups (identified by pid and process start time, so a stale pid file never names a
-stranger) and the cluster if `start` started it. Every process gets TZ=Asia/Shanghai, so their log lines are in
+exactly those process groups (the pid file's group, members whose DAGSTER_HOME is this home; a pid file whose
+process start time does not match is stale and names nothing) and the cluster if `start` started it. Every process gets TZ=Asia/Shanghai, so their log lines are in
 Beijing time too.
 
 Processes are supervised by hand (subprocess + pid files) rather than with supervisord/systemd: the machines this
