@@ -49,14 +49,21 @@ def recorded_file_ids(warehouse: Path) -> set[str]:
     from shequ.snapshot import snapshot_path
     from shequ.warehouse import connect
 
-    for path, retries in ((warehouse, 5.0), (snapshot_path(warehouse), 5.0)):
+    errors = []
+    for path in (warehouse, snapshot_path(warehouse)):
         if not Path(path).exists():
             continue
         try:
-            with connect(path, read_only=True, retries=retries) as con:
+            with connect(path, read_only=True, retries=5.0) as con:
+                if not con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'raw_file'"
+                                   ).fetchall()[0][0]:
+                    return set()
                 return {r[0] for r in con.execute("SELECT file_id FROM raw_file").fetchall()}
-        except Exception:  # no raw_file table yet, or the file is held: try the next source
-            continue
+        except Exception as e:  # the file is held by a writer: try the snapshot
+            errors.append(f"{path}: {e}")
+    if errors:
+        # never guess "nothing is loaded" (that would queue every quarter): fail the tick, the next one retries
+        raise RuntimeError("无法读取仓库中已入库的文件，本次检查不排队任何运行：" + "；".join(errors))
     return set()
 
 

@@ -375,7 +375,7 @@ def _commands(home: Path, host: str, port: int, code_port: int) -> dict[str, lis
     ws = str(home / "workspace.yaml")
     return {
         "code": [_bin("dagster"), "code-server", "start", "-m", "pipelines.definitions", "-h", "127.0.0.1",
-                 "-p", str(code_port), "--location-name", "shequ", "--log-format", "rich"],
+                 "-p", str(code_port), "--location-name", "shequ"],
         "daemon": [_bin("dagster-daemon"), "run", "-w", ws],
         "webserver": [_bin("dagster-webserver"), "-h", host, "-p", str(port), "-w", ws],
     }
