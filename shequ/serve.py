@@ -584,7 +584,7 @@ def stop(out=print) -> int:
         except ServeError:
             pass
     _state_path(home).unlink(missing_ok=True)
-    out(msg + f"（服务目录 {home}；运行记录保存在 PostgreSQL 中，下次启动仍在）")
+    out(msg + f"（服务目录 {home}" + ("；运行记录保存在 PostgreSQL 中，下次启动仍在）" if is_configured(home) else "）"))
     return 0
 
 
@@ -633,8 +633,8 @@ def status(out=print) -> int:
         head = "shequ 服务未运行"
     out(head)
     for n, ok, text in rows:
-        out(f"  {PROC_ZH[n]:<28} {text}")
-    out(f"  {PROC_ZH['postgres']:<28} {pg_line}")
+        out(f"  - {PROC_ZH[n]}：{text}")
+    out(f"  - {PROC_ZH['postgres']}：{pg_line}")
     out(f"  服务目录 {home}" + (f"；收件箱 {state['inbox']}；仓库 {state['warehouse']}" if state.get("inbox") else ""))
     if all(running):
         return 0 if pg_ok is not False else 1
