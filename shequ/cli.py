@@ -448,6 +448,8 @@ def _main(argv: list[str] | None = None) -> int:
     migrate.register(sub)  # shequ migrate (shequ/migrate.py)
     from . import backup
     backup.register(sub)  # shequ backup / restore (shequ/backup.py)
+    from . import serve
+    serve.register(sub)  # shequ serve start|stop|status|logs (shequ/serve.py)
     from .notebook import register as register_notebook
 
     register_notebook(sub)

@@ -128,7 +128,8 @@ class DagsterDev:
         (self.home / "dagster.yaml").write_text(
             DAGSTER_YAML + (ROOT / "dagster.yaml").read_text(encoding="utf-8"), encoding="utf-8")
         env = dict(os.environ, DAGSTER_HOME=str(self.home), SHEQU_WAREHOUSE=str(self.warehouse),
-                   SHEQU_INBOX=str(self.inbox), PYTHONUNBUFFERED="1")
+                   SHEQU_INBOX=str(self.inbox), PYTHONUNBUFFERED="1",
+                   SHEQU_AUTOMATION="off")  # the inbox sensor (on by default) would queue every inbox quarter
         self.log = open(self.home / "dagster_dev.log", "w")
         t0 = time.monotonic()
         self.proc = subprocess.Popen(

@@ -60,6 +60,7 @@ def test_schedule_targets_the_quarter_just_ended_in_shanghai():
 
 def test_sensor_notices_new_files(tmp_path, monkeypatch):
     monkeypatch.setenv("SHEQU_INBOX", str(tmp_path))
+    monkeypatch.setenv("SHEQU_WAREHOUSE", str(tmp_path.parent / "no_warehouse.duckdb"))
     (tmp_path / "2024Q2").mkdir()
     (tmp_path / "2024Q2" / "天桥区_2024Q2.csv").write_text("社区名称,参保率\n", encoding="utf-8")
     ctx = dg.build_sensor_context(cursor=None)
@@ -67,7 +68,8 @@ def test_sensor_notices_new_files(tmp_path, monkeypatch):
     assert [r.partition_key for r in res.run_requests] == ["2024Q2"]
     ctx2 = dg.build_sensor_context(cursor=res.cursor)
     assert inbox_sensor(ctx2).run_requests == []           # nothing new
-    (tmp_path / "2024Q2" / "姜堰区_2024Q3.csv").write_text("社区名称,参保率\n", encoding="utf-8")
+    # (different bytes: a copy of a file already in the inbox is not new content and queues nothing)
+    (tmp_path / "2024Q2" / "姜堰区_2024Q3.csv").write_text("社区名称,参保率\n北村社区,90\n", encoding="utf-8")
     assert [r.partition_key for r in inbox_sensor(dg.build_sensor_context(cursor=res.cursor)).run_requests] == \
         ["2024Q3"]
 
