@@ -17,9 +17,8 @@ connection, or a read-only connection the caller passes, and writes ``data/repor
 
 plotly.js is embedded inline once (``plotly.offline.get_plotlyjs()``); every figure is written without it. The
 page makes no network request. Every text from the warehouse goes through ``html.escape``: in the tables (``esc``)
-and in the charts (``plain``: plotly.js draws labels, legends, ticks and hover text as a subset of HTML, so a name
-holding ``<b>`` would turn bold and ``<a href>`` would become a link; entities it shows as the characters they
-stand for). Hover text from data is passed as ``text``/``customdata`` and never spliced into a ``hovertemplate``,
+and in the charts (``shequ.chart_text.plain``: plotly.js draws labels, legends, ticks and hover text as a subset of
+HTML, so a name holding ``<b>`` would turn bold and ``<a href>`` would become a link). Hover text from data is passed as ``text``/``customdata`` and never spliced into a ``hovertemplate``,
 so ``%{x}`` in a name stays text. A Content-Security-Policy meta tag allows exactly the page's own inline scripts
 and style (by sha256) and nothing else: no network, no other script, no plugin, no form, no base URL.
 """
@@ -43,6 +42,7 @@ from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
 from . import config
+from .chart_text import plain
 from .periods import quarter_label
 from .snapshot import read_only, source_path
 from .warehouse import frame
@@ -83,13 +83,6 @@ def esc(v) -> str:
     if isinstance(v, bool):
         return "是" if v else "否"
     return html.escape(str(v))
-
-
-def plain(v) -> str:
-    """Text for plotly.js: it renders ``<b>``, ``<i>``, ``<br>``, ``<sup>``, ``<span style>`` and ``<a href>`` in
-    titles, legends, tick labels and hover text and decodes ``&lt;`` ``&gt;`` ``&amp;``, so escaping ``&``, ``<``
-    and ``>`` makes it draw a name exactly as written (quotes stay: plotly would show ``&quot;`` literally)."""
-    return "—" if v is None else html.escape(str(v), quote=False)
 
 
 def pct(v) -> str:
