@@ -82,7 +82,7 @@ def hostile_set(out: Path) -> pl.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
+def hostile(tmp_path_factory):
     from pipelines.definitions import defs
     from pipelines.resources import ShequWarehouse
     from shequ.cli import QUIET
@@ -121,22 +121,22 @@ def built(tmp_path_factory):
             f.close()
 
 
-def finished(built, name: str, timeout: float = 300) -> None:
-    """Wait for one of the side processes started by ``built``; fail with its log if it failed."""
-    rc = built["procs"][name].wait(timeout=timeout)
-    assert rc == 0, (built["root"] / f"{name}.log").read_text(encoding="utf-8", errors="replace")[-3000:]
+def finished(hostile, name: str, timeout: float = 300) -> None:
+    """Wait for one of the side processes started by ``hostile``; fail with its log if it failed."""
+    rc = hostile["procs"][name].wait(timeout=timeout)
+    assert rc == 0, (hostile["root"] / f"{name}.log").read_text(encoding="utf-8", errors="replace")[-3000:]
 
 
-def test_the_hostile_text_landed(built):
+def test_the_hostile_text_landed(hostile):
     """The planted text reached the warehouse, so the pages below really receive it."""
     from shequ.warehouse import connect
 
-    with connect(built["warehouse"], read_only=True) as c:
+    with connect(hostile["warehouse"], read_only=True) as c:
         names = {r[0] for r in c.execute("""SELECT entity_name FROM fact_ranking WHERE period_key = ?
                                             AND entity_level = 'community' AND rank IS NOT NULL""", [Q]).fetchall()}
         files = {r[0].split("/")[-1]: r[1] for r in c.execute("SELECT source_file, notes FROM raw_file").fetchall()}
         messages = " ".join(r[0] for r in c.execute("SELECT message FROM quarantine").fetchall())
-    assert names == set(built["registry"]["name"])
+    assert names == set(hostile["registry"]["name"])
     assert set(files) == {CSV_NAME, XLSX_NAME} and NOTE in files[XLSX_NAME]
     assert HEADER in messages and CELL in messages
 
@@ -230,9 +230,9 @@ def hover_texts(page, div: str) -> str:
     return "\n".join(out)
 
 
-def test_report(browser, built):
-    reg = built["registry"]
-    page = open_page(browser, built["root"] / "reports" / f"report_{Q}.html")
+def test_report(browser, hostile):
+    reg = hostile["registry"]
+    page = open_page(browser, hostile["root"] / "reports" / f"report_{Q}.html")
     try:
         assert page.js_errors == []
         assert page.locator(".js-plotly-plot svg.main-svg").count() >= 3  # the charts drew under the policy
@@ -275,11 +275,11 @@ def run_notebook(name: str, **params) -> dict:
     return ns
 
 
-def test_notebook_charts(browser, built, monkeypatch, tmp_path):
+def test_notebook_charts(browser, hostile, monkeypatch, tmp_path):
     """Every chart of the data-quality and community notebooks, computed on the hostile snapshot (the code cells
     run in order, as in tests/test_notebooks.py), drawn in Chromium."""
-    monkeypatch.setenv("SHEQU_WAREHOUSE", str(built["warehouse"]))
-    reg = built["registry"]
+    monkeypatch.setenv("SHEQU_WAREHOUSE", str(hostile["warehouse"]))
+    reg = hostile["registry"]
     code = reg.filter(pl.col("name").str.starts_with("%{x}"))["community_code"][0]
     figs = []
     # quarter_overview.ipynb: executed by a kernel and exported below
@@ -299,9 +299,9 @@ def test_notebook_charts(browser, built, monkeypatch, tmp_path):
         page.close()
 
 
-def test_data_docs(browser, built):
-    finished(built, "docs")                                              # python -m shequ.datadocs
-    index = built["root"] / "docs" / "index.html"
+def test_data_docs(browser, hostile):
+    finished(hostile, "docs")                                            # python -m shequ.datadocs
+    index = hostile["root"] / "docs" / "index.html"
     pages = [index] + [p for p in sorted(index.parent.rglob("*.html")) if "static" not in p.parts
                        and "粗" in p.read_text(encoding="utf-8")]
     assert len(pages) >= 2                                               # a failed check lists hostile names
@@ -316,11 +316,11 @@ def test_data_docs(browser, built):
     assert "<b>粗</b>" in seen and f'<a href="javascript:{PWN}">点</a>' in seen
 
 
-def test_notebook_exported_by_nbconvert(browser, built):
+def test_notebook_exported_by_nbconvert(browser, hostile):
     """quarter_overview.ipynb executed by a real kernel on the hostile snapshot and exported to HTML
     (`jupyter nbconvert --to html --execute`, plotly's "notebook" renderer: plotly.js inline, works offline)."""
-    finished(built, "nbconvert")
-    page = open_page(browser, built["root"] / "nb" / "quarter_overview.html")
+    finished(hostile, "nbconvert")
+    page = open_page(browser, hostile["root"] / "nb" / "quarter_overview.html")
     try:
         # the lab template asks CDNs for require.js and MathJax (blocked here): not a page of ours
         assert all("cdnjs.cloudflare.com" in e or "ERR_FAILED" in e for e in page.js_errors), page.js_errors
@@ -338,8 +338,8 @@ def _values(md: dict) -> list:
     return list(md.values())
 
 
-def test_dagster_metadata_is_text(built):
-    res = built["result"]
+def test_dagster_metadata_is_text(hostile):
+    res = hostile["result"]
     values = []
     for node in ("inbox_files", "staged_values", "dimensions", "fact_ranking"):
         for m in res.asset_materializations_for_node(node):
