@@ -83,9 +83,11 @@ def csp(page: str) -> str:
 
 
 def with_csp(page: str) -> str:
-    """``page`` with its Content-Security-Policy meta tag first in <head>."""
+    """``page`` with its Content-Security-Policy meta tag right after its charset declaration (which must stay
+    within the first 1,024 bytes), or first in <head>."""
     meta = f'<meta http-equiv="Content-Security-Policy" content="{csp(page)}">'
-    return re.sub(r"<head>", lambda m: m.group(0) + "\n" + meta, page, count=1)
+    anchor = r"<meta charset=[^>]*>" if re.search(r"<meta charset=[^>]*>", page, re.I) else r"<head>"
+    return re.sub(anchor, lambda m: m.group(0) + "\n" + meta, page, count=1, flags=re.I)
 
 
 def _results(con) -> dict[tuple[str, str], list[tuple]]:
