@@ -25,6 +25,15 @@ COMMON = dict(partitions_def=quarterly, pool=POOL, backfill_policy=dg.BackfillPo
               kinds={"duckdb", "python"})
 
 
+def text_table(headers: list[str], rows: list[list]) -> dg.TextMetadataValue:
+    """A table as plain text metadata, one line per row, cells joined by " | ". Not MetadataValue.md: the UI
+    renders markdown (links, images, emphasis), and these cells hold file names, headers, notes and messages
+    from the inbox, which are shown as written. Line breaks inside a cell become spaces."""
+    def cell(v) -> str:
+        return " ".join(str("" if v is None else v).split())
+    return dg.MetadataValue.text("\n".join(" | ".join(cell(v) for v in r) for r in [headers, *rows]))
+
+
 def _suite_checks(asset_name: str, stage: str) -> list[dg.AssetCheckSpec]:
     return [dg.AssetCheckSpec(f"{suite}_suite", asset=asset_name, blocking=True, partitions_def=quarterly,
                               description=f"数据质量套件 expectations/{suite}.json（critical 阻断下游） / "
@@ -44,12 +53,9 @@ def _check_results(asset_name: str, stage: str, results_by_quarter: dict[str, li
             severity=dg.AssetCheckSeverity.ERROR if critical else dg.AssetCheckSeverity.WARN,
             metadata={
                 "季度": ", ".join(results_by_quarter), "期望数": len(rows), "未通过": len(failed), "阻断": len(critical),
-                "结果": dg.MetadataValue.md("\n".join(
-                    f"| {q} | {r.expectation} | {r.severity} | {'通过' if r.success else '未通过'} | "
-                    f"{r.unexpected}/{r.checked} | {r.detail[:120]} |" for q, r in rows) and
-                    "| 季度 | 期望 | 级别 | 结果 | 异常/检查 | 说明 |\n|---|---|---|---|---|---|\n" + "\n".join(
-                    f"| {q} | {r.expectation} | {r.severity} | {'通过' if r.success else '未通过'} | "
-                    f"{r.unexpected}/{r.checked} | {r.detail[:120]} |" for q, r in rows)),
+                "结果": text_table(["季度", "期望", "级别", "结果", "异常/检查", "说明"], [
+                    [q, r.expectation, r.severity, "通过" if r.success else "未通过", f"{r.unexpected}/{r.checked}",
+                     r.detail[:120]] for q, r in rows]) if rows else dg.MetadataValue.text(""),
             }))
     return out
 
@@ -65,11 +71,11 @@ def inbox_files(context: dg.AssetExecutionContext, warehouse: ShequWarehouse) ->
         ensure_schema(con)  # raw_file must exist to tell new files from known ones
         files = pipeline.scan_inbox(con, warehouse.inbox)
     mine = [f for f in files if set(f.quarters) & set(quarters) or not f.quarters]
-    rows = "\n".join(f"| {f.rel} | {','.join(f.quarters) or '未知'} | {f.size} | {f.file_id[:12]} | "
-                     f"{f.known_status or '新文件'} |" for f in mine)
     return dg.MaterializeResult(
         metadata={"季度": quarters, "文件数": len(mine), "新文件数": sum(f.known_status is None for f in mine),
-                  "文件": dg.MetadataValue.md("| 文件 | 季度 | 字节 | sha256 | 状态 |\n|---|---|---|---|---|\n" + rows)},
+                  "文件": text_table(["文件", "季度", "字节", "sha256", "状态"], [
+                      [f.rel, ",".join(f.quarters) or "未知", f.size, f.file_id[:12], f.known_status or "新文件"]
+                      for f in mine])},
         check_results=[dg.AssetCheckResult(check_name="inbox_has_files", passed=bool(mine),
                                            severity=dg.AssetCheckSeverity.WARN,
                                            metadata={"季度": ", ".join(quarters), "文件数": len(mine)})])
@@ -108,15 +114,14 @@ def staged_values(context: dg.AssetExecutionContext, warehouse: ShequWarehouse) 
     for s in summaries:
         for k, v in s.by_reason.items():
             reasons[k] = reasons.get(k, 0) + v
-    table = "\n".join(f"| {s.source_file} | {s.status} | {s.n_loaded} | {s.n_quarantined} | "
-                      f"{', '.join(f'{k}:{v}' for k, v in s.by_reason.items())} | {s.message or ''} | "
-                      f"{'；'.join(s.notes)[:300]} |" for s in summaries)
     return dg.MaterializeResult(
         metadata={"文件数": len(summaries), "新入库文件": sum(s.status == "loaded" for s in summaries),
                   "被拒文件": len(rejected), "入库数值": sum(s.n_loaded for s in summaries),
                   "隔离数值": sum(s.n_quarantined for s in summaries), "隔离原因": reasons,
-                  "文件摘要": dg.MetadataValue.md("| 文件 | 状态 | 入库 | 隔离 | 原因 | 说明 | 备注 |\n"
-                                              "|---|---|---|---|---|---|---|\n" + table)},
+                  "文件摘要": text_table(["文件", "状态", "入库", "隔离", "原因", "说明", "备注"], [
+                      [s.source_file, s.status, s.n_loaded, s.n_quarantined,
+                       ", ".join(f"{k}:{v}" for k, v in s.by_reason.items()), s.message or "",
+                       "；".join(s.notes)[:300]] for s in summaries])},
         check_results=[*_check_results("staged_values", "staged_values", results),
                        dg.AssetCheckResult(check_name="files_readable", passed=not rejected,
                                            severity=dg.AssetCheckSeverity.WARN,

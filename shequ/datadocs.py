@@ -8,11 +8,18 @@ page per quarter x suite (validations/<suite>/<quarter>/run/result.html) and one
 scripts/vendor_datadocs.py), so the site works without network. GX is imported only here, in a separate
 process started by ``shequ refresh`` (python -m shequ.datadocs), never by the Dagster code location.
 
+Text from the warehouse is shown as text: GX escapes the parameters of its string templates, but not the cells of
+the unexpected-values tables, so ``partial_result`` escapes every value listed there (a community name holding
+``<img onerror=...>`` is shown, not run). Every page carries a Content-Security-Policy meta tag: scripts only from
+the site's own files and the page's inline scripts and handlers by sha256, no network (see ``csp``).
+
     python -m shequ.datadocs --warehouse data/warehouse.duckdb --out data/docs
 """
 
 import argparse
+import base64
 import datetime as dt
+import hashlib
 import html
 import json
 import re
@@ -43,6 +50,7 @@ def rewrite_offline(page: str, depth: int) -> str:
     page = re.sub(r'src="https://great-expectations-web-assets[^"]*"', f'src="{up}static/images/favicon.ico"', page)
     page = re.sub(r'href="[./]*static/images/favicon.ico"', f'href="{up}static/images/favicon.ico"', page)
     page = re.sub(r'href="(?:\.\./)+index.html"', f'href="{up}index.html"', page)
+    page = with_csp(page)
     # a validation page's link to its suite: the suite page rendered at expectations/<suite>.html
     page = re.sub(r'href="(?:\.\./)*expectations/([^"]*)"', lambda m: f'href="{up}expectations/{m.group(1)}"', page)
     # GX's English headings, with the Chinese first
@@ -55,6 +63,31 @@ LABELS = {"Sampled Unexpected Values": "异常值样例（最多 20 个）", "Un
           "Count": "个数", "Overview": "概览",
           "Expectation Suite:": "期望套件：", "Status:": "状态：", "Statistics": "统计", "Table-Level Expectations":
           "表级期望", "Show more info...": "更多信息…"}
+
+
+def _sha256(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode() + "'"
+
+
+def csp(page: str) -> str:
+    """The policy of one Data Docs page: scripts, styles, fonts and images only from the site's own files
+    ('self': the vendored copies under static/), the page's inline scripts and its two inline handlers (GX's
+    "show/hide succeeded" buttons, 'unsafe-hashes') by sha256; inline style allowed (bootstrap-table and GX set
+    style attributes); no network, no frames, no plugins, no forms, no base URL. The inline scripts are GX's own
+    template code: every text from the warehouse in a page is escaped, so none is a script."""
+    scripts = {_sha256(t) for t in re.findall(r"<script>(.*?)</script>", page, re.S)}
+    handlers = {_sha256(html.unescape(t)) for t in re.findall(r'\son[a-z]+="([^"]*)"', page)}
+    src = " ".join(["'self'", *sorted(scripts), *(["'unsafe-hashes'", *sorted(handlers)] if handlers else [])])
+    return (f"default-src 'none'; script-src {src}; style-src 'self' 'unsafe-inline'; font-src 'self'; "
+            "img-src 'self' data:; base-uri 'none'; form-action 'none'")
+
+
+def with_csp(page: str) -> str:
+    """``page`` with its Content-Security-Policy meta tag right after its charset declaration (which must stay
+    within the first 1,024 bytes), or first in <head>."""
+    meta = f'<meta http-equiv="Content-Security-Policy" content="{csp(page)}">'
+    anchor = r"<meta charset=[^>]*>" if re.search(r"<meta charset=[^>]*>", page, re.I) else r"<head>"
+    return re.sub(anchor, lambda m: m.group(0) + "\n" + meta, page, count=1, flags=re.I)
 
 
 def _results(con) -> dict[tuple[str, str], list[tuple]]:
@@ -78,10 +111,11 @@ def _suite_expectations(suite: str, rows: list[tuple]) -> list[dict]:
 
 
 def _display(v):
-    """A partial-list item as GX shows it: values as they are, rows (dicts) as ``column=value, ...``."""
+    """A partial-list item as GX shows it: values as they are, rows (dicts) as ``column=value, ...``; text
+    HTML-escaped, because GX puts these table cells into the page as markup."""
     if isinstance(v, dict):
-        return ", ".join(f"{k}={x}" for k, x in v.items())
-    return v
+        return html.escape(", ".join(f"{k}={x}" for k, x in v.items()))
+    return html.escape(v) if isinstance(v, str) else v
 
 
 def partial_result(partial_text: str | None, unexpected: int) -> dict:
@@ -185,7 +219,7 @@ def _index(rows: list[tuple]) -> str:
         for p, s, ok, n, href, crit, spage, bad in sorted(rows, key=lambda r: (r[0], r[1])))
     suites = "\n".join(f"<li><a href=\"{spage}\">{html.escape(s)}</a></li>"
                        for s, spage in sorted({(r[1], r[6]) for r in rows}))
-    return f"""<!DOCTYPE html>
+    return with_csp(f"""<!DOCTYPE html>
 <html lang="zh-CN"><head><meta charset="UTF-8"><title>shequ 数据质量文档 / Data Docs</title>
 <link rel="stylesheet" href="static/vendor/{css}">
 <link rel="shortcut icon" href="static/images/favicon.ico" type="image/x-icon"/></head>
@@ -200,7 +234,7 @@ def _index(rows: list[tuple]) -> str:
 <h2>期望套件 Expectation suites</h2><ul>
 {suites}
 </ul></body></html>
-"""
+""")
 
 
 def main(argv=None) -> int:

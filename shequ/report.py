@@ -16,13 +16,21 @@ connection, or a read-only connection the caller passes, and writes ``data/repor
 - every community's explanation (``fact_explanation``) in a collapsible ``<details>`` grouped by district.
 
 plotly.js is embedded inline once (``plotly.offline.get_plotlyjs()``); every figure is written without it. The
-page makes no network request. Every text from the warehouse goes through ``html.escape``.
+page makes no network request. Every text from the warehouse goes through ``html.escape``: in the tables (``esc``)
+and in the charts (``shequ.chart_text.plain``: plotly.js draws labels, legends, ticks and hover text as a subset of
+HTML, so a name holding ``<b>`` would turn bold and ``<a href>`` would become a link). Hover text from data is passed as ``text``/``customdata`` and never spliced into a ``hovertemplate``,
+so ``%{x}`` in a name stays text. A Content-Security-Policy meta tag allows exactly the page's own inline scripts
+and style (by sha256) and nothing else: no network, no other script, no plugin, no form, no base URL.
 """
 
+import base64
 import datetime as dt
+import functools
+import hashlib
 import html
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -34,6 +42,7 @@ from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
 from . import config
+from .chart_text import plain
 from .periods import quarter_label
 from .snapshot import read_only, source_path
 from .warehouse import frame
@@ -312,11 +321,12 @@ def bump_figure(d: dict, per_district: int = 3) -> go.Figure:
     for r in comm.iter_rows(named=True):
         s = bump.filter(pl.col("code") == r["code"]).sort("period_key")
         ranks = dict(zip(s["period_key"], s["rank"]))
+        label = plain(f"{r['name']}（{r['district']}）")
         fig.add_trace(go.Scatter(
             x=[quarter_label(q) for q in quarters], y=[ranks.get(q) for q in quarters], mode="lines+markers",
-            name=f"{r['name']}（{r['district']}）", connectgaps=False,
-            hovertemplate=f"{html.escape(r['name'])}（{html.escape(r['district'])}）<br>%{{x}}：区内第 %{{y}} 名"
-                          "<extra></extra>"))
+            name=label, connectgaps=False, text=[label] * len(quarters),
+            # the name comes in through %{text}: spliced into the template, a %{x} inside it would be filled in
+            hovertemplate="%{text}<br>%{x}：区内第 %{y} 名<extra></extra>"))
     fig.update_layout(title=f"{quarter_label(d['quarter'])} 各区前 {per_district} 名社区的区内名次变化",
                       xaxis_title="季度", yaxis_title="区内名次", height=520, legend_title_text="社区（区）")
     worst = bump.filter(pl.col("code").is_in(comm["code"].to_list()))["rank"].max() or 1
@@ -342,8 +352,9 @@ def profile_figure(d: dict, n: int = 5) -> go.Figure:
         for r in picks.iter_rows(named=True):
             s = dict(cats.filter(pl.col("code") == r["code"]).select("category", "score").iter_rows())
             vals = [s.get(c) for c in order]
-            fig.add_trace(go.Scatterpolar(r=vals + vals[:1], theta=order + order[:1], mode="lines+markers",
-                                          name=f"{r['name']}（{r['district']}，{r['score']:.2f}）",
+            theta = [plain(c) for c in order]
+            fig.add_trace(go.Scatterpolar(r=vals + vals[:1], theta=theta + theta[:1], mode="lines+markers",
+                                          name=plain(f"{r['name']}（{r['district']}，{r['score']:.2f}）"),
                                           legendgroup=str(col)), row=1, col=col)
     fig.update_polars(radialaxis_range=[0, 100])
     fig.for_each_annotation(lambda a: a.update(y=a.y + 0.07, font_size=14))
@@ -356,8 +367,8 @@ def district_figure(d: dict) -> go.Figure:
     ranked = d["communities"].filter(pl.col("rank_district").is_not_null())
     fig = go.Figure()
     for (district,), g in ranked.group_by("district", maintain_order=True):
-        fig.add_trace(go.Box(y=g["score"].to_list(), name=district, boxpoints="all", jitter=0.4,
-                             text=g["name"].to_list(), hovertemplate="%{text}：%{y:.2f}<extra></extra>"))
+        fig.add_trace(go.Box(y=g["score"].to_list(), name=plain(district), boxpoints="all", jitter=0.4,
+                             text=[plain(n) for n in g["name"]], hovertemplate="%{text}：%{y:.2f}<extra></extra>"))
     fig.update_layout(title=f"{quarter_label(d['quarter'])} 各区社区综合得分分布", yaxis_title="综合得分（0–100）",
                       xaxis_title="区", showlegend=False, height=420)
     return fig
@@ -487,10 +498,42 @@ def render(d: dict, top_n: int = 5, generated_at: dt.datetime | None = None) -> 
         _explanation_section(d),
         f'<p class="meta">数据来源：shequ 指标仓库只读快照；本页离线可用（图表脚本已内嵌）。</p>',
     ]
+    head = (f"<title>{esc(label)}社区建设三级评比报告</title><style>{CSS}</style>"
+            f"<script type=\"text/javascript\">{get_plotlyjs()}</script></head><body>")
+    rest = head + "\n".join(body) + "</body></html>\n"
     return ("<!DOCTYPE html>\n<html lang=\"zh-CN\"><head><meta charset=\"utf-8\">"
-            f"<title>{esc(label)}社区建设三级评比报告</title><style>{CSS}</style>"
-            f"<script type=\"text/javascript\">{get_plotlyjs()}</script></head><body>"
-            + "\n".join(body) + "</body></html>\n")
+            f'<meta http-equiv="Content-Security-Policy" content="{csp(rest)}">' + rest)
+
+
+def _sha256(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode() + "'"
+
+
+# plotly.js adds its own rules through empty <style id="plotly.js-style-..."> elements filled by CSSOM insertRule
+EMPTY_STYLE = _sha256("")
+
+
+@functools.cache
+def bundle_style_hashes() -> tuple[str, ...]:
+    """The style elements plotly.js itself creates when it loads (its bundled maplibre stylesheet, written as
+    ``e=document.createElement("style");e.id="...",e.textContent='...'``): their hashes, so the policy allows them
+    and no CSP violation is reported. A literal with escapes is not decoded (none in plotly.js 3); the browser
+    test would report its violation."""
+    lits = re.findall(r'createElement\("style"\);(\w+)\.id="[^"]*",\1\.textContent=\'([^\'\\]*)\'', get_plotlyjs())
+    return tuple(_sha256(t) for _, t in lits)
+
+
+def csp(page: str) -> str:
+    """The page's Content-Security-Policy: nothing by default; scripts and style elements only those written in
+    ``page`` (sha256 of each, as the browser hashes them); style attributes (plotly's divs and SVG) allowed;
+    images only as data: URLs (plotly's PNG export). No connect, font, frame, object, form or base URL. Every
+    text from the warehouse is escaped (``esc``), so no <script> or <style> in ``page`` comes from data."""
+    scripts = sorted({_sha256(s) for s in re.findall(r"<script[^>]*>(.*?)</script>", page, re.S)})
+    styles = sorted({_sha256(s) for s in re.findall(r"<style[^>]*>(.*?)</style>", page, re.S)}
+                    | {EMPTY_STYLE, *bundle_style_hashes()})
+    return ("default-src 'none'; script-src " + " ".join(scripts) + "; style-src 'unsafe-inline'; "
+            "style-src-elem " + " ".join(styles) + "; style-src-attr 'unsafe-inline'; img-src data:; "
+            "base-uri 'none'; form-action 'none'")
 
 
 def build_report(con: duckdb.DuckDBPyConnection, quarter: str, scheme: str = "default", top_n: int = 5) -> tuple[str, dict]:
