@@ -19,6 +19,7 @@ from xml.etree import ElementTree
 import fastexcel
 import polars as pl
 
+from . import limits
 from .catalogue import HEADER_SEP, HEADER_UNITS
 from .text import DecodeError, clean_text, decode_bytes, mojibake_ratio, squash
 
@@ -58,6 +59,14 @@ class FileRead:
     notes: list[str] = field(default_factory=list)
     problems: list[dict] = field(default_factory=list)      # cell-level problems found while reading
     subtotals: list[pl.DataFrame] = field(default_factory=list)  # 小计 rows kept aside for the sum check
+
+
+def _within_limits(check, *args):
+    """Run a resource-limit check (shequ/limits.py) before reading; over a limit the file is rejected."""
+    try:
+        return check(*args)
+    except limits.TooLarge as e:
+        raise FileRejected(e.reason, e.message, e.where) from e
 
 
 def _community_header(v) -> bool:
@@ -336,6 +345,8 @@ def read_xls(path: Path) -> FileRead:
 
 def read_xlsx(path: Path, legacy: bool = False) -> FileRead:
     fr = FileRead(cells=pl.DataFrame(schema=CELL_SCHEMA), file_format="xls" if legacy else "xlsx")
+    if not legacy:  # declared sizes, compression ratio, furthest row and column: before calamine sees the file
+        _within_limits(limits.check_xlsx, path)
     try:
         structure = _xls_structure(path) if legacy else _xlsx_structure(path)
         reader = fastexcel.read_excel(str(path))
@@ -384,6 +395,7 @@ def read_xlsx(path: Path, legacy: bool = False) -> FileRead:
 
 # ------------------------------------------------------------------ csv / tsv / txt
 def read_delimited(path: Path) -> FileRead:
+    n_lines = _within_limits(limits.check_delimited, path)
     data = path.read_bytes()
     try:
         text, enc = decode_bytes(data)
@@ -397,6 +409,7 @@ def read_delimited(path: Path) -> FileRead:
     # row to one field, so the table is read from its widest row and the lines above it become titles
     rows = list(csv.reader(head, delimiter=sep))
     width = max((len(r) for r in rows), default=0)
+    _within_limits(limits.check_width, width, n_lines)
     start = next((i for i, r in enumerate(rows) if len(r) == width), 0)
     titles = [clean_text(" ".join(c for c in r if c)) for r in rows[:start]]
     body = "\n".join(text.splitlines()[start:])
@@ -432,6 +445,7 @@ def read_json(path: Path) -> FileRead:
     data = path.read_bytes()
     try:
         text, enc = decode_bytes(data)
+        _within_limits(limits.check_json_depth, text)  # deep nesting would make json.loads recurse
         doc = json.loads(text)
     except (DecodeError, json.JSONDecodeError) as e:
         raise FileRejected("file_unreadable", f"JSON 解析失败：{e}") from e
@@ -448,6 +462,7 @@ def read_json(path: Path) -> FileRead:
         fr.sheet_titles[""] = [clean_text(str(v)) for v in context.values()]
     if not isinstance(records, list):
         raise FileRejected("no_records", "JSON 顶层应为记录数组或含记录数组的对象")
+    _within_limits(limits.check_json_records, len(records))
     ctx_period = _pick(context, "period") if context else None
     ctx_street = _pick(context, "street") if context else None
     rows = []
@@ -487,4 +502,5 @@ def read_file(path: Path) -> FileRead:
     reader = READERS.get(path.suffix.lower())
     if reader is None:
         raise FileRejected("unsupported_format", f"不支持的文件类型 {path.suffix or '(无扩展名)'}")
+    _within_limits(limits.check_file_size, path)
     return reader(path)
