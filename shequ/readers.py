@@ -21,6 +21,7 @@ import polars as pl
 
 from . import limits
 from .catalogue import HEADER_SEP, HEADER_UNITS
+from .privacy import mask_list
 from .text import DecodeError, clean_text, decode_bytes, mojibake_ratio, squash
 
 CELL_COLUMNS = ["sheet", "source_row", "source_column", "source_cell", "street_raw", "community_raw",
@@ -33,7 +34,8 @@ STREET_HEADERS = {"街道", "所属街道", "街道名称", "街道办事处", "
 PERIOD_HEADERS = {"期间", "统计期间", "报告期", "季度", "月份", "统计季度", "时间"}
 SKIP_HEADERS = {"序号", "编号", "备注", "区", "所属区", "区县", "社区代码", "代码"}
 SUBTOTAL = re.compile(r"^(合计|总计|小计|全区|全街|全市|累计)$|小计$|合计$")
-FOOTER = re.compile(r"^(填表人|审核人|负责人|制表|注|说明|备注)[:：\s]")
+FOOTER = re.compile(r"^(填表人|填报人|审核人|复核人|审批人|负责人|联系人|统计人|制表人|经办人|制表|联系电话|电话|手机|注|说明|"
+                    r"备注)[:：\s]")
 UNIT_LINE = re.compile(r"(?:^|[\s(（])(?:金额|计量)?单位[:：]\s*([^\s，,;；)）]+)")
 REPORTER = re.compile(r"填报单位[:：]\s*([^\s，,;；]+)")
 
@@ -503,4 +505,6 @@ def read_file(path: Path) -> FileRead:
     if reader is None:
         raise FileRejected("unsupported_format", f"不支持的文件类型 {path.suffix or '(无扩展名)'}")
     _within_limits(limits.check_file_size, path)
-    return reader(path)
+    fr = reader(path)
+    fr.notes = mask_list(fr.notes)   # footers (填表人：王芳 …) keep their label only: shequ/privacy.py
+    return fr
