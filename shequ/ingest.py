@@ -405,7 +405,7 @@ class Ingestor:
         msg = mask_text(msg)
         notes = mask_list(fr.notes) if fr else None
         quarantined = mask_frame(quarantined, ["source_sheet", "community_raw", "header_raw", "raw_text", "message"],
-                                 header_column="header_raw", value_column="raw_text")
+                                 header_column="header_raw", value_column="raw_text", quote_column="message")
         if staged is not None:
             staged = mask_frame(staged, ["raw_text", "source_sheet"])
         stat = path.stat()

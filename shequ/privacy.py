@@ -37,11 +37,12 @@ _LABEL_ALT = "|".join(re.escape(x) for x in _LABELS)
 _LABELLED = re.compile(
     rf"(?P<label>{_LABEL_ALT})(?P<note>\s*[(（][^)）]{{0,10}}[)）])?"
     rf"(?:\s*[:：]\s*|\s+)(?P<value>(?:(?!{re.escape(MASK)})).+?)"
-    rf"(?=\s*[，,;；。|、/]|\s+[^\s:：]{{1,10}}\s*[:：]|\s*(?:{_LABEL_ALT})\s*[(（:：]|\s{{2,}}|$)")
-# a footer written without a separator: 填表人王芳 (the label opens the text, a 2-4 character name follows)
+    rf"(?=\s*[，,;；。|、/]|\s+[^\s:：]{{1,10}}\s*[:：]|\s*(?:{_LABEL_ALT})\s*[(（:：]|\s+(?:{_LABEL_ALT})\s|\s{{2,}}|$)")
+# written without a separator: 填表人王芳 (the label opens the text or follows a space, quote or bracket, and a
+# 2-4 character name follows up to a space, separator, quote or the end)
 _GLUED_LABELS = ["填表人", "填报人", "审核人", "复核人", "审批人", "负责人", "联系人", "统计人", "制表人", "经办人"]
-_GLUED = re.compile(rf"^(?P<label>{'|'.join(_GLUED_LABELS)})"
-                    rf"(?P<value>[\u4e00-\u9fff]{{2,4}})(?=\s|$|[，,;；])")
+_GLUED = re.compile(rf"(?:^|(?<=[\s'\"‘“「『（(：:，,;；]))(?P<label>{'|'.join(_GLUED_LABELS)})"
+                    rf"(?P<value>[\u4e00-\u9fff]{{2,4}})(?=\s|$|[，,;；'\"’”」』)）])")
 _MOBILE = re.compile(r"(?<!\d)(?:\+?86[-\s]?)?1[3-9]\d(?:[-\s]?\d{4}){2}(?!\d)")
 _LANDLINE = re.compile(r"(?<!\d)[(（]?0\d{2,3}[)）]?[-－—\s]?\d{7,8}(?:-\d{1,5})?(?!\d)")
 _ID_CARD = re.compile(r"(?<!\d)\d{6}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx](?![\dXx])")
@@ -88,19 +89,36 @@ def mask_series(s: pl.Series) -> pl.Series:
 
 
 def mask_frame(df: pl.DataFrame, columns: list[str], header_column: str | None = None,
-               value_column: str | None = None) -> pl.DataFrame:
-    """mask_text over ``columns``; when ``header_column`` names a personal column (联系人, 联系电话 …) the
-    ``value_column`` of that row is replaced whole by 已隐去."""
+               value_column: str | None = None, quote_column: str | None = None) -> pl.DataFrame:
+    """mask_text over ``columns``. When ``header_column`` names a personal column (联系人, 联系电话 …) the
+    ``value_column`` of that row is replaced whole by 已隐去; ``quote_column`` (a message that quotes the value)
+    first gets the masked value in place of the original, then is masked like the rest."""
     present = [c for c in columns if c in df.columns]
     if not present or df.height == 0:
         return df
-    df = df.with_columns(*[mask_series(df[c]) for c in present])
-    if header_column in df.columns and value_column in df.columns:
-        heads = df[header_column].drop_nulls().unique().to_list()
-        personal = [h for h in heads if is_personal_header(h)]
-        if personal:
-            df = df.with_columns(
-                pl.when(pl.col(header_column).is_in(personal) & pl.col(value_column).is_not_null()
-                        & (pl.col(value_column).str.strip_chars() != ""))
-                .then(pl.lit(MASK)).otherwise(pl.col(value_column)).alias(value_column))
-    return df
+    if value_column in df.columns:
+        before = df[value_column]
+        df = df.with_columns(mask_series(before))
+        if header_column in df.columns:
+            heads = df[header_column].drop_nulls().unique().to_list()
+            personal = [h for h in heads if is_personal_header(h)]
+            if personal:
+                df = df.with_columns(
+                    pl.when(pl.col(header_column).is_in(personal) & pl.col(value_column).is_not_null()
+                            & (pl.col(value_column).str.strip_chars() != ""))
+                    .then(pl.lit(MASK)).otherwise(pl.col(value_column)).alias(value_column))
+        if quote_column in df.columns:
+            df = _mask_quotes(df, before, value_column, quote_column)
+    return df.with_columns(*[mask_series(df[c]) for c in present if c != value_column])
+
+
+def _mask_quotes(df: pl.DataFrame, before: pl.Series, value_column: str, quote_column: str) -> pl.DataFrame:
+    """A message that quotes the cell (无法解析 '联系人唐僧 …') gets the cell's masked text in place of the
+    original, whatever the rules above made of the message on its own."""
+    changed = (before != df[value_column]).fill_null(False)
+    if not changed.any():
+        return df
+    quoted = [m.replace(b, a) if isinstance(m, str) and b and ch else m
+              for m, b, a, ch in zip(df[quote_column].to_list(), before.to_list(), df[value_column].to_list(),
+                                     changed.to_list())]
+    return df.with_columns(pl.Series(quote_column, quoted, dtype=pl.String))
