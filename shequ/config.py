@@ -67,6 +67,10 @@ def limits() -> dict[str, float]:
         try:
             value = float(raw) if raw else float(default)
         except ValueError:
+            value = -1.0
+        if not value > 0:   # a typo must not remove the limit: say so and keep the default
+            import logging
+            logging.getLogger(__name__).warning("环境变量 %s=%r 不是正数，按默认值 %s 处理", env, raw, default)
             value = float(default)
-        out[name] = value if value > 0 else float(default)
+        out[name] = value
     return out

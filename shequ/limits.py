@@ -106,7 +106,7 @@ def check_xlsx(path: Path) -> dict:
         for i in infos:
             ratio = i.file_size / max(i.compress_size, 1)
             if i.file_size >= RATIO_MIN_BYTES and ratio > lim["max_compression_ratio"]:
-                raise _over("max_compression_ratio", ratio, where=i.filename, prefix=f"部件 {i.filename} 的")
+                raise _over("max_compression_ratio", ratio, where=i.filename)
         worst = {"inflated_bytes": 0, "rows": 0, "columns": 0, "cells": 0}
         for i in infos:
             if i.is_dir():
@@ -280,12 +280,5 @@ def check_json_records(n: int) -> None:
         raise _over("max_rows", n, prefix="JSON 记录")
 
 
-def describe() -> list[dict]:
-    """The limits in force, for the docs and ``shequ`` messages: name, variable, value, unit, label."""
-    lim = config.limits()
-    return [{"name": k, "env": env, "value": lim[k], "default": default, "label": label, "unit": unit}
-            for k, (env, default, label, unit) in config.LIMIT_SETTINGS.items()]
-
-
 __all__ = ["TooLarge", "check_file_size", "check_xlsx", "check_delimited", "check_width", "check_json_depth",
-           "check_json_records", "json_depth", "describe"]
+           "check_json_records", "json_depth"]

@@ -5,6 +5,7 @@ where a realistic fixture would be slow to write, and keep the defaults for the 
 
 import csv
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -252,3 +253,24 @@ def test_one_gigabyte_bomb_rejected_under_500_mb_peak(template, tmp_path, inbox)
     assert out["天桥区_2024Q1_1GB.xlsx"] == ["rejected", "too_large"]
     assert out["天桥区_2024Q1_持证率.csv"] == ["loaded", None]
     assert out["peak_mb"] < 500
+
+
+@pytest.mark.parametrize("cell", ['<c s="1" r="Z23000000" t="inlineStr"><is><t>1</t></is></c>',
+                                  '<x:c r="Z23000000" t="inlineStr"><x:is><x:t>1</x:t></x:is></x:c>',
+                                  '<c\tr="Z23000000"><v>1</v></c>'])
+def test_far_reference_found_in_any_spelling_of_the_tag(tmp_path, cell):
+    far = _table_rows() + f'<row r="4">{cell}</row>'.encode()
+    _assert_names_limit(_reject(write_xlsx(tmp_path / "odd.xlsx", [far])), "SHEQU_MAX_ROWS")
+
+
+@pytest.mark.parametrize("back", [1, 4, 9, 14])
+def test_far_reference_cut_by_a_chunk_border_is_still_seen(tmp_path, back):
+    """The scan reads 1 MB at a time: a reference that straddles two chunks is counted once, whole."""
+    from shequ.limits import CHUNK
+
+    cell = b'<c r="Z23000000"><v>1</v></c>'
+    head = _HEAD + _table_rows() + b'<row r="4">'
+    pad = CHUNK - len(head) - back - len(b"<!---->")
+    filler = os.urandom(pad // 2 + 1).hex().encode()[:pad]        # incompressible, so the ratio check stays quiet
+    body = _table_rows() + b'<row r="4"><!--' + filler + b"-->" + cell + b"</row>"
+    _assert_names_limit(_reject(write_xlsx(tmp_path / f"border{back}.xlsx", [body])), "SHEQU_MAX_ROWS")
