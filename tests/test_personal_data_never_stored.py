@@ -104,7 +104,7 @@ def refreshed(tmp_path_factory):
     wh.parent.mkdir()
     result = run_quarter(wh, inbox, Q)
     assert result.success
-    return {"root": root, "warehouse": wh, "inbox": inbox}
+    return {"root": root, "warehouse": wh, "inbox": inbox, "result": result}
 
 
 def test_mask_text_rules():
@@ -142,6 +142,14 @@ def test_planted_personal_data_is_nowhere_in_warehouse_or_snapshot(refreshed):
     assert {t for _, t in q if t} == {MASK}
     # the sample's own footer (填表人：王芳 审核人：李强) is masked too
     assert not any("王芳" in n for v in files.values() if v for n in v)
+
+
+def test_planted_personal_data_is_in_no_run_log_or_metadata(refreshed):
+    """What Dagster keeps of the run (log messages, materialisation metadata such as the per-file table)."""
+    events = refreshed["result"].all_events
+    text = "\n".join(f"{e.message} {e.event_specific_data!r}" for e in events)
+    assert "持证联系.xlsx" in text                          # the per-file table is there
+    assert [s for s in PLANTED if s in text] == []
 
 
 def test_planted_personal_data_is_in_no_output_file(refreshed, tmp_path):
