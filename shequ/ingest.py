@@ -13,6 +13,7 @@ import hashlib
 import logging
 import re
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -119,7 +120,8 @@ class Ingestor:
         except FileRejected as e:
             return self._reject(path, rel, file_id, now, e.reason, e.message, e.where)
         except Exception as e:  # a defect of ours must not stop the rest of the inbox: the file is rejected
-            log.exception("读取 %s 时出错", rel)
+            # the traceback's last line may quote cell text: logged masked (Dagster keeps captured logs)
+            log.error("读取 %s 时出错\n%s", rel, mask_text(traceback.format_exc()))
             return self._reject(path, rel, file_id, now, "internal_error", f"读取时程序出错 {type(e).__name__}: {e}")
         n_cells = staged.height + quarantined.height
         by_reason = dict(quarantined.group_by("reason_code").len().iter_rows()) if quarantined.height else {}
