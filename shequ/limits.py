@@ -216,6 +216,29 @@ def _scan_part(z: zipfile.ZipFile, info: zipfile.ZipInfo, lim: dict) -> dict:
     return {"bytes": total, "rows": max(rows, max_row), "columns": max_col, "cells": cells}
 
 
+# ------------------------------------------------------------------ legacy xls (BIFF8)
+def check_xls(path: Path) -> None:
+    """A BIFF8 sheet holds at most 65,536 x 256 cells, but calamine still builds the dense grid up to the furthest
+    cell: two cells at A1 and IV65536 cost about 1 GB. xlrd (ragged rows: no padding) gives each sheet's extent."""
+    import xlrd
+
+    lim = config.limits()
+    try:
+        book = xlrd.open_workbook(str(path), on_demand=True, ragged_rows=True)
+    except Exception:   # not BIFF8: the reader reports it as file_unreadable
+        return
+    try:
+        for name in book.sheet_names():
+            sh = book.sheet_by_name(name)
+            rows, cols = sh.nrows, sh.ncols
+            book.unload_sheet(name)
+            for key, value in (("max_rows", rows), ("max_columns", cols), ("max_cells", rows * cols)):
+                if value > lim[key]:
+                    raise _over(key, value, name, prefix=f"工作表 {name} 的")
+    finally:
+        book.release_resources()
+
+
 # ------------------------------------------------------------------ csv / tsv / txt
 def check_delimited(path: Path) -> int:
     """Lines counted in chunks of bytes (a UTF-16 line feed is 0x0A too), before anything is decoded."""

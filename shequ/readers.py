@@ -347,8 +347,8 @@ def read_xls(path: Path) -> FileRead:
 
 def read_xlsx(path: Path, legacy: bool = False) -> FileRead:
     fr = FileRead(cells=pl.DataFrame(schema=CELL_SCHEMA), file_format="xls" if legacy else "xlsx")
-    if not legacy:  # declared sizes, compression ratio, furthest row and column: before calamine sees the file
-        _within_limits(limits.check_xlsx, path)
+    # declared sizes, compression ratio, furthest row and column: before calamine sees the file
+    _within_limits(limits.check_xls if legacy else limits.check_xlsx, path)
     try:
         structure = _xls_structure(path) if legacy else _xlsx_structure(path)
         reader = fastexcel.read_excel(str(path))

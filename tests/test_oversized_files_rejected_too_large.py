@@ -274,3 +274,16 @@ def test_far_reference_cut_by_a_chunk_border_is_still_seen(tmp_path, back):
     filler = os.urandom(pad // 2 + 1).hex().encode()[:pad]        # incompressible, so the ratio check stays quiet
     body = _table_rows() + b'<row r="4"><!--' + filler + b"-->" + cell + b"</row>"
     _assert_names_limit(_reject(write_xlsx(tmp_path / f"border{back}.xlsx", [body])), "SHEQU_MAX_ROWS")
+
+
+def test_legacy_xls_extent_is_checked(tmp_path):
+    """Two cells at A1 and IV65536 of a BIFF8 .xls: calamine would build a 16.7M-cell grid (about 1 GB)."""
+    xlwt = pytest.importorskip("xlwt")
+    wb = xlwt.Workbook()
+    ws = wb.add_sheet("S")
+    ws.write(0, 0, "社区名称")
+    ws.write(65535, 255, "x")
+    wb.save(str(tmp_path / "far.xls"))
+    e = _reject(tmp_path / "far.xls")
+    _assert_names_limit(e, "SHEQU_MAX_CELLS")
+    assert "16,777,216" in e.message
