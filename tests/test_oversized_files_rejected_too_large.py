@@ -287,3 +287,23 @@ def test_legacy_xls_extent_is_checked(tmp_path):
     e = _reject(tmp_path / "far.xls")
     _assert_names_limit(e, "SHEQU_MAX_CELLS")
     assert "16,777,216" in e.message
+
+
+def test_refresh_job_survives_oversized_files(tmp_path, inbox):
+    """Through the Dagster job `shequ refresh` runs: the 23M-row xlsx and a deeply nested JSON at the inbox root
+    are rejected as too_large and the good file beside them loads (before the limits the first aborted the process
+    and the second stopped the CLI before anything loaded)."""
+    from conftest import run_quarter
+
+    far = _table_rows() + ('<row r="23000000">' + _cell("Z23000000", "1") + "</row>").encode()
+    write_xlsx(inbox / "天桥区_2024Q1_远行.xlsx", [far])
+    (inbox.parent / "深层.json").write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+    wh = tmp_path / "wh.duckdb"
+    run_quarter(wh, inbox.parent, "2024Q1")
+    with connect(wh, read_only=True) as con:
+        raw = {Path(r[0]).name: r[1:] for r in con.execute(
+            "SELECT source_file, status, reason_code FROM raw_file").fetchall()}
+        n = con.execute("SELECT count(*) FROM fact_indicator_value WHERE period_key = '2024Q1'").fetchall()[0][0]
+    assert raw == {"天桥区_2024Q1_持证率.csv": ("loaded", None), "天桥区_2024Q1_远行.xlsx": ("rejected", "too_large"),
+                   "深层.json": ("rejected", "too_large")}
+    assert n == 1
