@@ -39,3 +39,38 @@ def reviews_path(explicit: str | os.PathLike | None = None) -> Path:
         return Path(explicit)
     env = os.environ.get("SHEQU_REVIEWS")
     return Path(env) if env else DEFAULT_REVIEWS
+
+
+# ---------------------------------------------------------------- resource limits (the one place they are set)
+# A survey file over any of these is rejected with reason `too_large` before it is read (docs/limits-and-privacy.md).
+# Defaults fit a 2-core / 8 GB office machine: the largest real survey (a city's long table, ~100k rows x 30
+# columns) stays well inside them, and reading a file at the limits peaks around 1-2 GB.
+# Each can be changed with the environment variable named here (a number; MB = 2**20 bytes).
+LIMIT_SETTINGS = {
+    # name: (environment variable, default, Chinese label, unit)
+    "max_file_mb": ("SHEQU_MAX_FILE_MB", 100, "文件大小", "MB"),
+    "max_inflated_mb": ("SHEQU_MAX_INFLATED_MB", 256, "xlsx 解压后总大小", "MB"),
+    "max_compression_ratio": ("SHEQU_MAX_COMPRESSION_RATIO", 200, "xlsx 压缩比", "倍"),
+    "max_rows": ("SHEQU_MAX_ROWS", 200_000, "行数", "行"),
+    "max_columns": ("SHEQU_MAX_COLUMNS", 1_000, "列数", "列"),
+    "max_cells": ("SHEQU_MAX_CELLS", 5_000_000, "单元格数（行数 × 列数）", "个"),
+    "max_json_depth": ("SHEQU_MAX_JSON_DEPTH", 64, "JSON 嵌套层数", "层"),
+}
+
+
+def limits() -> dict[str, float]:
+    """The resource limits in force: each default, overridden by its environment variable when that is set to a
+    positive number (read on every call, so a test or an operator can change them without a restart)."""
+    out = {}
+    for name, (env, default, _label, _unit) in LIMIT_SETTINGS.items():
+        raw = os.environ.get(env, "").strip()
+        try:
+            value = float(raw) if raw else float(default)
+        except ValueError:
+            value = -1.0
+        if not value > 0:   # a typo must not remove the limit: say so and keep the default
+            import logging
+            logging.getLogger(__name__).warning("环境变量 %s=%r 不是正数，按默认值 %s 处理", env, raw, default)
+            value = float(default)
+        out[name] = value
+    return out

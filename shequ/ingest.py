@@ -13,6 +13,7 @@ import hashlib
 import logging
 import re
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import polars as pl
 from .catalogue import HeaderMatcher, load_catalogue
 from .periods import classify_period, excel_date_period, explicit_year, period_end, quarter_of_key, ytd_quarter
 from .readers import CELL_COLUMNS, READERS, FileRead, FileRejected, read_file
+from .privacy import mask_frame, mask_list, mask_text
 from .registry import match_frame, resolve_communities, suggest_candidates
 from .text import clean_text, protect_registry_names
 from .values import parse_cells
@@ -101,6 +103,8 @@ class Ingestor:
         t0 = time.perf_counter()
         summary = self._ingest(path)
         summary.seconds = time.perf_counter() - t0
+        # what the CLI prints and Dagster keeps as run metadata: masked like the stored copies
+        summary.message, summary.notes = mask_text(summary.message), mask_list(summary.notes) or []
         summary.file_format = summary.file_format or path.suffix.lstrip(".").lower()
         return summary
 
@@ -116,7 +120,8 @@ class Ingestor:
         except FileRejected as e:
             return self._reject(path, rel, file_id, now, e.reason, e.message, e.where)
         except Exception as e:  # a defect of ours must not stop the rest of the inbox: the file is rejected
-            log.exception("读取 %s 时出错", rel)
+            # the traceback's last line may quote cell text: logged masked (Dagster keeps captured logs)
+            log.error("读取 %s 时出错\n%s", rel, mask_text(traceback.format_exc()))
             return self._reject(path, rel, file_id, now, "internal_error", f"读取时程序出错 {type(e).__name__}: {e}")
         n_cells = staged.height + quarantined.height
         by_reason = dict(quarantined.group_by("reason_code").len().iter_rows()) if quarantined.height else {}
@@ -398,6 +403,13 @@ class Ingestor:
                                                                  "quarantined_at": pl.Datetime("us")})
 
     def _write(self, path, rel, file_id, now, fr, status, reason, msg, n_cells, staged, quarantined, periods):
+        # personal data out (shequ/privacy.py): every text that came from the file is masked before it is stored
+        msg = mask_text(msg)
+        notes = mask_list(fr.notes) if fr else None
+        quarantined = mask_frame(quarantined, ["source_sheet", "community_raw", "header_raw", "raw_text", "message"],
+                                 header_column="header_raw", value_column="raw_text", quote_column="message")
+        if staged is not None:
+            staged = mask_frame(staged, ["raw_text", "source_sheet"])
         stat = path.stat()
         n_loaded = 0 if staged is None else staged.height
         with transaction(self.con):
@@ -409,8 +421,7 @@ class Ingestor:
                 "INSERT INTO raw_file VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [file_id, seq, rel, stat.st_size, dt.datetime.fromtimestamp(stat.st_mtime),
                  fr.file_format if fr else path.suffix.lstrip(".").lower(), fr.encoding if fr else None,
-                 periods, status, reason, msg, n_cells, n_loaded, quarantined.height, now,
-                 fr.notes if fr else None])
+                 periods, status, reason, msg, n_cells, n_loaded, quarantined.height, now, notes])
             if staged is not None and staged.height:
                 self.con.register("_staged", staged)
                 self.con.execute("INSERT INTO stg_value SELECT * FROM _staged")

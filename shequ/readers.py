@@ -19,7 +19,9 @@ from xml.etree import ElementTree
 import fastexcel
 import polars as pl
 
+from . import limits
 from .catalogue import HEADER_SEP, HEADER_UNITS
+from .privacy import mask_list
 from .text import DecodeError, clean_text, decode_bytes, mojibake_ratio, squash
 
 CELL_COLUMNS = ["sheet", "source_row", "source_column", "source_cell", "street_raw", "community_raw",
@@ -32,7 +34,8 @@ STREET_HEADERS = {"街道", "所属街道", "街道名称", "街道办事处", "
 PERIOD_HEADERS = {"期间", "统计期间", "报告期", "季度", "月份", "统计季度", "时间"}
 SKIP_HEADERS = {"序号", "编号", "备注", "区", "所属区", "区县", "社区代码", "代码"}
 SUBTOTAL = re.compile(r"^(合计|总计|小计|全区|全街|全市|累计)$|小计$|合计$")
-FOOTER = re.compile(r"^(填表人|审核人|负责人|制表|注|说明|备注)[:：\s]")
+FOOTER = re.compile(r"^(填表人|填报人|审核人|复核人|审批人|负责人|联系人|统计人|制表人|经办人|制表|联系电话|电话|手机|注|说明|"
+                    r"备注)[:：\s]")
 UNIT_LINE = re.compile(r"(?:^|[\s(（])(?:金额|计量)?单位[:：]\s*([^\s，,;；)）]+)")
 REPORTER = re.compile(r"填报单位[:：]\s*([^\s，,;；]+)")
 
@@ -58,6 +61,14 @@ class FileRead:
     notes: list[str] = field(default_factory=list)
     problems: list[dict] = field(default_factory=list)      # cell-level problems found while reading
     subtotals: list[pl.DataFrame] = field(default_factory=list)  # 小计 rows kept aside for the sum check
+
+
+def _within_limits(check, *args):
+    """Run a resource-limit check (shequ/limits.py) before reading; over a limit the file is rejected."""
+    try:
+        return check(*args)
+    except limits.TooLarge as e:
+        raise FileRejected(e.reason, e.message, e.where) from e
 
 
 def _community_header(v) -> bool:
@@ -336,6 +347,8 @@ def read_xls(path: Path) -> FileRead:
 
 def read_xlsx(path: Path, legacy: bool = False) -> FileRead:
     fr = FileRead(cells=pl.DataFrame(schema=CELL_SCHEMA), file_format="xls" if legacy else "xlsx")
+    # declared sizes, compression ratio, furthest row and column: before calamine sees the file
+    _within_limits(limits.check_xls if legacy else limits.check_xlsx, path)
     try:
         structure = _xls_structure(path) if legacy else _xlsx_structure(path)
         reader = fastexcel.read_excel(str(path))
@@ -384,6 +397,7 @@ def read_xlsx(path: Path, legacy: bool = False) -> FileRead:
 
 # ------------------------------------------------------------------ csv / tsv / txt
 def read_delimited(path: Path) -> FileRead:
+    n_lines = _within_limits(limits.check_delimited, path)
     data = path.read_bytes()
     try:
         text, enc = decode_bytes(data)
@@ -397,6 +411,7 @@ def read_delimited(path: Path) -> FileRead:
     # row to one field, so the table is read from its widest row and the lines above it become titles
     rows = list(csv.reader(head, delimiter=sep))
     width = max((len(r) for r in rows), default=0)
+    _within_limits(limits.check_width, width, n_lines)
     start = next((i for i, r in enumerate(rows) if len(r) == width), 0)
     titles = [clean_text(" ".join(c for c in r if c)) for r in rows[:start]]
     body = "\n".join(text.splitlines()[start:])
@@ -432,6 +447,7 @@ def read_json(path: Path) -> FileRead:
     data = path.read_bytes()
     try:
         text, enc = decode_bytes(data)
+        _within_limits(limits.check_json_depth, text)  # deep nesting would make json.loads recurse
         doc = json.loads(text)
     except (DecodeError, json.JSONDecodeError) as e:
         raise FileRejected("file_unreadable", f"JSON 解析失败：{e}") from e
@@ -448,6 +464,7 @@ def read_json(path: Path) -> FileRead:
         fr.sheet_titles[""] = [clean_text(str(v)) for v in context.values()]
     if not isinstance(records, list):
         raise FileRejected("no_records", "JSON 顶层应为记录数组或含记录数组的对象")
+    _within_limits(limits.check_json_records, len(records))
     ctx_period = _pick(context, "period") if context else None
     ctx_street = _pick(context, "street") if context else None
     rows = []
@@ -487,4 +504,7 @@ def read_file(path: Path) -> FileRead:
     reader = READERS.get(path.suffix.lower())
     if reader is None:
         raise FileRejected("unsupported_format", f"不支持的文件类型 {path.suffix or '(无扩展名)'}")
-    return reader(path)
+    _within_limits(limits.check_file_size, path)
+    fr = reader(path)
+    fr.notes = mask_list(fr.notes)   # footers (填表人：王芳 …) keep their label only: shequ/privacy.py
+    return fr

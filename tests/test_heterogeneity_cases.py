@@ -106,7 +106,8 @@ def case_H04(tmp_path, template):
     fr = read_file(_csv(tmp_path, "h04.csv", ["社区名称,参保率", "南湖社区,95%", "填表人:张三 审核人:李四",
                                               "注:参保率指医保参保率"]))
     assert fr.cells.height == 1
-    assert fr.notes == ["填表人:张三 审核人:李四", "注:参保率指医保参保率"]
+    # the footer is kept as a note without the names (PIPL, docs/limits-and-privacy.md)
+    assert fr.notes == ["填表人：已隐去 审核人：已隐去", "注:参保率指医保参保率"]
 
 
 def _csv(tmp_path, name, rows, enc="gbk"):

@@ -14,6 +14,7 @@ import duckdb
 import polars as pl
 
 from ..periods import normalise_quarter_arg
+from ..privacy import mask_text
 from ..text import decode_bytes
 from ..warehouse import transaction
 
@@ -64,7 +65,7 @@ def read_review_file(path: Path, con: duckdb.DuckDBPyConnection, stages: list[st
         except ValueError:
             raise ReviewFileError(f"{where}：核定值 {r['value']!r} 不是数字") from None
         out.append({"period_key": q, "community_code": r["community_code"], "stage": r["stage"],
-                    "indicator_code": ind, "value": value, "reviewer": r["reviewer"], "note": r["note"],
+                    "indicator_code": ind, "value": value, "reviewer": mask_text(r["reviewer"]), "note": mask_text(r["note"]),
                     "source_file": path.name})
     res = pl.DataFrame(out, schema={"period_key": pl.String, "community_code": pl.String, "stage": pl.String,
                                     "indicator_code": pl.String, "value": pl.Float64, "reviewer": pl.String,
