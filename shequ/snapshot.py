@@ -45,14 +45,28 @@ def publish_snapshot(con: duckdb.DuckDBPyConnection, warehouse: str | os.PathLik
     snap = Path(snapshot) if snapshot else snapshot_path(wh)
     snap.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    clean_stale_tmp(snap)
     con.execute("CHECKPOINT")
     tmp = snap.with_name(f".{snap.name}.{os.getpid()}.tmp")
     try:
         shutil.copyfile(wh, tmp)
+        with open(tmp, "rb+") as fh:    # on disk before the rename, so a crash never leaves a short snapshot
+            os.fsync(fh.fileno())
         os.replace(tmp, snap)           # atomic on one file system: readers see the old file or the new one
     finally:
         tmp.unlink(missing_ok=True)
     return {"snapshot": str(snap), "bytes": snap.stat().st_size, "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def clean_stale_tmp(snapshot: str | os.PathLike) -> list[Path]:
+    """Remove the temporary copies (``.snapshot.duckdb.<pid>.tmp``) a killed publish left beside ``snapshot``.
+    Called by a process holding the warehouse's write connection: no other process can be publishing then."""
+    snap = Path(snapshot)
+    removed = []
+    for tmp in snap.parent.glob(f".{snap.name}.*.tmp"):
+        tmp.unlink(missing_ok=True)
+        removed.append(tmp)
+    return removed
 
 
 def source_path(warehouse: str | os.PathLike | None = None) -> Path:
