@@ -1,11 +1,13 @@
 """Read access for people: a published snapshot of the warehouse, and short-lived read-only connections.
 
-DuckDB allows one writing process per file, and a read-only connection held by a notebook makes a refresh
-fail after its lock retries. So readers never open the live warehouse for long:
+DuckDB allows one writing process or many reading ones per file: a read-only connection held by a notebook on
+the live warehouse makes a refresh wait for it (shequ.warehouse.open_connection names the holder; at most
+SHEQU_LOCK_WAIT seconds). So readers never open the live warehouse for long:
 
 - ``publish_snapshot(con, warehouse)`` runs at the end of every refresh (the Dagster asset
   ``warehouse_snapshot``): it checkpoints the warehouse, copies the file to a temporary name beside the
-  snapshot and renames it over ``snapshot.duckdb`` in one step. A reader that still holds the old snapshot keeps
+  snapshot, fsyncs it and renames it over ``snapshot.duckdb`` in one step (``clean_stale_tmp`` removes copies a
+  killed run left). A reader that still holds the old snapshot keeps
   reading the old file (POSIX rename); the next connection sees the new one. The live file is never held.
 - ``read_only()`` opens the snapshot (or, when none has been published yet, the warehouse itself) read-only and
   closes it when the block ends; ``query()`` is one query on such a connection, returned as a polars frame.

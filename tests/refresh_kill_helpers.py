@@ -43,14 +43,26 @@ def key_digests(warehouse: Path | str) -> dict[str, dict[str, str]]:
 
 
 SERVER = r"""
-import json, os, signal, sys, time, warnings
+import json, os, resource, signal, sys, time, warnings
 warnings.filterwarnings("ignore")
 import shequ.cli
 import pipelines.definitions  # noqa: F401  (imported once, shared by every forked refresh)
+# what a refresh imports on first use (modules only: nothing runs, no thread pool starts before the fork)
+import importlib
+for m in ("pandas", "pyarrow", "plotly.graph_objects", "plotly.io", "sqlalchemy", "alembic", "structlog",
+          "shequ.appraisal.reviews", "shequ.refresh_outcome", "shequ.service", "shequ.report", "rich.table",
+          "dagster._core.storage.runs.sqlite", "dagster._core.storage.event_log.sqlite",
+          "dagster._core.storage.schedules.sqlite", "dagster._core.instance", "_strptime", "encodings.gbk",
+          "encodings.gb18030"):
+    try:
+        importlib.import_module(m)
+    except ImportError:
+        pass
 print(json.dumps({"ready": True}), flush=True)
 for line in sys.stdin:
     req = json.loads(line)
     t0 = time.monotonic()
+    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     pid = os.fork()
     if pid == 0:
         fd = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
@@ -78,8 +90,10 @@ for line in sys.stdin:
             break
         time.sleep(0.01)
     rc = os.waitstatus_to_exitcode(status)
+    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     print(json.dumps({"pid": pid, "rc": rc, "killed": killed and rc == -signal.SIGKILL,
-                      "seconds": round(time.monotonic() - t0, 3)}), flush=True)
+                      "seconds": round(time.monotonic() - t0, 3),
+                      "cpu": round(cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime, 3)}), flush=True)
 """
 
 
