@@ -137,10 +137,12 @@ def test_refresh_all_or_nothing_under_kill(tmp_path):
         got = key_digests(blocked / "warehouse.duckdb")
         assert all(got["2024Q1"].get(t) == new["2024Q1"].get(t) for t in KEY_TABLES)
         if "阻断性检查未通过" in log:
+            print("阻断的刷新：2024Q1 为新结果，2024Q2 全部保持旧结果")
             assert r["rc"] == 1, log
             assert _sides(got, old, new) == {"2024Q1": "new", "2024Q2": "old"}
             assert _sides(key_digests(blocked / "snapshot.duckdb"), old, new) == {"2024Q1": "new", "2024Q2": "old"}
         else:                          # once such a value is quarantined when read, nothing blocks: it must not land
+            print("1000% 的比率在读取时已被隔离，刷新没有被阻断")
             assert r["rc"] == 0, log
         con = duckdb.connect(str(blocked / "warehouse.duckdb"), read_only=True)
         try:
