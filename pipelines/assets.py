@@ -12,6 +12,7 @@ import dagster as dg
 
 from shequ import pipeline
 from shequ.quality import Result
+from shequ.report import report_path
 from shequ.snapshot import clean_stale_tmp, snapshot_path
 from shequ.warehouse import ensure_schema
 
@@ -65,7 +66,9 @@ def inbox_files(context: dg.AssetExecutionContext, warehouse: ShequWarehouse) ->
     with warehouse.connection() as con:
         ensure_schema(con)  # raw_file must exist to tell new files from known ones
         files = pipeline.scan_inbox(con, warehouse.inbox)
-        clean_stale_tmp(snapshot_path(warehouse.path))  # left by a killed run; safe while this process writes
+        # temporary copies left by a killed run: the snapshot's and the reports'
+        clean_stale_tmp(snapshot_path(warehouse.path))
+        clean_stale_tmp(report_path("x", warehouse.path), ".report_*.html.*.tmp")
     mine = [f for f in files if set(f.quarters) & set(quarters) or not f.quarters]
     rows = "\n".join(f"| {f.rel} | {','.join(f.quarters) or '未知'} | {f.size} | {f.file_id[:12]} | "
                      f"{f.known_status or '新文件'} |" for f in mine)

@@ -60,12 +60,26 @@ def publish_snapshot(con: duckdb.DuckDBPyConnection, warehouse: str | os.PathLik
     return {"snapshot": str(snap), "bytes": snap.stat().st_size, "seconds": round(time.perf_counter() - t0, 3)}
 
 
-def clean_stale_tmp(snapshot: str | os.PathLike) -> list[Path]:
-    """Remove the temporary copies (``.snapshot.duckdb.<pid>.tmp``) a killed publish left beside ``snapshot``.
-    Called by a process holding the warehouse's write connection: no other process can be publishing then."""
-    snap = Path(snapshot)
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:      # alive, owned by someone else
+        return True
+    return True
+
+
+def clean_stale_tmp(target: str | os.PathLike, pattern: str | None = None) -> list[Path]:
+    """Remove the temporary copies a killed writer left beside ``target``: ``.<name>.<pid>.tmp`` files (the
+    snapshot, reports) whose process no longer runs. ``pattern`` (a glob in ``target``'s folder) widens the
+    search, e.g. ``.report_*.html.*.tmp``. A file of a process still running is left alone."""
+    target = Path(target)
     removed = []
-    for tmp in snap.parent.glob(f".{snap.name}.*.tmp"):
+    for tmp in target.parent.glob(pattern or f".{target.name}.*.tmp"):
+        pid = tmp.name.rsplit(".", 2)[-2]
+        if pid.isdigit() and _pid_alive(int(pid)) and int(pid) != os.getpid():
+            continue
         tmp.unlink(missing_ok=True)
         removed.append(tmp)
     return removed

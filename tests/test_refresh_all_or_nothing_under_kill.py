@@ -51,7 +51,7 @@ def _sides(got: dict, old: dict, new: dict) -> dict[str, str]:
 
 
 def _stale_tmp(d: Path) -> list[str]:
-    return sorted(p.name for p in d.glob(".*.tmp"))
+    return sorted(str(p.relative_to(d)) for p in d.rglob(".*.tmp"))
 
 
 def test_refresh_all_or_nothing_under_kill(tmp_path):
@@ -150,3 +150,22 @@ def test_refresh_all_or_nothing_under_kill(tmp_path):
                                   WHERE i.direction <> 'target_band' AND f.value > i.valid_max""").fetchall() == [(0,)]
         finally:
             con.close()
+
+
+def test_stale_tmp_of_a_killed_writer_is_removed_and_a_live_one_kept(tmp_path):
+    import subprocess
+    import sys
+
+    from shequ.snapshot import clean_stale_tmp
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    snap = tmp_path / "snapshot.duckdb"
+    stale = tmp_path / f".snapshot.duckdb.{dead.pid}.tmp"
+    live = tmp_path / f".snapshot.duckdb.{os.getppid()}.tmp"     # pytest's parent: a process that runs
+    report = tmp_path / f".report_2024Q1.html.{dead.pid}.tmp"
+    for p in (stale, live, report):
+        p.write_bytes(b"partial")
+    assert clean_stale_tmp(snap) == [stale]
+    assert clean_stale_tmp(tmp_path / "report_x.html", ".report_*.html.*.tmp") == [report]
+    assert live.exists()
