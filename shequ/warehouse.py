@@ -37,7 +37,7 @@ def _lock_holder(message: str) -> str:
         return "另一个进程"
     pid = m.group(1)
     try:
-        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace").strip()
+        cmd = " ".join(Path(f"/proc/{pid}/cmdline").read_bytes().decode("utf-8", "replace").replace("\0", " ").split())
     except OSError:
         cmd = ""
     if len(cmd) > 120:
@@ -65,12 +65,13 @@ def open_connection(path: str | Path, read_only: bool = False, retries: float | 
             return duckdb.connect(str(path), read_only=read_only)
         except duckdb.IOException as e:
             waited = time.monotonic() - start
-            if "lock" not in str(e).lower() or waited >= retries:
-                holder = _lock_holder(str(e)) if "lock" in str(e).lower() else ""
+            if "lock" not in str(e).lower():
+                raise RuntimeError(f"无法打开仓库 {path}：{e}") from e
+            if waited >= retries:
                 raise RuntimeError(
-                    f"无法打开仓库 {path}：" + (f"{holder}占用该文件，已等待 {waited:.0f} 秒（上限 {retries:.0f} 秒，"
-                                              f"设置 SHEQU_LOCK_WAIT）。" if holder else "")
-                    + f"{e}（是否有其他进程正在写入或以只读方式打开它？笔记本与脚本请读快照 snapshot.duckdb）") from e
+                    f"无法打开仓库 {path}：{_lock_holder(str(e))}占用该文件，已等待 {waited:.0f} 秒（上限 "
+                    f"{retries:.0f} 秒，设置 SHEQU_LOCK_WAIT）。请等它结束或关闭它；笔记本与脚本请读快照 "
+                    f"snapshot.duckdb（shequ.snapshot），不要长时间打开仓库本身。DuckDB：{e}") from e
             if time.monotonic() >= next_report and retries > 0:
                 report(f"仓库 {path} 正被{_lock_holder(str(e))}打开（DuckDB 同一文件只允许一个写进程，只读连接也会"
                        f"挡住写入）：等待其关闭，已等待 {waited:.0f} 秒，最多等待 {retries:.0f} 秒"

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from refresh_kill_helpers import KEY_TABLES, ForkServer, key_digests
 
@@ -54,6 +55,7 @@ def _stale_tmp(d: Path) -> list[str]:
     return sorted(str(p.relative_to(d)) for p in d.rglob(".*.tmp"))
 
 
+@pytest.mark.slow
 def test_refresh_all_or_nothing_under_kill(tmp_path):
     from shequ.sample import write_sample_inbox
 

@@ -39,6 +39,7 @@ def _empty_warehouse(path: Path) -> None:
         ensure_schema(con)
 
 
+@pytest.mark.slow
 def test_refresh_waits_for_a_reader_and_names_it(tmp_path):
     from shequ.sample import write_sample_inbox
 
