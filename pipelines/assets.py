@@ -12,6 +12,8 @@ import dagster as dg
 
 from shequ import pipeline
 from shequ.quality import Result
+from shequ.report import report_path
+from shequ.snapshot import clean_stale_tmp, snapshot_path
 from shequ.warehouse import ensure_schema
 
 from .partitions import quarterly, quarters_of
@@ -70,6 +72,9 @@ def inbox_files(context: dg.AssetExecutionContext, warehouse: ShequWarehouse) ->
     with warehouse.connection() as con:
         ensure_schema(con)  # raw_file must exist to tell new files from known ones
         files = pipeline.scan_inbox(con, warehouse.inbox)
+        # temporary copies left by a killed run: the snapshot's and the reports'
+        clean_stale_tmp(snapshot_path(warehouse.path))
+        clean_stale_tmp(report_path("x", warehouse.path), ".report_*.html.*.tmp")
     mine = [f for f in files if set(f.quarters) & set(quarters) or not f.quarters]
     return dg.MaterializeResult(
         metadata={"季度": quarters, "文件数": len(mine), "新文件数": sum(f.known_status is None for f in mine),
@@ -129,15 +134,40 @@ def staged_values(context: dg.AssetExecutionContext, warehouse: ShequWarehouse) 
                                                      "被拒文件": [s.message for s in rejected]})])
 
 
+# The derived stages, in order. A run writes all of them in one transaction (ShequWarehouse.derived): the last
+# derived stage the run selects commits it, a failed stage or a blocking check rolls it back. Readers therefore
+# see a quarter's facts, aggregates, quality tables, scores, rankings, titles and explanations of one refresh.
+DERIVED = ("fact_indicator_value", "agg_indicator_value", "quality_checks", "fact_ranking")
+
+
+def _last_derived(context, asset_name: str) -> bool:
+    """True when no later derived stage runs in this run (the whole job, or a selection from the UI)."""
+    selection = context.run.asset_selection
+    names = {k.to_user_string() for k in selection} if selection else set(DERIVED)
+    return not names & set(DERIVED[DERIVED.index(asset_name) + 1:])
+
+
 def _per_quarter(context, warehouse: ShequWarehouse, asset_name: str, stage_fn) -> dg.MaterializeResult:
-    """Run one stage for each quarter of the run, then its suites; rows written per quarter as metadata."""
+    """Run one stage for each quarter of the run, then its suites; rows written per quarter as metadata.
+    Writes inside the run's DerivedBuild; commits it when this is the run's last derived stage."""
     counts, results = {}, {}
-    with warehouse.connection() as con:
+    with warehouse.derived(context.run_id) as con:
         for q in quarters_of(context):
             counts[q] = stage_fn(con, q)
             results[q] = pipeline.stage_checks(con, asset_name, q)
-    return dg.MaterializeResult(metadata={"行数": counts},
-                                check_results=_check_results(asset_name, asset_name, results))
+        checks = _check_results(asset_name, asset_name, results)
+    metadata = {"行数": counts}
+    if any(not c.passed and c.severity == dg.AssetCheckSeverity.ERROR for c in checks):
+        warehouse.finish_derived(context.run_id, commit=False)
+        context.log.warning(f"{'、'.join(results)} 阻断性检查未通过：本次刷新的事实、汇总、质量、评分、排名、称号与解释"
+                            f"全部撤销，仓库保持上次成功刷新的结果")
+        metadata["已撤销"] = True
+    elif _last_derived(context, asset_name):
+        seconds = warehouse.finish_derived(context.run_id, commit=True)
+        if seconds is not None:
+            context.log.info(f"{'、'.join(results)} 派生表一次提交：{seconds:.3f} 秒")
+            metadata["提交秒数"] = round(seconds, 3)
+    return dg.MaterializeResult(metadata=metadata, check_results=checks)
 
 
 @dg.asset(group_name="s4_facts", deps=[staged_values],

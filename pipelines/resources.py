@@ -12,7 +12,11 @@ import dagster as dg
 import duckdb
 
 from shequ import config
-from shequ.warehouse import connect
+from shequ.warehouse import DerivedBuild, connect
+
+# run id -> the open DerivedBuild of that run. The job runs every step in one process (in_process_executor), so
+# the derived steps of a run share one connection and one transaction (shequ.warehouse.DerivedBuild).
+_BUILDS: dict[str, DerivedBuild] = {}
 
 
 class ShequWarehouse(dg.ConfigurableResource):
@@ -28,3 +32,30 @@ class ShequWarehouse(dg.ConfigurableResource):
     def connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
         with connect(self.path) as con:
             yield con
+
+    @contextlib.contextmanager
+    def derived(self, run_id: str) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The connection of the run's DerivedBuild, opened (with BEGIN) by the first derived step. An error in
+        the step rolls the whole build back: the derived tables keep the last committed refresh."""
+        build = _BUILDS.get(run_id)
+        if build is None:
+            for other in [r for r in _BUILDS if r != run_id]:   # left by a run that ended without finishing
+                _BUILDS.pop(other).rollback()
+            build = _BUILDS[run_id] = DerivedBuild(self.path)
+        try:
+            yield build.con
+        except BaseException:
+            _BUILDS.pop(run_id, None)
+            build.rollback()
+            raise
+
+    @staticmethod
+    def finish_derived(run_id: str, commit: bool) -> float | None:
+        """Commit (returns the seconds the commit took) or roll back the run's DerivedBuild."""
+        build = _BUILDS.pop(run_id, None)
+        if build is None:
+            return None
+        if commit:
+            return build.commit()
+        build.rollback()
+        return None

@@ -67,8 +67,8 @@ def cmd_refresh(args) -> int:
         console.print(f"[red]收件箱 {inbox} 中没有可识别季度的文件：没有可刷新的季度[/red]")
         return 1
     # a requested quarter with no file (in the inbox, or loaded from an earlier one) is an error, not an empty run
-    if wh.exists():
-        with connect(wh, read_only=True) as con:
+    if wh.exists():   # another refresh writing the file is waited for as long as a writer waits
+        with connect(wh, read_only=True, retries=config.lock_wait_seconds()) as con:
             missing = quarters_without_files(con, quarters, set(files_by_quarter))
     else:
         missing = quarters_without_files(None, quarters, set(files_by_quarter))

@@ -74,3 +74,16 @@ def limits() -> dict[str, float]:
             value = float(default)
         out[name] = value
     return out
+
+
+# How long a writer (the refresh, shequ publish, shequ migrate) waits for another process to close the warehouse
+# file before giving up. DuckDB lets one process write a file, or many read it, never both; a notebook or script
+# holding a read-only connection on the live warehouse makes the writer wait this long (readers should open the
+# snapshot instead: shequ.snapshot). SHEQU_LOCK_WAIT (seconds) overrides it.
+LOCK_WAIT_SECONDS = 600.0
+READ_LOCK_WAIT_SECONDS = 30.0       # a reader of the live file waiting for a writer (the snapshot is never locked)
+
+
+def lock_wait_seconds() -> float:
+    env = os.environ.get("SHEQU_LOCK_WAIT")
+    return float(env) if env else LOCK_WAIT_SECONDS

@@ -2,13 +2,16 @@
 the SQL models (models/sql/*.sql, one SELECT each) run into their tables.
 
 Every write of a period happens inside one transaction (delete that period's rows, insert the new ones), so a
-run that fails midway leaves the previous state of the period intact.
+run that fails midway leaves the previous state of the period intact. A refresh wraps all its derived tables
+in one DerivedBuild, so readers see a quarter's facts, aggregates, quality tables, scores, rankings, titles and
+explanations of one refresh, never a mix.
 """
 
 import contextlib
 import datetime as dt
 import functools
 import re
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +19,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from . import config
 from .catalogue import dim_indicator_frame
 from .config import CATALOGUE_CSV, REGISTRY_DIR, SCHEMA_SQL, SQL_DIR
 from .periods import calendar_frame
@@ -25,30 +29,79 @@ SCHEMA_VERSION = 2
 CALENDAR_YEARS = (2000, 2035)
 
 
-@contextlib.contextmanager
-def connect(path: str | Path, read_only: bool = False, retries: float = 30.0) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A connection that is always closed. A file held by another writer is retried for ``retries`` seconds,
-    then reported with the path (DuckDB allows one writing process per file)."""
+def _lock_holder(message: str) -> str:
+    """Who holds the file, from DuckDB's lock-conflict text ("Conflicting lock is held in <program> (PID n)"):
+    the PID and, when /proc shows it, the holder's command line."""
+    m = re.search(r"PID (\d+)", message)
+    if not m:
+        return "另一个进程"
+    pid = m.group(1)
+    try:
+        cmd = " ".join(Path(f"/proc/{pid}/cmdline").read_bytes().decode("utf-8", "replace").replace("\0", " ").split())
+    except OSError:
+        cmd = ""
+    if len(cmd) > 120:
+        cmd = cmd[:117] + "..."
+    return f"进程 {pid}" + (f"（{cmd}）" if cmd else "")
+
+
+def open_connection(path: str | Path, read_only: bool = False, retries: float | None = None,
+                    report=None) -> duckdb.DuckDBPyConnection:
+    """Open ``path``, waiting while another process holds it. DuckDB allows one writing process or many
+    reading ones per file, so a writer waits for readers too. ``retries`` is the longest wait in seconds
+    (default: SHEQU_LOCK_WAIT or config.LOCK_WAIT_SECONDS for a writer, 30 s for a reader). While waiting,
+    a Chinese message naming the process that holds the file goes to ``report`` (default: stderr), at once
+    and then every 30 s."""
     path = Path(path)
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + retries
+    if retries is None:
+        retries = config.READ_LOCK_WAIT_SECONDS if read_only else config.lock_wait_seconds()
+    report = report or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    start = time.monotonic()
+    next_report = start
     while True:
         try:
-            con = duckdb.connect(str(path), read_only=read_only)
-            break
+            return duckdb.connect(str(path), read_only=read_only)
         except duckdb.IOException as e:
-            if "lock" not in str(e).lower() or time.monotonic() > deadline:
-                raise RuntimeError(f"无法打开仓库 {path}：{e}（是否有其他进程正在写入？）") from e
+            waited = time.monotonic() - start
+            if "lock" not in str(e).lower():
+                raise RuntimeError(f"无法打开仓库 {path}：{e}") from e
+            if waited >= retries:
+                raise RuntimeError(
+                    f"无法打开仓库 {path}：{_lock_holder(str(e))}占用该文件，已等待 {waited:.0f} 秒（上限 "
+                    f"{retries:.0f} 秒，设置 SHEQU_LOCK_WAIT）。请等它结束或关闭它；笔记本与脚本请读快照 "
+                    f"snapshot.duckdb（shequ.snapshot），不要长时间打开仓库本身。DuckDB：{e}") from e
+            if time.monotonic() >= next_report and retries > 0:
+                report(f"仓库 {path} 正被{_lock_holder(str(e))}打开（DuckDB 同一文件只允许一个写进程，只读连接也会"
+                       f"挡住写入）：等待其关闭，已等待 {waited:.0f} 秒，最多等待 {retries:.0f} 秒"
+                       f"（设置 SHEQU_LOCK_WAIT）。笔记本与脚本请读快照（shequ.snapshot），不要长时间打开仓库本身。")
+                next_report = time.monotonic() + 30
             time.sleep(0.5)
+
+
+@contextlib.contextmanager
+def connect(path: str | Path, read_only: bool = False, retries: float | None = None
+            ) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection that is always closed. A file held by another process is waited for (see
+    ``open_connection``), then reported with the path and the process holding it."""
+    con = open_connection(path, read_only, retries)
     try:
         yield con
     finally:
         con.close()
 
 
+# Connections inside a DerivedBuild: their inner transaction() blocks join the build's one transaction.
+# (DuckDB has no nested transactions or savepoints, and a second BEGIN aborts the open transaction.)
+_HELD: set[int] = set()
+
+
 @contextlib.contextmanager
 def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    if id(con) in _HELD:     # part of a DerivedBuild: it commits or rolls back everything at once
+        yield con
+        return
     con.execute("BEGIN TRANSACTION")
     try:
         yield con
@@ -56,6 +109,49 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
         con.execute("ROLLBACK")
         raise
     con.execute("COMMIT")
+
+
+class DerivedBuild:
+    """One transaction around every derived table a refresh writes for its quarters: fact_indicator_value,
+    agg_indicator_value, the quality tables (validation_rule, validation_violation, quality_hold, outlier_flag,
+    completeness_report, check_result), fact_score, fact_ranking, fact_award, fact_explanation and
+    ranking_release. The stages write through ``con`` as usual; nothing is visible to another connection, and
+    nothing reaches the file, until ``commit()``. A process killed before that leaves every one of those tables
+    as the last committed refresh left it (DuckDB writes a transaction to its log only at commit), and a
+    failed or blocked stage calls ``rollback()``. Staging (raw_file, stg_value, quarantine) and the dimensions
+    commit file by file before the build starts, so a re-run skips files already read."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.con = open_connection(self.path)
+        self.started = time.monotonic()
+        self.con.execute("BEGIN TRANSACTION")
+        _HELD.add(id(self.con))
+        self.open = True
+
+    def _close(self) -> None:
+        _HELD.discard(id(self.con))
+        self.open = False
+        self.con.close()
+
+    def commit(self) -> float:
+        """Make the build visible in one commit; returns the seconds the COMMIT took."""
+        t0 = time.perf_counter()
+        try:
+            self.con.execute("COMMIT")
+        finally:
+            self._close()
+        return time.perf_counter() - t0
+
+    def rollback(self) -> None:
+        if not self.open:
+            return
+        try:
+            self.con.execute("ROLLBACK")
+        except duckdb.Error:        # already aborted by the error that brought us here
+            pass
+        finally:
+            self._close()
 
 
 # Derived tables whose columns changed between schema versions. They hold nothing that cannot be recomputed
