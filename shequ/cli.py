@@ -451,6 +451,9 @@ def _main(argv: list[str] | None = None) -> int:
     from .notebook import register as register_notebook
 
     register_notebook(sub)
+    from . import corrections, registry_edit
+    corrections.register(sub)    # shequ correct / bonus (shequ/corrections.py)
+    registry_edit.register(sub)  # shequ registry / alias (shequ/registry_edit.py)
     args = p.parse_args(argv)
     if getattr(args, "communities", None) and args.communities > 600_000:
         p.error("--communities 最多 600000")
