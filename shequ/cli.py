@@ -87,7 +87,8 @@ def cmd_refresh(args) -> int:
     # Data Docs (an asset that renders every quarter in one GX subprocess) once, with the last quarter
     blocking_failed, run_failed = [], []
     check_rows = []
-    with console.status("刷新中…") as status:
+    from . import progress  # stages and files inside each quarter (shequ/progress.py)
+    with console.status("刷新中…") as status, progress.listen(progress.console_listener(console, status)):
         for q in quarters:
             status.update(f"刷新 {quarter_label(q)}（{q}）…")
             result = job.execute_in_process(partition_key=quarter_to_partition(q), instance=instance,
@@ -115,6 +116,7 @@ def cmd_refresh(args) -> int:
     with connect(wh, read_only=True) as con:
         _print_summary(con, quarters, check_rows)
         _print_quality(con, quarters)
+        _print_suggestions(con, quarters)
         problems = quarter_problems(con, quarters, files_by_quarter)
     from pipelines.publish import data_docs_dir
 
@@ -150,6 +152,20 @@ def _print_quality(con, quarters: list[str]) -> None:
     console.print(f"数据质量：校验规则违规 HIGH {v.get('HIGH', 0)} / MEDIUM {v.get('MEDIUM', 0)} / LOW {v.get('LOW', 0)}；"
                   f"暂停参与评分的数值 {held} 个（quality_hold）；待随访离群值 {flags} 个（outlier_flag）；"
                   f"{qs[-1]} 上报率 {rate[0] or 0:.1%}，及时率 {rate[1] or 0:.1%}（completeness_report）")
+
+
+def _print_suggestions(con, quarters: list[str]) -> None:
+    """Unknown communities and headers with candidates (shequ/suggest.py), for a person to confirm with
+    `shequ alias add`."""
+    from rich.markup import escape
+
+    from .suggest import refresh_suggestions
+
+    lines = refresh_suggestions(con, quarters)
+    if lines:
+        console.print("需人工确认（确认后用 shequ alias add 登记别名）：")
+        for line in lines:
+            console.print(f"  [yellow]{escape(line)}[/yellow]")
 
 
 def reason_labels() -> dict[str, str]:
