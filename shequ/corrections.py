@@ -318,6 +318,10 @@ def _open(args, write: bool):
     con = cm.__enter__()
     if write:
         ensure_schema(con)
+    elif not con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'manual_bonus'"
+                         ).fetchall()[0][0]:
+        cm.__exit__(None, None, None)
+        raise InputError(f"仓库 {wh} 尚无人工更正与加分表（结构版本较旧）：运行 shequ migrate 升级后再查看")
     return cm, con
 
 
