@@ -116,7 +116,8 @@ def cmd_refresh(args) -> int:
     with connect(wh, read_only=True) as con:
         _print_summary(con, quarters, check_rows)
         _print_quality(con, quarters)
-        _print_suggestions(con, quarters)
+        from .suggest import print_refresh_hints
+        print_refresh_hints(console, con, quarters)  # corrections in force, candidates for unknown names
         problems = quarter_problems(con, quarters, files_by_quarter)
     from pipelines.publish import data_docs_dir
 
@@ -152,20 +153,6 @@ def _print_quality(con, quarters: list[str]) -> None:
     console.print(f"数据质量：校验规则违规 HIGH {v.get('HIGH', 0)} / MEDIUM {v.get('MEDIUM', 0)} / LOW {v.get('LOW', 0)}；"
                   f"暂停参与评分的数值 {held} 个（quality_hold）；待随访离群值 {flags} 个（outlier_flag）；"
                   f"{qs[-1]} 上报率 {rate[0] or 0:.1%}，及时率 {rate[1] or 0:.1%}（completeness_report）")
-
-
-def _print_suggestions(con, quarters: list[str]) -> None:
-    """Unknown communities and headers with candidates (shequ/suggest.py), for a person to confirm with
-    `shequ alias add`."""
-    from rich.markup import escape
-
-    from .suggest import refresh_suggestions
-
-    lines = refresh_suggestions(con, quarters)
-    if lines:
-        console.print("需人工确认（确认后用 shequ alias add 登记别名）：")
-        for line in lines:
-            console.print(f"  [yellow]{escape(line)}[/yellow]")
 
 
 def reason_labels() -> dict[str, str]:

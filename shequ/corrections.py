@@ -239,6 +239,27 @@ def list_bonuses(con: duckdb.DuckDBPyConnection, quarter: str | None = None, inc
         ORDER BY b.period_key, b.bonus_id""", {"q": q, "all": include_inactive}).fetchall()
 
 
+def manual_summary(con: duckdb.DuckDBPyConnection, quarters: list[str]) -> list[str]:
+    """One line per quarter with manual inputs in force: corrections applied in its facts, bonus events."""
+    have = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables WHERE table_name IN "
+                                      "('manual_correction', 'manual_bonus')").fetchall()}
+    if len(have) < 2:
+        return []
+    out = []
+    for q in quarters:
+        n_fact = con.execute("SELECT count(*) FROM fact_indicator_value WHERE period_key = ? AND correction_id "
+                             "IS NOT NULL", [q]).fetchall()[0][0]
+        n_corr, n_bonus, pts = con.execute("""
+            SELECT (SELECT count(*) FROM manual_correction WHERE period_key = $q AND active),
+                   (SELECT count(*) FROM manual_bonus WHERE period_key = $q AND active),
+                   (SELECT coalesce(sum(points), 0) FROM manual_bonus WHERE period_key = $q AND active)""",
+                                           {"q": q}).fetchall()[0]
+        if n_corr or n_bonus:
+            out.append(f"{q} 人工更正生效 {n_corr} 条（事实表中 {n_fact} 个数值取更正值）；人工加分 {n_bonus} 项共 "
+                       f"{pts:g} 分（按方案封顶计入）；明细：shequ correct list / shequ bonus list --quarter {q}")
+    return out
+
+
 # ------------------------------------------------------------------ re-deriving a quarter
 def rederive_quarter(con: duckdb.DuckDBPyConnection, quarter: str, draws: int | None = None,
                      reviews_dir=None) -> dict:

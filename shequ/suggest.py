@@ -129,3 +129,19 @@ def refresh_suggestions(con: duckdb.DuckDBPyConnection, quarters: list[str], lim
     for h, _ in heads:
         out.append(unknown_header_message(h, header_candidates(h)))
     return out
+
+
+def print_refresh_hints(console, con: duckdb.DuckDBPyConnection, quarters: list[str]) -> None:
+    """Under the refresh summary: manual corrections and bonuses in force (shequ/corrections.py), then unknown
+    communities and headers with candidates, for a person to confirm with `shequ alias add`."""
+    from rich.markup import escape
+
+    from .corrections import manual_summary
+
+    for line in manual_summary(con, quarters):
+        console.print(escape(line))
+    lines = refresh_suggestions(con, quarters)
+    if lines:
+        console.print("需人工确认（确认后用 shequ alias add 登记别名）：")
+        for line in lines:
+            console.print(f"  [yellow]{escape(line)}[/yellow]")

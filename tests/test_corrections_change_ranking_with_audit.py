@@ -87,6 +87,12 @@ def test_a_correction_wins_at_the_next_refresh_changes_the_ranking_and_is_report
     # the next refresh of the quarter (the real Dagster job, as `shequ refresh --quarter 2024Q3` runs it)
     result = run_quarter(wh, ws["inbox"], Q)
     assert result.success
+    from shequ.corrections import manual_summary
+
+    with connect(wh, read_only=True) as con:
+        assert manual_summary(con, [Q]) == [
+            f"{Q} 人工更正生效 1 条（事实表中 1 个数值取更正值）；人工加分 0 项共 0 分（按方案封顶计入）；"
+            f"明细：shequ correct list / shequ bonus list --quarter {Q}"]
     with connect(wh) as con:
         fact = con.execute("""SELECT f.value, f.reported_value, f.qualifier, f.correction_id
                               FROM fact_indicator_value f JOIN dim_community d USING (community_key)
