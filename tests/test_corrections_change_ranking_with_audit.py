@@ -336,3 +336,20 @@ def test_migration_0005_adds_the_audit_tables_to_an_old_warehouse(tmp_path):
     assert "correction_id" in cols and {"manual_correction", "manual_bonus", "published_manual_input"} <= tables
     assert 5 in {r[0] for r in con.execute("SELECT version FROM meta_schema").fetchall()}
     con.close()
+
+
+def test_an_edit_leaves_every_other_line_of_the_csvs_as_it_was(reg, capsys):
+    """The CSVs are hand-readable, git-tracked sources: an edit adds or changes its own lines only."""
+    from shequ.registry_edit import read_csv, write_csv
+
+    for name in ("communities.csv", "community_aliases.csv", "community_lineage.csv"):
+        p = reg["dir"] / name
+        before = p.read_bytes()
+        write_csv(p, *read_csv(p))
+        assert p.read_bytes() == before, name
+    old = (reg["dir"] / "communities.csv").read_text(encoding="utf-8").splitlines()
+    assert main(["registry", "add", "--code", "320105001099", "--name", "新材社区", "--street", "南湖街道",
+                 "--reason", "新建", "--by", "赵六", "--registry-dir", str(reg["dir"])]) == 0
+    new = (reg["dir"] / "communities.csv").read_text(encoding="utf-8").splitlines()
+    assert [x for x in new if x not in old] == [x for x in new if x.startswith("320105001099,")] and \
+        [x for x in old if x not in new] == []
