@@ -36,7 +36,8 @@ def _required(value: str | None, what: str) -> str:
 
 # ------------------------------------------------------------------ resolving what a person typed
 def resolve_community(con: duckdb.DuckDBPyConnection, text: str, quarter: str | None = None) -> dict:
-    """A registry community from its 12-digit code, its name, or 名称（街道） / 街道/名称 when the name repeats.
+    """A registry community from its 12-digit code, its name or a declared alias (莫愁), or 名称（街道） /
+    街道/名称 when the name repeats.
     Returns code, name, street, district; raises InputError with candidates otherwise."""
     text = _required(text, "社区（名称或 12 位代码）")
     as_of = period_end(quarter) if quarter else None
@@ -47,7 +48,10 @@ def resolve_community(con: duckdb.DuckDBPyConnection, text: str, quarter: str | 
         name, street = (a, b) if text.endswith(("）", ")")) else (b, a)
     rows = con.execute("""
         SELECT community_code, name, street, district, valid_from, valid_to FROM dim_community
-        WHERE (community_code = $t OR name = $n OR name = $n || '社区')
+        WHERE (community_code = $t OR name = $n OR name = $n || '社区'
+               OR community_code IN (SELECT community_code FROM community_alias WHERE alias = $n
+                                     AND (valid_from IS NULL OR $d::DATE IS NULL OR valid_from <= $d)
+                                     AND (valid_to IS NULL OR $d::DATE IS NULL OR valid_to > $d)))
           AND ($s::VARCHAR IS NULL OR street = $s OR street = $s || '街道')
           AND ($d::DATE IS NULL OR (valid_from <= $d AND (valid_to IS NULL OR valid_to > $d)))
         QUALIFY row_number() OVER (PARTITION BY community_code ORDER BY valid_from DESC) = 1

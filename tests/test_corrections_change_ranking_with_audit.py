@@ -162,6 +162,15 @@ def test_correction_refusals_are_chinese_with_candidates(ws, capsys):
         assert con.execute("SELECT count(*) FROM manual_correction").fetchall()[0][0] == 0
 
 
+def test_communities_are_found_by_code_name_street_or_alias(ws):
+    from shequ.corrections import resolve_community
+
+    with connect(ws["warehouse"], read_only=True) as con:
+        got = [resolve_community(con, t, Q)["code"] for t in
+               ("320105001001", "南湖社区", "南湖", "新村社区（兴隆街道）", "兴隆街道/新村社区", "莫愁")]
+    assert got == ["320105001001", "320105001001", "320105001001", "320105004003", "320105004003", "320105002001"]
+
+
 def test_a_second_correction_supersedes_the_first_and_keeps_it(ws):
     args = ["correct", "--community", "白马山社区", "--indicator", "resident_satisfaction_rate", "--quarter", Q,
             "--reason", "复核", "--by", "甲"]
