@@ -122,7 +122,7 @@ class DagsterDev:
         self.proc: subprocess.Popen | None = None
         self.ready_seconds: float | None = None
 
-    def start(self, timeout: float = 120) -> "DagsterDev":
+    def start(self, timeout: float = 300) -> "DagsterDev":
         self.home.mkdir(parents=True, exist_ok=True)
         # the project's instance settings (concurrency pool, telemetry) plus a run coordinator that launches
         (self.home / "dagster.yaml").write_text(
@@ -180,7 +180,7 @@ class DagsterDev:
                             "tags { key value } } } } }")
         return data["runsOrError"]["results"]
 
-    def wait_run(self, run_id: str, timeout: float = 180) -> str:
+    def wait_run(self, run_id: str, timeout: float = 400) -> str:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             st = self.graphql("query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }",

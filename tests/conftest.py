@@ -40,6 +40,18 @@ def sample_inbox(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def full_sample_warehouse(tmp_path_factory) -> Path:
+    """The bundled 8-quarter sample inbox refreshed by `shequ refresh` (the README's main job), once per session."""
+    import subprocess
+    import sys
+
+    wh = tmp_path_factory.mktemp("full_sample") / "warehouse.duckdb"
+    shequ = Path(sys.executable).with_name("shequ")
+    subprocess.run([str(shequ), "refresh", "--warehouse", str(wh)], check=True, capture_output=True)
+    return wh
+
+
+@pytest.fixture(scope="session")
 def built(tmp_path_factory, sample_inbox) -> dict:
     wh = tmp_path_factory.mktemp("wh") / "warehouse.duckdb"
     results = {q: run_quarter(wh, sample_inbox, q) for q in QUARTERS}

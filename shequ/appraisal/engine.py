@@ -134,8 +134,13 @@ def denominate(u: Units, scheme: Scheme) -> np.ndarray:
     return X
 
 
-def impute(X: np.ndarray, u: Units, scheme: Scheme) -> tuple[np.ndarray, np.ndarray]:
-    """Fill NaN by the scheme's imputation steps, in order; each step fills only what is still missing."""
+def impute(X: np.ndarray, u: Units, scheme: Scheme, pool: np.ndarray | None = None
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """Fill NaN by the scheme's imputation steps, in order; each step fills only what is still missing.
+
+    ``pool`` marks the units whose values the statistics (mean, median, group mean/median) are computed from:
+    units screened out for low availability are dropped first, as COINr's Screen drops them, so they never
+    feed the imputation of the others. They are still filled (from the pool's statistics)."""
     X = X.copy()
     was_missing = np.isnan(X)
     for step in scheme.section("impute") or []:
@@ -143,6 +148,7 @@ def impute(X: np.ndarray, u: Units, scheme: Scheme) -> tuple[np.ndarray, np.ndar
         if not miss.any():
             break
         m = step["method"]
+        P = X if pool is None or pool.all() else np.where(pool[:, None], X, np.nan)
         if m == "last_value":
             if u.previous is None:
                 continue
@@ -151,16 +157,16 @@ def impute(X: np.ndarray, u: Units, scheme: Scheme) -> tuple[np.ndarray, np.ndar
             fill = np.full_like(X, float(step["value"]))
         elif m in ("mean", "median"):
             with np.errstate(invalid="ignore"), _quiet():
-                col = np.nanmean(X, axis=0) if m == "mean" else np.nanmedian(X, axis=0)
+                col = np.nanmean(P, axis=0) if m == "mean" else np.nanmedian(P, axis=0)
             fill = np.broadcast_to(col, X.shape)
         else:
             g = u.grouping(step.get("group"))
             if g is None:
                 raise SchemeError(f"插补方法 {m} 需要 group")
             if m == "group_mean":
-                per = g.nanmean(X)
+                per = g.nanmean(P)
             else:
-                per = g.apply(X, lambda seg: _nanmedian0(seg))
+                per = g.apply(P, lambda seg: _nanmedian0(seg))
             fill = per[g.inv]
         X = np.where(miss, fill, X)
     if u.applicable is not None:
@@ -204,10 +210,14 @@ def treat_column(x: np.ndarray, skew_max: float, kurt_max: float, winmax: int, f
                  ) -> tuple[np.ndarray, np.ndarray, str]:
     """COINr's default outlier treatment for one indicator.
 
-    Fails when |skew| > skew_max AND kurt > kurt_max. While failing (at most winmax rounds) the maximum
-    value(s) are set to the next-highest value if skew >= 0, else the minimum value(s) to the next-lowest.
-    If it still fails, the fallback (log) is applied to the ORIGINAL column. Returns (treated, flags, label)
-    with flags +1 winsorised high, -1 low, 2 log-transformed.
+    Passes when |skew| < skew_max OR kurt < kurt_max (COINr's check_SkewKurt), so it fails when both reach their
+    thresholds. While failing and fewer than ``winmax`` POINTS are winsorised (COINr's winmax counts points, not
+    rounds: tied extremes are winsorised together and all count), the maximum value(s) are set to the
+    next-highest value if skew >= 0, else the minimum value(s) to the next-lowest. As in COINr's winsorise(),
+    the count is the number of points at the extreme(s) last treated at each end (points winsorised high
+    earlier sit at the current maximum, so they are counted again). If it still fails, the fallback (log) is
+    applied to the ORIGINAL column. Returns (treated, flags, label) with flags +1 winsorised high, -1 low,
+    2 log-transformed.
     """
     x = x.copy()
     ok = np.isfinite(x)
@@ -216,13 +226,14 @@ def treat_column(x: np.ndarray, skew_max: float, kurt_max: float, winmax: int, f
 
     def fails(a):
         sk, ku = _moments(a)
-        return abs(sk) > skew_max and ku > kurt_max, sk
+        return abs(sk) >= skew_max and ku >= kurt_max, sk
 
     if len(v) < 4 or not fails(v)[0]:
         return x, flags, "none"
     orig = v.copy()
-    f = np.zeros(len(v), dtype=np.int8)
-    for _ in range(int(winmax)):
+    hi = lo = None          # COINr's imax / imin: positions at the extreme treated last, at each end
+    nwin = 0
+    while nwin < int(winmax):
         bad, sk = fails(v)
         if not bad:
             break
@@ -231,13 +242,19 @@ def treat_column(x: np.ndarray, skew_max: float, kurt_max: float, winmax: int, f
             if top.all():
                 break
             v[top] = v[~top].max()
-            f[top] = 1
+            hi = top
         else:
             bot = v == v.min()
             if bot.all():
                 break
             v[bot] = v[~bot].min()
-            f[bot] = -1
+            lo = bot
+        nwin = int((hi.sum() if hi is not None else 0) + (lo.sum() if lo is not None else 0))
+    f = np.zeros(len(v), dtype=np.int8)
+    if hi is not None:
+        f[hi] = 1
+    if lo is not None:
+        f[lo] = -1
     if fails(v)[0] and fallback in ("log", "log_ct"):
         lo, hi = orig.min(), orig.max()
         v = np.log(orig - lo + 0.01 * (hi - lo))
@@ -250,19 +267,35 @@ def treat_column(x: np.ndarray, skew_max: float, kurt_max: float, winmax: int, f
     return x, flags, label
 
 
-def treat(X: np.ndarray, u: Units, scheme: Scheme, winmax: int | None = None
+def treat(X: np.ndarray, u: Units, scheme: Scheme, winmax: int | None = None, pool: np.ndarray | None = None
           ) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+    """Outlier treatment per indicator, decided on the ``pool`` (the units that passed screening, as COINr treats
+    the screened data set): screened-out units never move the skew and kurtosis of the others. Their values
+    are mapped the same way afterwards (clipped into the pool's winsorised range, or log-transformed with the
+    pool's bounds), so their informational scores stay on the same scale."""
     spec = scheme.section("treat") or {}
     Xt, flags, summary = X.copy(), np.zeros(X.shape, dtype=np.int8), []
     if not spec or spec.get("method") in (None, "none"):
         return Xt, flags, summary
     wm = winmax if winmax is not None else spec.get("winmax", 5)
+    whole = pool is None or pool.all()
     for j, c in enumerate(u.indicators):
         if not scheme.treated(c):
             continue
-        xt, f, label = treat_column(X[:, j], float(spec.get("skew", 2)), float(spec.get("kurt", 3.5)),
-                                    _winmax(wm, int(np.isfinite(X[:, j]).sum())), spec.get("fallback"))
-        Xt[:, j], flags[:, j] = xt, f
+        col = X[:, j] if whole else X[pool, j]
+        xt, f, label = treat_column(col, float(spec.get("skew", 2)), float(spec.get("kurt", 3.5)),
+                                    _winmax(wm, int(np.isfinite(col).sum())), spec.get("fallback"))
+        if whole:
+            Xt[:, j], flags[:, j] = xt, f
+        else:
+            Xt[pool, j], flags[pool, j] = xt, f
+            out = ~pool & np.isfinite(X[:, j])
+            fin = np.isfinite(col)
+            if out.any() and fin.any() and label == "log":
+                lo, hi = col[fin].min(), col[fin].max()
+                Xt[out, j] = np.log(np.maximum(X[out, j] - lo, 0) + 0.01 * (hi - lo))
+            elif out.any() and fin.any() and label != "none":
+                Xt[out, j] = np.clip(X[out, j], xt[fin].min(), xt[fin].max())
         summary.append({"indicator": c, "low": int((f == -1).sum()), "high": int((f == 1).sum()),
                         "treatment": label})
     return Xt, flags, summary
@@ -626,28 +659,37 @@ def adjust_scores(u: Units, scheme: Scheme, root: np.ndarray, names: bool = True
 
 def run(u: Units, scheme: Scheme) -> Appraisal:
     D = denominate(u, scheme)
-    Xi, imp_mask = impute(D, u, scheme)
-    # availability on the data as reported (before imputation; COINr screens the imputed set: `on: imputed`),
-    # by indicator count or by weight
+    # availability on the data as reported (COINr screens the raw set by default; `basis: imputed` screens the
+    # imputed set, as COINr's Screen(dset = "Imputed")), by indicator count or by weight. With the raw basis the
+    # units are screened FIRST, so screened-out units feed neither imputation nor treatment of the others.
     screen = scheme.section("screen") or {}
+    basis = screen.get("basis", "raw")
     appl = u.applicable if u.applicable is not None else np.ones(u.X.shape, bool)
-    have = np.isfinite(Xi if screen.get("basis", "raw") == "imputed" else D) & appl
-    if screen.get("by", "count") == "weight":
-        lw = scheme.leaf_weights()
-        w = np.array([lw[c] for c in u.indicators])
-        with np.errstate(invalid="ignore", divide="ignore"):
-            avail = (have * w).sum(axis=1) / (appl * w).sum(axis=1)
-    else:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            avail = have.sum(axis=1) / appl.sum(axis=1)
-    avail = np.nan_to_num(avail, nan=0.0)
-    min_av = float(screen.get("min_availability", 0))
+
+    def screened(data: np.ndarray):
+        have = np.isfinite(data) & appl
+        if screen.get("by", "count") == "weight":
+            lw = scheme.leaf_weights()
+            w = np.array([lw[c] for c in u.indicators])
+            with np.errstate(invalid="ignore", divide="ignore"):
+                av = (have * w).sum(axis=1) / (appl * w).sum(axis=1)
+        else:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                av = have.sum(axis=1) / appl.sum(axis=1)
+        av = np.nan_to_num(av, nan=0.0)
+        return av, (av >= float(screen.get("min_availability", 0)) - 1e-12) & (raw_any | (basis == "imputed"))
+
     raw_any = np.isfinite(D).any(axis=1) if D.shape[1] else np.zeros(u.n, bool)
-    eligible = (avail >= min_av - 1e-12) & (raw_any | (screen.get("basis", "raw") == "imputed"))
+    if basis == "imputed":
+        Xi, imp_mask = impute(D, u, scheme)
+        avail, eligible = screened(Xi)
+    else:
+        avail, eligible = screened(D)
+        Xi, imp_mask = impute(D, u, scheme, pool=eligible)
     reason = np.full(u.n, None, dtype=object)
     reason[~eligible & raw_any] = "coverage_below_min"
     reason[~eligible & ~raw_any] = "no_data"
-    Xt, flags, summary = treat(Xi, u, scheme)
+    Xt, flags, summary = treat(Xi, u, scheme, pool=eligible)
     S = normalise(Xt, u, scheme, fit=eligible)
     nodes = aggregate(S, u, scheme)
     root = nodes[scheme.root] if scheme.root in nodes else S[:, u.indicators.index(scheme.root)]

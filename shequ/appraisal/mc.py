@@ -77,7 +77,7 @@ def run_uncertainty(app: Appraisal, series: list[Series], draws: int | None = No
     treated_cols = [j for j, c in enumerate(u.indicators) if scheme.treated(c)]
     treated = {}
     for w in winmaxes:
-        Xt, _, _ = treat(app.imputed, u, scheme, winmax=w)
+        Xt, _, _ = treat(app.imputed, u, scheme, winmax=w, pool=app.eligible)
         treated[w] = Xt[:, treated_cols] if w is not None else app.treated[:, treated_cols]
     groups = [u.grouping(s.group) for s in series]
     masks = [app.eligible & (s.mask if s.mask is not None else True) for s in series]
