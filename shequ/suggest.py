@@ -21,8 +21,21 @@ def _core(name: str) -> str:
     return pl.select(name_core(pl.lit(clean_text(name or "")))).item() or (name or "")
 
 
+def registry_cores(con: duckdb.DuckDBPyConnection, as_of=None):
+    """Registry names valid on ``as_of`` (default: latest versions) with their name cores, computed once."""
+    import polars as pl
+
+    from .registry import name_core
+
+    return con.sql("""
+        SELECT community_code, name, street, district FROM dim_community
+        WHERE ($d::DATE IS NULL OR (valid_from <= $d AND (valid_to IS NULL OR valid_to > $d)))
+        QUALIFY row_number() OVER (PARTITION BY community_code ORDER BY valid_from DESC) = 1""",
+                   params={"d": as_of}).pl().with_columns(name_core(pl.col("name")).alias("core"))
+
+
 def community_candidates(con: duckdb.DuckDBPyConnection, text: str, street: str | None = None, limit: int = 3,
-                         as_of=None) -> list[dict]:
+                         as_of=None, cores=None) -> list[dict]:
     """Registry communities close to ``text`` (same street first when ``street`` is given): dicts with code,
     name, street, district. ``as_of`` (a date) keeps versions valid then; default: the latest version.
 
@@ -32,17 +45,11 @@ def community_candidates(con: duckdb.DuckDBPyConnection, text: str, street: str 
 
     import polars as pl
 
-    from .registry import name_core
-
     core = _core(text)
     if not core:
         return []
-    reg = con.sql("""
-        SELECT community_code, name, street, district FROM dim_community
-        WHERE ($d::DATE IS NULL OR (valid_from <= $d AND (valid_to IS NULL OR valid_to > $d)))
-        QUALIFY row_number() OVER (PARTITION BY community_code ORDER BY valid_from DESC) = 1""",
-                  params={"d": as_of}).pl()
-    reg = reg.with_columns(name_core(pl.col("name")).alias("core")).filter(
+    reg = registry_cores(con, as_of) if cores is None else cores
+    reg = reg.filter(
         pl.col("core").str.contains("[" + re.escape(core) + "]")
         & ((pl.col("core").str.len_chars() - len(core)).abs() <= 2))
     if reg.height > 5000:   # very common characters: keep names sharing at least two of them
@@ -118,14 +125,17 @@ def refresh_suggestions(con: duckdb.DuckDBPyConnection, quarters: list[str], lim
         GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT {int(limit)}""", {"qs": q}).fetchall()
     from .periods import period_end
 
-    out = []
+    out, frames = [], {}
     for name, period, _ in comms:
         as_of = None
         try:
             as_of = period_end(period) if period else None
         except Exception:  # an unusual period key: suggest among the latest versions instead
             as_of = None
-        out.append(unknown_community_message(name, community_candidates(con, name, as_of=as_of)))
+        if as_of not in frames:      # registry cores once per quarter end, not once per unknown name
+            frames[as_of] = registry_cores(con, as_of)
+        out.append(unknown_community_message(name, community_candidates(con, name, as_of=as_of,
+                                                                         cores=frames[as_of])))
     for h, _ in heads:
         out.append(unknown_header_message(h, header_candidates(h)))
     return out
