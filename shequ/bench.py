@@ -139,7 +139,7 @@ def run_bench(n_communities: int, n_quarters: int = 1, out: Path | None = None, 
 APPRAISAL_VALUES = """
 INSERT INTO fact_indicator_value
 SELECT c.community_key, i.indicator_code, $q, v.value, v.value, NULL, NULL, coalesce(i.unit, ''), NULL,
-       'bench', NULL, NULL, NULL, NULL, 'bench', 1, now()::TIMESTAMP
+       'bench', NULL, NULL, NULL, NULL, 'bench', 1, now()::TIMESTAMP, NULL
 FROM dim_community c
 CROSS JOIN dim_indicator i
 -- u mixes a community-wide strength with indicator noise, so scores spread as in a real district (some

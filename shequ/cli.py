@@ -87,7 +87,8 @@ def cmd_refresh(args) -> int:
     # Data Docs (an asset that renders every quarter in one GX subprocess) once, with the last quarter
     blocking_failed, run_failed = [], []
     check_rows = []
-    with console.status("刷新中…") as status:
+    from . import progress  # stages and files inside each quarter (shequ/progress.py)
+    with console.status("刷新中…") as status, progress.listen(progress.console_listener(console, status)):
         for q in quarters:
             status.update(f"刷新 {quarter_label(q)}（{q}）…")
             result = job.execute_in_process(partition_key=quarter_to_partition(q), instance=instance,
@@ -115,6 +116,8 @@ def cmd_refresh(args) -> int:
     with connect(wh, read_only=True) as con:
         _print_summary(con, quarters, check_rows)
         _print_quality(con, quarters)
+        from .suggest import print_refresh_hints
+        print_refresh_hints(console, con, quarters)  # corrections in force, candidates for unknown names
         problems = quarter_problems(con, quarters, files_by_quarter)
     from pipelines.publish import data_docs_dir
 
@@ -453,6 +456,9 @@ def _main(argv: list[str] | None = None) -> int:
     from .notebook import register as register_notebook
 
     register_notebook(sub)
+    from . import corrections, registry_edit
+    corrections.register(sub)    # shequ correct / bonus (shequ/corrections.py)
+    registry_edit.register(sub)  # shequ registry / alias (shequ/registry_edit.py)
     args = p.parse_args(argv)
     if getattr(args, "communities", None) and args.communities > 600_000:
         p.error("--communities 最多 600000")

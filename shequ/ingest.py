@@ -440,12 +440,13 @@ def ingest_inbox(con: duckdb.DuckDBPyConnection, inbox: Path, quarter: str | Non
     inbox = Path(inbox)
     if not inbox.is_dir():
         raise FileNotFoundError(f"收件箱目录不存在：{inbox}")
+    from .progress import emit
+
     ing = Ingestor(con, inbox)
     out = []
-    for path in inventory(inbox):
-        pq = path_quarter(path, inbox)
-        if quarter and pq and pq != quarter:
-            continue
+    todo = [p for p in inventory(inbox) if not (quarter and (pq := path_quarter(p, inbox)) and pq != quarter)]
+    for i, path in enumerate(todo, start=1):
+        emit("staged", quarter, i, len(todo), str(path.relative_to(inbox)))
         s = ing.ingest(path)
         out.append(s)
         if on_file:

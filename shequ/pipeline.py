@@ -16,6 +16,7 @@ from pathlib import Path
 import duckdb
 
 from . import dq, ingest, quality, scoring, warehouse
+from .progress import emit
 from .config import DEFAULT_SCHEME, REGISTRY_DIR
 from .periods import classify_period, quarter_of_key
 from .readers import FileRejected, read_file
@@ -77,6 +78,7 @@ def quarters_in_inbox(inbox: Path) -> list[str]:
 
 
 def stage_dimensions(con: duckdb.DuckDBPyConnection, registry_dir: Path = REGISTRY_DIR) -> dict[str, int]:
+    emit("dimensions")
     warehouse.ensure_schema(con)
     return warehouse.load_dimensions(con, registry_dir)
 
@@ -88,10 +90,12 @@ def stage_staged(con: duckdb.DuckDBPyConnection, inbox: Path, quarter: str, on_f
 
 
 def stage_facts(con: duckdb.DuckDBPyConnection, quarter: str) -> int:
+    emit("facts", quarter)
     return warehouse.build_facts(con, quarter)
 
 
 def stage_aggregates(con: duckdb.DuckDBPyConnection, quarter: str) -> int:
+    emit("aggregates", quarter)
     return warehouse.build_aggregates(con, quarter)
 
 
@@ -101,6 +105,7 @@ def stage_rankings(con: duckdb.DuckDBPyConnection, quarter: str, scheme_path: Pa
     `review_errors` (review files rejected, with file, row and reason)."""
     from .appraisal.reviews import load_reviews
 
+    emit("rankings", quarter)
     scheme = scoring.load_scheme(scheme_path)
     stages = list((scheme.section("review") or {}).get("stages") or ["自评"])
     loads = load_reviews(con, Path(reviews_dir), stages) if reviews_dir else []
@@ -112,11 +117,13 @@ def stage_rankings(con: duckdb.DuckDBPyConnection, quarter: str, scheme_path: Pa
 
 def stage_quality(con: duckdb.DuckDBPyConnection, quarter: str) -> dict[str, int]:
     """Validation rules (+ quality_hold), outliers, completeness and timeliness (shequ/dq.py)."""
+    emit("quality", quarter)
     return dq.stage_quality(con, quarter)
 
 
 def stage_checks(con: duckdb.DuckDBPyConnection, stage: str, quarter: str) -> list[quality.Result]:
     out = []
+    emit("checks", quarter, item=stage)
     for suite in STAGE_SUITES[stage]:
         out.extend(quality.run_suite(con, suite, quarter))
     if stage == "fact_ranking":  # the ranking records which checks were in force when it was produced

@@ -501,9 +501,16 @@ READERS = {".xls": read_xls, ".et": read_xls, ".xlsx": read_xlsx, ".xlsm": read_
 
 
 def read_file(path: Path) -> FileRead:
+    from .filetypes import KINDS, check_extension, real_kind
+
     reader = READERS.get(path.suffix.lower())
     if reader is None:
-        raise FileRejected("unsupported_format", f"不支持的文件类型 {path.suffix or '(无扩展名)'}")
+        kind = real_kind(path) if path.is_file() else None
+        raise FileRejected("unsupported_format", f"不支持的文件类型 {path.suffix or '(无扩展名)'}"
+                           + (f"（内容为{KINDS[kind]}）" if kind else ""))
+    wrong = check_extension(path)   # a PDF renamed .csv is named a PDF, not read as garbled text
+    if wrong:
+        raise FileRejected("wrong_file_type", wrong[1])
     _within_limits(limits.check_file_size, path)
     fr = reader(path)
     fr.notes = mask_list(fr.notes)   # footers (填表人：王芳 …) keep their label only: shequ/privacy.py

@@ -183,13 +183,74 @@ def load(con: duckdb.DuckDBPyConnection, quarter: str, scheme: str = "default") 
                count(*) FILTER (WHERE NOT success AND severity = 'critical') AS failed_critical,
                string_agg(CASE WHEN NOT success THEN expectation END, '；') AS failed
         FROM check_result WHERE period_key = $q GROUP BY 1 ORDER BY 1""", p)
+    manual = _manual_inputs(con, p)
     from .appraisal.store import publication_status
 
     pub = publication_status(con, quarter, scheme)
     return {"quarter": quarter, "scheme": scheme, "communities": comm, "areas": areas, "awards": awards,
             "bump": bump, "categories": cats, "explanations": expl, "completeness": completeness,
             "violations": violations, "held": int(held), "outliers": outliers, "quarantine": quarantine,
-            "checks": checks, "publication": pub}
+            "checks": checks, "publication": pub, **manual}
+
+
+def _manual_inputs(con, p: dict) -> dict:
+    """The quarter's manual corrections and bonus events with their audit columns (all of them, revoked too:
+    the report shows what was changed by hand and what was taken back). Empty on a warehouse without the
+    tables (a snapshot older than migration 0005)."""
+    have = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables WHERE table_name IN "
+                                      "('manual_correction', 'manual_bonus')").fetchall()}
+    out = {"corrections": pl.DataFrame(), "bonuses": pl.DataFrame()}
+    names = "(SELECT community_code, arg_max(name, valid_from) AS name, arg_max(street, valid_from) AS street " \
+            "FROM dim_community GROUP BY 1)"
+    if "manual_correction" in have:
+        out["corrections"] = _q(con, f"""
+            SELECT m.correction_id, n.name, n.street, m.community_code, coalesce(i.name_zh, m.indicator_code) AS indicator,
+                   i.unit, m.previous_value, m.previous_source, m.value, m.raw_text, m.reason, m.recorded_by,
+                   m.recorded_at, m.active, m.superseded_by, m.revoked_by, m.revoked_at, m.revoke_reason
+            FROM manual_correction m LEFT JOIN {names} n USING (community_code)
+            LEFT JOIN dim_indicator i USING (indicator_code)
+            WHERE m.period_key = $q ORDER BY m.correction_id""", p)
+    if "manual_bonus" in have:
+        out["bonuses"] = _q(con, f"""
+            SELECT b.bonus_id, n.name, n.street, b.community_code, b.points, b.reason, b.document, b.recorded_by,
+                   b.recorded_at, b.active, b.revoked_by, b.revoked_at, b.revoke_reason
+            FROM manual_bonus b LEFT JOIN {names} n USING (community_code)
+            WHERE b.period_key = $q ORDER BY b.bonus_id""", p)
+    return out
+
+
+def _num(v) -> str:
+    return "—" if v is None else f"{v:g}"
+
+
+def _manual_section(d: dict) -> str:
+    """八、人工更正与加分: every correction and bonus event of the quarter, who, when, why, previous value."""
+    out = ['<h2 id="manual">八、人工更正与加分</h2>',
+           "<p>人工更正优先于文件中的数值（刷新该季度时生效）；人工加分与方案中的加分项一起计入并受加分封顶约束。"
+           "记录从不删除：撤销或被新更正取代的记录也列在这里。时间为北京时间。</p>"]
+    c, b = d.get("corrections"), d.get("bonuses")
+    out.append("<h3>人工更正</h3>")
+    if c is None or not c.height:
+        out.append("<p>本季度没有人工更正。</p>")
+    else:
+        out.append(table(["编号", "社区", "指标", "原值", "原值来源", "更正值", "原因", "更正人", "时间", "状态"],
+                         [[f"#{r['correction_id']}", f"{r['name']}（{r['street']}）", r["indicator"],
+                           _num(r["previous_value"]), r["previous_source"] or "—",
+                           f"{_num(r['value'])}（填写：{r['raw_text']}）", r["reason"], r["recorded_by"],
+                           str(r["recorded_at"]),
+                           "生效" if r["active"] else (f"被 #{r['superseded_by']} 取代" if r["superseded_by"] else
+                                                      f"已撤销：{r['revoked_by']}，{r['revoked_at']}，{r['revoke_reason']}")]
+                          for r in c.iter_rows(named=True)], "manual-corrections"))
+    out.append("<h3>人工加分</h3>")
+    if b is None or not b.height:
+        out.append("<p>本季度没有人工加分。</p>")
+    else:
+        out.append(table(["编号", "社区", "分值", "事由", "文号", "录入人", "时间", "状态"],
+                         [[f"#{r['bonus_id']}", f"{r['name']}（{r['street']}）", f"+{_num(r['points'])}", r["reason"],
+                           r["document"] or "—", r["recorded_by"], str(r["recorded_at"]),
+                           "生效" if r["active"] else f"已撤销：{r['revoked_by']}，{r['revoked_at']}，{r['revoke_reason']}"]
+                          for r in b.iter_rows(named=True)], "manual-bonuses"))
+    return "\n".join(out)
 
 
 def headline(d: dict) -> dict:
@@ -488,7 +549,7 @@ def render(d: dict, top_n: int = 5, generated_at: dt.datetime | None = None) -> 
         f'<p class="meta">评比方案 {esc(d["scheme"])}　{pub}　生成时间 {esc(when)}</p>',
         '<nav><a href="#summary">概况</a><a href="#rank">排名</a><a href="#titles">称号</a>'
         '<a href="#bump">名次变化</a><a href="#profiles">类别画像</a><a href="#quality">数据质量</a>'
-        '<a href="#explain">得分解释</a></nav>',
+        '<a href="#explain">得分解释</a><a href="#manual">人工更正</a></nav>',
         '<h2 id="summary">一、概况</h2>', _cards(h), divs["fig_districts"],
         _ranking_sections(d, top_n),
         _award_sections(d),
@@ -496,6 +557,7 @@ def render(d: dict, top_n: int = 5, generated_at: dt.datetime | None = None) -> 
         '<h2 id="profiles">五、领先与落后社区的类别画像</h2>', divs["fig_profiles"], _profile_table(d, 5),
         _quality_section(d),
         _explanation_section(d),
+        _manual_section(d),
         f'<p class="meta">数据来源：shequ 指标仓库只读快照；本页离线可用（图表脚本已内嵌）。</p>',
     ]
     head = (f"<title>{esc(label)}社区建设三级评比报告</title><style>{CSS}</style>"

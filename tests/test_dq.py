@@ -130,7 +130,7 @@ def _facts(con, rows, q=Q):
     con.execute("INSERT INTO raw_file VALUES ('f', 1, 'x.csv', 1, TIMESTAMP '2024-04-10 09:00', 'csv', 'utf-8', "
                 "['2024Q1'], 'loaded', NULL, NULL, 0, 0, 0, now(), []) ON CONFLICT DO NOTHING")
     con.executemany("""INSERT INTO fact_indicator_value VALUES (?, ?, ?, ?, ?, ?, ?, '', NULL, 'x.csv', NULL, NULL,
-                       NULL, NULL, 'f', 1, now())""",
+                       NULL, NULL, 'f', 1, now(), NULL)""",
                     [[r[0], r[1], r[6] if len(r) > 6 else q, r[2], r[5], r[3], r[4]] for r in rows])
 
 

@@ -12,6 +12,8 @@
 -- for flows and rates of events it is differenced against the previous quarter's year-to-date cell (parts
 -- too) and marked ytd_differenced. Without that previous cell it cannot be differenced and stays out (the
 -- fact suite's warning lists it).
+-- Last, an active manual correction (manual_correction, `shequ correct`) replaces the files' value of its cell
+-- or supplies one no file gave; correction_id says so.
 WITH this_q AS (
     SELECT quarter, start_date FROM dim_period WHERE period_key = $period_key
 ),
@@ -116,28 +118,68 @@ pivoted AS (      -- quarter cells (year-to-date flows differenced); month cells
     HAVING CASE i.time_rollup
                 WHEN 'last' THEN max(m.end_date) = (SELECT max(end_date) FROM periods)
                 ELSE count(*) = 3 END
+),
+from_files AS (   -- one row per community x indicator as the files say
+    SELECT p.community_key,
+           p.indicator_code,
+           $period_key                                       AS period_key,
+           CASE WHEN i.aggregation = 'ratio' AND p.numerator IS NOT NULL AND p.denominator > 0
+                THEN p.numerator / p.denominator * coalesce(i.ratio_scale, 1)
+                ELSE p.reported_value END                    AS value,
+           p.reported_value,
+           p.numerator,
+           p.denominator,
+           i.unit                                            AS unit,
+           p.prov.qualifier                                  AS qualifier,
+           p.prov.source_file                                AS source_file,
+           p.prov.sheet                                      AS source_sheet,
+           p.prov.row                                        AS source_row,
+           p.prov.col                                        AS source_column,
+           p.prov.cell                                       AS source_cell,
+           p.prov.file_id                                    AS file_id,
+           p.n_versions,
+           current_timestamp::TIMESTAMP                      AS loaded_at
+    FROM pivoted p
+    JOIN dim_indicator i USING (indicator_code)
+    WHERE (CASE WHEN i.aggregation = 'ratio' AND p.numerator IS NOT NULL AND p.denominator > 0
+                THEN p.numerator / p.denominator * coalesce(i.ratio_scale, 1)
+                ELSE p.reported_value END) IS NOT NULL
+),
+corr AS (         -- active manual corrections of the quarter (shequ correct), the latest per cell, on the
+                  -- community version valid on the quarter's last day
+    SELECT m.correction_id, m.indicator_code, m.value, d.community_key, d.community_code
+    FROM manual_correction m
+    JOIN dim_community d ON d.community_code = m.community_code
+    JOIN dim_period q ON q.period_key = m.period_key
+    WHERE m.period_key = $period_key AND m.active
+      AND d.valid_from <= q.end_date AND (d.valid_to IS NULL OR d.valid_to > q.end_date)
+    QUALIFY row_number() OVER (PARTITION BY m.community_code, m.indicator_code ORDER BY m.correction_id DESC) = 1
+),
+coded AS (
+    SELECT f.*, d.community_code FROM from_files f JOIN dim_community d USING (community_key)
 )
-SELECT p.community_key,
-       p.indicator_code,
-       $period_key                                       AS period_key,
-       CASE WHEN i.aggregation = 'ratio' AND p.numerator IS NOT NULL AND p.denominator > 0
-            THEN p.numerator / p.denominator * coalesce(i.ratio_scale, 1)
-            ELSE p.reported_value END                    AS value,
-       p.reported_value,
-       p.numerator,
-       p.denominator,
-       i.unit                                            AS unit,
-       p.prov.qualifier                                  AS qualifier,
-       p.prov.source_file                                AS source_file,
-       p.prov.sheet                                      AS source_sheet,
-       p.prov.row                                        AS source_row,
-       p.prov.col                                        AS source_column,
-       p.prov.cell                                       AS source_cell,
-       p.prov.file_id                                    AS file_id,
-       p.n_versions,
-       current_timestamp::TIMESTAMP                      AS loaded_at
-FROM pivoted p
-JOIN dim_indicator i USING (indicator_code)
-WHERE (CASE WHEN i.aggregation = 'ratio' AND p.numerator IS NOT NULL AND p.denominator > 0
-            THEN p.numerator / p.denominator * coalesce(i.ratio_scale, 1)
-            ELSE p.reported_value END) IS NOT NULL
+-- A correction wins over the files' value: the value is the corrected one, reported_value keeps what the file
+-- stated, numerator/denominator are dropped (they no longer make the value), qualifier says corrected and
+-- correction_id points at the audit row. The file's provenance stays when a file reported the cell; a value
+-- only a correction gives names the correction as its source.
+SELECT coalesce(f.community_key, c.community_key)                         AS community_key,
+       coalesce(f.indicator_code, c.indicator_code)                       AS indicator_code,
+       $period_key                                                        AS period_key,
+       coalesce(c.value, f.value)                                         AS value,
+       f.reported_value,
+       CASE WHEN c.correction_id IS NULL THEN f.numerator END             AS numerator,
+       CASE WHEN c.correction_id IS NULL THEN f.denominator END           AS denominator,
+       coalesce(f.unit, i.unit)                                           AS unit,
+       CASE WHEN c.correction_id IS NULL THEN f.qualifier ELSE 'corrected' END AS qualifier,
+       coalesce(f.source_file, '人工更正 #' || c.correction_id)           AS source_file,
+       f.source_sheet,
+       f.source_row,
+       f.source_column,
+       f.source_cell,
+       coalesce(f.file_id, 'correction:' || c.correction_id)              AS file_id,
+       coalesce(f.n_versions, 0)                                          AS n_versions,
+       coalesce(f.loaded_at, current_timestamp::TIMESTAMP)                AS loaded_at,
+       c.correction_id
+FROM coded f
+FULL JOIN corr c ON c.community_code = f.community_code AND c.indicator_code = f.indicator_code
+JOIN dim_indicator i ON i.indicator_code = coalesce(f.indicator_code, c.indicator_code)

@@ -1,5 +1,7 @@
 -- What changed between two published versions of a quarter's appraisal ($previous_id -> $version_id):
--- ranks (every scope), grades and rounded scores (once per entity), titles added and removed.
+-- ranks (every scope), grades and rounded scores (once per entity), titles added and removed, and the manual
+-- inputs (published_manual_input) one version carries and the other does not: corrections (item = indicator,
+-- reason and who; old -> new value) and bonus events (item = reason and document; points).
 WITH n AS (SELECT * FROM published_ranking WHERE version_id = $version_id),
 o AS (SELECT * FROM published_ranking WHERE version_id = $previous_id),
 r AS (
@@ -12,7 +14,15 @@ r AS (
     FROM n FULL JOIN o USING (entity_level, entity_code, scope_level)
 ),
 na AS (SELECT * FROM published_award WHERE version_id = $version_id),
-oa AS (SELECT * FROM published_award WHERE version_id = $previous_id)
+oa AS (SELECT * FROM published_award WHERE version_id = $previous_id),
+ni AS (SELECT * FROM published_manual_input WHERE version_id = $version_id),
+oi AS (SELECT * FROM published_manual_input WHERE version_id = $previous_id),
+inputs AS (       -- added: in the new version only; revoked: in the previous version only
+    SELECT 'added' AS how, kind, input_id FROM ni ANTI JOIN oi USING (kind, input_id)
+    UNION ALL
+    SELECT 'revoked', kind, input_id FROM oi ANTI JOIN ni USING (kind, input_id)
+),
+names AS (SELECT community_code, arg_max(name, valid_from) AS name FROM dim_community GROUP BY 1)
 SELECT $version_id, $previous_id, 'rank', entity_level, entity_code, entity_name, scope_level, NULL,
        old_rank::VARCHAR, new_rank::VARCHAR
 FROM r WHERE old_rank IS DISTINCT FROM new_rank
@@ -33,3 +43,20 @@ UNION ALL
 SELECT $version_id, $previous_id, 'title_removed', oa.entity_level, oa.entity_code, oa.entity_name, oa.scope_level,
        oa.title, oa.title, NULL
 FROM oa ANTI JOIN na USING (campaign, tier, entity_code)
+UNION ALL
+SELECT $version_id, $previous_id, 'correction_' || x.how, 'community', m.community_code, nm.name, NULL,
+       i.name_zh || '（' || m.indicator_code || '）：' || m.reason || '（' || m.recorded_by || '）',
+       CASE WHEN x.how = 'added' THEN m.previous_value ELSE m.value END::VARCHAR,
+       CASE WHEN x.how = 'added' THEN m.value END::VARCHAR
+FROM inputs x
+JOIN manual_correction m ON x.kind = 'correction' AND m.correction_id = x.input_id
+JOIN dim_indicator i ON i.indicator_code = m.indicator_code
+LEFT JOIN names nm ON nm.community_code = m.community_code
+UNION ALL
+SELECT $version_id, $previous_id, 'bonus_' || x.how, 'community', b.community_code, nm.name, NULL,
+       b.reason || coalesce('（' || b.document || '）', ''),
+       CASE WHEN x.how = 'revoked' THEN b.points END::VARCHAR,
+       CASE WHEN x.how = 'added' THEN b.points END::VARCHAR
+FROM inputs x
+JOIN manual_bonus b ON x.kind = 'bonus' AND b.bonus_id = x.input_id
+LEFT JOIN names nm ON nm.community_code = b.community_code

@@ -59,6 +59,7 @@ class Units:
     extra: dict[str, np.ndarray] = field(default_factory=dict)       # values read by bonus / veto rules
     previous: np.ndarray | None = None     # last period's raw values (for last_value imputation)
     applicable: np.ndarray | None = None   # n x m, False where an indicator does not apply (村代居)
+    manual_bonus: np.ndarray | None = None  # points from manual bonus events (shequ bonus add), per unit
     _groups: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -623,6 +624,10 @@ def adjust_scores(u: Units, scheme: Scheme, root: np.ndarray, names: bool = True
     for item in bspec.get("items") or []:
         bonus += np.where(_rule_hits(value_of(item["indicator"]), item.get("op", ">="),
                                      float(item.get("value", 1))), float(item["points"]), 0.0)
+    # manual bonus events (区级现场会 +2, table manual_bonus) are one more source of points, capped with the
+    # items; a scheme opts out with `manual: false`
+    if u.manual_bonus is not None and bspec.get("manual", True) is not False:
+        bonus += np.nan_to_num(u.manual_bonus)
     if "cap" in bspec:
         bonus = np.minimum(bonus, float(bspec["cap"]))
     score = root + bonus

@@ -98,8 +98,25 @@ def load_units(con: duckdb.DuckDBPyConnection, period_key: str, scheme: Scheme,
     groups = {g: units_df[g].to_numpy() for g in ("street_code", "district_code", "city_code", "province_code")}
     u = Units(codes=units_df["community_code"].to_numpy(), names=units_df["name"].to_numpy(), X=M[:, :m],
               indicators=list(scheme.indicators), groups=groups, previous=prev, applicable=applicable,
-              extra={c: M[:, m + k] for k, c in enumerate(codes[m:])})
+              extra={c: M[:, m + k] for k, c in enumerate(codes[m:])},
+              manual_bonus=_manual_bonus(con, period_key, units_df))
     return u, units_df
+
+
+def _manual_bonus(con, period_key: str, units_df: pl.DataFrame) -> np.ndarray | None:
+    """Points of the quarter's active manual bonus events (shequ bonus add) per unit; None when there are none."""
+    if not _has_table(con, "manual_bonus"):
+        return None
+    rows = con.execute("SELECT community_code, sum(points) FROM manual_bonus WHERE period_key = ? AND active "
+                       "GROUP BY 1", [period_key]).fetchall()
+    if not rows:
+        return None
+    pos = {c: i for i, c in enumerate(units_df["community_code"].to_list())}
+    out = np.zeros(units_df.height)
+    for code, pts in rows:
+        if code in pos:
+            out[pos[code]] = pts
+    return out
 
 
 def _reviews(con, period_key: str) -> pl.DataFrame:
@@ -120,7 +137,8 @@ def _with_overrides(u: Units, rows: pl.DataFrame) -> Units:
         elif r["indicator_code"] in extra:
             extra[r["indicator_code"]][i] = r["value"]
     return Units(codes=u.codes, names=u.names, X=X, indicators=u.indicators, groups=u.groups,
-                 denominators=u.denominators, extra=extra, previous=u.previous, applicable=u.applicable)
+                 denominators=u.denominators, extra=extra, previous=u.previous, applicable=u.applicable,
+                 manual_bonus=u.manual_bonus)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -577,6 +595,12 @@ def publish(con: duckdb.DuckDBPyConnection, period_key: str, scheme: Scheme, by:
                        WHERE period_key = ? AND scheme_id = ?""", [vid, period_key, scheme.scheme_id])
         con.execute("""INSERT INTO published_award SELECT ?, * FROM fact_award
                        WHERE period_key = ? AND scheme_id = ?""", [vid, period_key, scheme.scheme_id])
+        if _has_table(con, "published_manual_input"):   # the manual inputs this version carries
+            con.execute("""INSERT INTO published_manual_input
+                           SELECT DISTINCT ?, 'correction', correction_id FROM fact_indicator_value
+                           WHERE period_key = ? AND correction_id IS NOT NULL
+                           UNION SELECT ?, 'bonus', bonus_id FROM manual_bonus WHERE period_key = ? AND active""",
+                        [vid, period_key, vid, period_key])
         if prev:
             sql = model_sql("publication_diff")
             con.execute(f"INSERT INTO publication_diff SELECT * FROM ({sql})",
