@@ -224,18 +224,16 @@ def _table_to_cells(df: pl.DataFrame, sheet: str, merged: list[tuple[int, int, i
             body = body.with_columns(pl.when(pl.col("_i").is_in(rows)).then(pl.col(f"c{c}").forward_fill())
                                      .otherwise(pl.col(f"c{c}")).alias(f"c{c}"))
     first = pl.coalesce([pl.col(f"c{i}").str.strip_chars().replace("", None) for i in range(width)])
-    n_filled = pl.sum_horizontal([pl.col(f"c{i}").str.strip_chars().replace("", None).is_not_null()
-                                  for i in range(width)])
+    n_filled = pl.sum_horizontal([pl.col(f"c{i}").is_not_null() for i in range(width)])
     comm = pl.col(f"c{comm_col}").str.replace_all(r"\s+", "")
     street = pl.col(f"c{street_col}") if street_col is not None else pl.lit(None, pl.String)
     body = body.with_columns(first.alias("_first"), n_filled.alias("_n"))
     body = body.filter(pl.col("_first").is_not_null())
     # a row holding nothing but a street (南湖街道, 一、南湖街道) heads the rows below it; a district row (建邺区)
     # names the district of the file
-    lone = pl.col("_first").str.replace_all(r"\s+", "")
-    body = body.with_columns(
-        pl.when(pl.col("_n") == 1).then(lone.str.extract(STREET_ROW, 1)).alias("_street_row"),
-        pl.when(pl.col("_n") == 1).then(lone.str.extract(DISTRICT_ROW, 1)).alias("_district_row"))
+    lone = pl.when(pl.col("_n") == 1).then(pl.col("_first")).str.replace_all(r"\s+", "")  # one filled cell
+    body = body.with_columns(lone.str.extract(STREET_ROW, 1).alias("_street_row"),
+                             lone.str.extract(DISTRICT_ROW, 1).alias("_district_row"))
     body = body.with_columns(pl.col("_street_row").forward_fill().alias("_sub_street"))
     layout_rows = pl.col("_street_row").is_not_null() | pl.col("_district_row").is_not_null()
     if body.select(layout_rows.any()).item():
@@ -427,8 +425,8 @@ def _split_blocks(df: pl.DataFrame) -> tuple[list[tuple[int, int, int, int]], li
     """Tables of one sheet: runs of columns separated by an empty column, each run cut at an empty row where the
     part below has its own header. Returns (tables, orphans) as (r0, r1, c0, c1), end-exclusive; an orphan is
     a run of columns with values but no header of its own."""
-    filled = df.select([pl.col(c).str.strip_chars().replace("", None).is_not_null().alias(c) for c in df.columns])
-    col_any = filled.select(pl.all().any()).row(0) if df.height else ()
+    # a cell of spaces counts as filled here: it can only keep a table together, never split one
+    col_any = df.select(pl.all().is_not_null().any()).row(0) if df.height else ()
     runs, start = [], None
     for c, any_ in enumerate([*col_any, False]):
         if any_ and start is None:
@@ -438,6 +436,7 @@ def _split_blocks(df: pl.DataFrame) -> tuple[list[tuple[int, int, int, int]], li
             start = None
     if len(runs) <= 1:
         return [(0, df.height, 0, df.width)], []
+    filled = df.select([pl.col(c).str.strip_chars().replace("", None).is_not_null().alias(c) for c in df.columns])
     tables, orphans = [], []
     for c0, c1 in runs:
         cols = df.columns[c0:c1]
