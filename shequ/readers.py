@@ -242,6 +242,12 @@ def _table_to_cells(df: pl.DataFrame, sheet: str, merged: list[tuple[int, int, i
         if n_streets:
             fr.notes.append(f"工作表 {sheet or '(CSV)'} 按街道小标题行分块读取（{n_streets} 个街道）")
         body = body.filter(~layout_rows)
+    # the header repeated further down (a second street's table pasted under the first without an empty row)
+    repeat = comm == re.sub(r"\s+", "", str(top[header_row][comm_col]))
+    if body.select(repeat.fill_null(False).any()).item():
+        n_rep = body.select(repeat.fill_null(False).sum()).item()
+        fr.notes.append(f"工作表 {sheet or '(CSV)'} 表头在表中重复出现 {n_rep} 次，重复的表头行不作数据读取")
+        body = body.filter(~repeat.fill_null(False))
     is_footer = pl.col("_first").str.contains(FOOTER.pattern)
     fr.notes.extend(body.filter(is_footer)["_first"].to_list())
     # a row without a community name is kept (its cells are quarantined as no_community), unless it is a

@@ -361,3 +361,63 @@ def test_a_traditional_big5_export_loads_like_simplified(tmp_path, sample):
     _, staged, q, _ = _ingest(tmp_path, {"建邺区_繁体.csv": text.encode("big5")})
     assert _loaded(staged) == _expected(sample, inds=["volunteer_orgs", "culture_teams"]) and q.height == 0
     assert staged.height == 2 * len(sample["rows"])
+
+
+# ------------------------------------------------------------------ more layouts of the same numbers
+def test_one_table_per_street_stacked_with_or_without_an_empty_row(tmp_path, sample):
+    files = {}
+    for gap in (True, False):
+        wb = Workbook()
+        ws = wb.active
+        ws.append([TITLE])
+        for street, members in _by_street(sample).items():
+            ws.append([street])                          # the street as the title of its own table
+            ws.append(["序号", "社区名称", "群众文体队伍数"])
+            for i, (name, code) in enumerate(members, 1):
+                ws.append([i, name, sample["value"][(code, "culture_teams")]])
+            if gap:
+                ws.append([])
+        files[f"建邺区_分块{'空行' if gap else '连续'}.xlsx"] = wb
+    _, staged, q, _ = _ingest(tmp_path, files)
+    assert _loaded(staged) == _expected(sample, inds=["culture_teams"]) and q.height == 0
+    assert staged.height == 2 * len(sample["rows"])
+
+
+def test_month_blocks_in_a_legacy_xls(tmp_path, sample):
+    book = xlwt.Workbook(encoding="utf-8")
+    sh = book.add_sheet("南湖街道")
+    sh.write_merge(0, 0, 0, 3, "建邺区南湖街道2024年第三季度")
+    sh.write_merge(1, 2, 0, 0, "社区名称")
+    sh.write_merge(1, 1, 1, 3, "就业安置人次")
+    for c, m in enumerate(["7月", "8月", "9月"], 1):
+        sh.write(2, c, m)
+    members = _by_street(sample)["南湖街道"]
+    for r, (name, code) in enumerate(members, 3):
+        for c, v in enumerate([name, 1, 0, sample["value"][(code, "jobs_placed")]]):
+            sh.write(r, c, v)
+    _, staged, q, facts = _ingest(tmp_path, {"建邺区_南湖_月报.xls": book}, facts=True)
+    assert q.height == 0 and staged.height == 3 * len(members)
+    got = {c: (v, qual) for c, i, p, v, qual in facts.filter(pl.col("period_key") == "2024Q3").iter_rows()}
+    assert got == {c: (1.0 + sample["value"][(c, "jobs_placed")], "months:3/3") for _, c in members}
+
+
+def test_long_export_by_month_rolls_up(tmp_path, sample):
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["街道", "社区", "指标代码", "数值", "期间"])
+    for s, n, c in sample["rows"]:
+        for m, v in (("2024-07", 2), ("2024-08", 3), ("2024-09", sample["value"][(c, "jobs_placed")])):
+            w.writerow([s, n, "jobs_placed", v, m])
+    _, staged, q, facts = _ingest(tmp_path, {"建邺区_月度导出.csv": buf.getvalue()}, facts=True)
+    assert q.height == 0 and staged.height == 3 * len(sample["rows"])
+    got = {c: v for c, i, p, v, _ in facts.filter(pl.col("period_key") == "2024Q3").iter_rows()}
+    assert got == {c: 5.0 + sample["value"][(c, "jobs_placed")] for _, _, c in sample["rows"]}
+
+
+def test_nested_json_with_period_keys_and_codes(tmp_path, sample):
+    doc = {"建邺区": {"2024年第三季度": {street: [
+        {"社区": name, "values": {"volunteer_orgs": sample["value"][(c, "volunteer_orgs")]}} for name, c in members]
+        for street, members in _by_street(sample).items()}}}
+    _, staged, q, _ = _ingest(tmp_path, {"导出.json": json.dumps(doc, ensure_ascii=False)})
+    assert _loaded(staged) == _expected(sample, inds=["volunteer_orgs"]) and q.height == 0
+    assert staged.height == len(sample["rows"]) and set(staged["period_key"]) == {"2024Q3"}
