@@ -362,7 +362,7 @@ def _transposed_to_cells(top: list[list], df: pl.DataFrame, sheet: str, a1: bool
 
 # a long table as reporting systems export it: one row per community x indicator
 LONG_INDICATOR_HEADERS = {"指标", "指标名称", "指标代码", "指标编码", "项目", "项目名称", "统计指标", "indicator"}
-LONG_VALUE_HEADERS = {"数值", "值", "填报值", "指标值", "数据", "value"}
+LONG_VALUE_HEADERS = {"数值", "值", "填报值", "指标值", "数据", "本期数", "本期值", "填报数", "value"}
 LONG_UNIT_HEADERS = {"单位", "计量单位", "unit"}
 
 
@@ -627,7 +627,8 @@ def read_xlsx(path: Path, legacy: bool = False) -> FileRead:
             cells = cells.with_columns(pl.col("source_cell").replace_strict(
                 st["errors"], default=pl.col("raw_text"), return_dtype=pl.String).alias("raw_text"))
         if st["hidden"]:
-            fr.notes.append(f"工作表 {name} 含隐藏列 {','.join(col_letter(c) for c in sorted(st['hidden']))}（仍读取）")
+            fr.notes.append(f"工作表 {name} 含隐藏列 {','.join(col_letter(c) for c in sorted(st['hidden']))}"
+                            f"（仍读取；与可见列对应同一指标时只取可见列）")
         if st["formula_no_value"]:
             bad = set(st["formula_no_value"])
             flagged = cells.filter(pl.col("source_cell").is_in(list(bad)))
@@ -813,6 +814,10 @@ class _JsonWalker:
                 self.walk(v, ctx | {"period": str(k)}, sub, expect, group)
             elif k in CONTAINER_KEYS:
                 self.walk(v, ctx, sub, expect, group)
+            elif expect == "community" and not in_community and isinstance(v, dict):
+                # under a street, an object keyed by a name without 社区 (生产路): that community, resolved or
+                # quarantined by the registry, never dropped
+                self.walk(v, ctx | {"community": str(k)}, sub, None)
             elif in_community and isinstance(v, dict):   # a group of indicators (基本情况: {...})
                 self.walk(v, ctx, sub, None, (*group, str(k)))
             elif in_community:

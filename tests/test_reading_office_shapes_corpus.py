@@ -421,3 +421,11 @@ def test_nested_json_with_period_keys_and_codes(tmp_path, sample):
     _, staged, q, _ = _ingest(tmp_path, {"导出.json": json.dumps(doc, ensure_ascii=False)})
     assert _loaded(staged) == _expected(sample, inds=["volunteer_orgs"]) and q.height == 0
     assert staged.height == len(sample["rows"]) and set(staged["period_key"]) == {"2024Q3"}
+
+
+def test_json_community_keyed_without_its_suffix(tmp_path, sample):
+    members = _by_street(sample)["兴隆街道"]
+    doc = {"期间": "2024年第三季度", "兴隆街道": {
+        name.removesuffix("社区"): {"文体队伍数": sample["value"][(c, "culture_teams")]} for name, c in members}}
+    _, staged, q, _ = _ingest(tmp_path, {"建邺区_兴隆.json": json.dumps(doc, ensure_ascii=False)})
+    assert _loaded(staged) == _expected(sample, [c for _, c in members], ["culture_teams"]) and q.height == 0
