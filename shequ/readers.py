@@ -275,6 +275,9 @@ def _table_to_cells(df: pl.DataFrame, sheet: str, merged: list[tuple[int, int, i
             street_of_row.alias("street_raw"), period.alias("period_raw")]
     if long_cols is not None:
         return _long_to_cells(body, base, long_cols, sheet, a1, col_offset, hidden, block, fr)
+    if not value_cols:   # a list of communities without any indicator column
+        fr.notes.append(f"工作表 {sheet or '(CSV)'} 的表格 {block} 没有指标列")
+        return pl.DataFrame(schema=CELL_SCHEMA)
     wide = body.select(*base, *[pl.col(f"c{c}") for c in value_cols])
     long = wide.unpivot(index=["source_row", "community_raw", "street_raw", "period_raw"],
                         on=[f"c{c}" for c in value_cols], variable_name="_col", value_name="raw_text")
@@ -505,6 +508,10 @@ def _sheet_to_cells(df: pl.DataFrame, sheet: str, merged: list[tuple[int, int, i
         area = f"{col_letter(c0 + col_offset)}{r0 + 1 + row_offset}:{col_letter(c1 - 1 + col_offset)}{r1 + row_offset}"
         if r1 <= first_head:   # text above every table's header (a date, a unit line): part of the title block
             _record_titles(fr, sheet, [" ".join(clean_text(v) for v in row if v) for row in part.iter_rows()])
+            continue
+        head = next((v for row in part.iter_rows() for v in row if not _blank(v)), None)
+        if head is not None and squash(head) in SKIP_HEADERS:   # a 备注 column set apart: remarks, not values
+            fr.notes.append(f"工作表 {sheet or '(CSV)'} 区块 {area} 为{squash(head)}列，不作数值读取")
             continue
         for dr, row in enumerate(part.iter_rows()):
             for dc, v in enumerate(row):

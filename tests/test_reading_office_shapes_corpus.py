@@ -429,3 +429,16 @@ def test_json_community_keyed_without_its_suffix(tmp_path, sample):
         name.removesuffix("社区"): {"文体队伍数": sample["value"][(c, "culture_teams")]} for name, c in members}}
     _, staged, q, _ = _ingest(tmp_path, {"建邺区_兴隆.json": json.dumps(doc, ensure_ascii=False)})
     assert _loaded(staged) == _expected(sample, [c for _, c in members], ["culture_teams"]) and q.height == 0
+
+
+def test_a_remarks_column_set_apart_is_not_a_block_of_values(tmp_path, sample):
+    wb = Workbook()
+    ws = wb.active
+    ws.append([TITLE])
+    ws.append(["街道", "社区名称", "志愿者组织数", None, "备注"])
+    for s, n, c in sample["rows"]:
+        ws.append([s, n, sample["value"][(c, "volunteer_orgs")], None, "已核实"])
+    summaries, staged, q, _ = _ingest(tmp_path, {"建邺区_备注.xlsx": wb})
+    assert _loaded(staged) == _expected(sample, inds=["volunteer_orgs"]) and q.height == 0
+    assert staged.height == len(sample["rows"])
+    assert any("为备注列，不作数值读取" in n for n in summaries[0].notes)
