@@ -120,6 +120,7 @@ class HeaderMatcher:
         self._map: dict[str, list[HeaderTarget]] = {}
         for code, name in catalogue.select("code", "name_zh").iter_rows():
             self._add(name, HeaderTarget(code, "value", ""))
+            self._add(code, HeaderTarget(code, "value", ""))   # a system export names the indicator by its code
         for alias, code, role, unit in aliases.select("alias", "indicator_code", "role", "unit").iter_rows():
             self._add(alias, HeaderTarget(code, role, unit or ""))
         self._keys = list(self._map)

@@ -230,22 +230,7 @@ class Ingestor:
                                           "header_unit": pl.String, "alias_unit": pl.String,
                                           "header_reason": pl.String, "header_message": pl.String}, orient="row")
         cells = cells.join(hmap, on="header_raw", how="left")
-        # two different headers of one sheet feeding the same indicator and role: neither is taken
-        clash = (cells.filter(pl.col("indicator_code").is_not_null())
-                 .group_by("sheet", "indicator_code", "role").agg(pl.col("header_raw").unique().alias("hs"))
-                 .filter(pl.col("hs").list.len() > 1))
-        if clash.height:
-            clash = clash.explode("hs").rename({"hs": "header_raw"}).with_columns(pl.lit(True).alias("_clash"))
-            cells = cells.join(clash, on=["sheet", "indicator_code", "role", "header_raw"], how="left")
-            cells = cells.with_columns(
-                pl.when(pl.col("_clash")).then(pl.lit("ambiguous_header")).otherwise(pl.col("header_reason"))
-                .alias("header_reason"),
-                pl.when(pl.col("_clash")).then(pl.format("表头 {} 与同表另一列都对应指标 {}（{}），无法确定取哪一列",
-                                                         pl.col("header_raw"), pl.col("indicator_code"),
-                                                         pl.col("role")))
-                .otherwise(pl.col("header_message")).alias("header_message"),
-                pl.when(pl.col("_clash")).then(None).otherwise(pl.col("indicator_code")).alias("indicator_code"),
-            ).drop("_clash")
+        cells = self._column_clashes(cells)
 
         # communities: resolved once per distinct (street, name, period)
         refs = (cells.select("street_raw", "community_raw", "period_key").unique()
@@ -365,6 +350,50 @@ class Ingestor:
         periods = sorted({quarter_of_key(k) for k in staged["period_key"].unique().to_list()})
         fr.notes.extend(self._check_subtotals(fr, good))
         return staged, quarantined, periods
+
+    @staticmethod
+    def _column_clashes(cells: pl.DataFrame) -> pl.DataFrame:
+        """Two header positions of one table (columns of a wide table, rows of a transposed one, keys of one
+        record) feeding the same indicator, role and period. When exactly one of them is visible it is taken and
+        the hidden ones (last quarter's column left in a reused workbook) are quarantined as
+        hidden_duplicate_column; otherwise none is taken (ambiguous_header), whatever their order."""
+        keys = ["sheet", "block", "indicator_code", "role", "period_raw"]
+        pos = (cells.filter(pl.col("indicator_code").is_not_null() & pl.col("header_pos").is_not_null())
+               .group_by(*keys, "header_pos")
+               .agg(pl.col("hidden").fill_null(False).all().alias("_hidden"), pl.col("header_raw").first().alias("_h")))
+        if pos.height == 0:
+            return cells
+        label = (pl.when(pl.col("header_pos").str.contains(r"^[A-Z]+$|^\d+$")).then(pl.col("header_pos") + "列")
+                 .when(pl.col("header_pos").str.contains(r"^R\d+$"))
+                 .then("第" + pl.col("header_pos").str.slice(1) + "行")
+                 .otherwise("“" + pl.col("header_pos") + "”"))
+        pos = pos.with_columns(pl.len().over(keys).alias("_n"))
+        pos = pos.filter(pl.col("_n") > 1)
+        if pos.height == 0:
+            return cells
+        pos = pos.with_columns(
+            (~pl.col("_hidden")).sum().over(keys).alias("_visible"),
+            pl.format("{}（{}{}）", label, pl.col("_h"), pl.when(pl.col("_hidden")).then(pl.lit("，隐藏")).otherwise(pl.lit("")))
+            .alias("_where"))
+        pos = pos.with_columns(
+            pl.col("_where").sort().str.join("、").over(keys).alias("_all"),
+            pl.col("_where").filter(~pl.col("_hidden")).first().over(keys).alias("_shown"))
+        pos = pos.with_columns(
+            pl.when(pl.col("_visible") == 1).then(pl.when(pl.col("_hidden")).then(pl.lit("hidden_duplicate_column")))
+            .otherwise(pl.lit("ambiguous_header")).alias("_reason"),
+            pl.when(pl.col("_visible") == 1).then(pl.format(
+                "隐藏的 {} 与可见的 {} 都对应指标 {}（{}）：取可见列，隐藏列不读（多为上期遗留的列）",
+                pl.col("_where"), pl.col("_shown"), pl.col("indicator_code"), pl.col("role")))
+            .otherwise(pl.format("{} 都对应指标 {}（{}），可见的不止一列或全部隐藏，无法确定取哪一列",
+                                 pl.col("_all"), pl.col("indicator_code"), pl.col("role"))).alias("_message"),
+        ).filter(pl.col("_reason").is_not_null()).select(*keys, "header_pos", "_reason", "_message")
+        cells = cells.join(pos, on=[*keys, "header_pos"], how="left", nulls_equal=True)
+        hit = pl.col("_reason").is_not_null()
+        return cells.with_columns(
+            pl.when(hit).then(pl.col("_reason")).otherwise(pl.col("header_reason")).alias("header_reason"),
+            pl.when(hit).then(pl.col("_message")).otherwise(pl.col("header_message")).alias("header_message"),
+            pl.when(hit).then(None).otherwise(pl.col("indicator_code")).alias("indicator_code"),
+        ).drop("_reason", "_message")
 
     @staticmethod
     def _check_subtotals(fr: FileRead, good: pl.DataFrame) -> list[str]:

@@ -3,8 +3,11 @@
 Supported: xlsx (title/填报 block, multi-row merged headers, 小计/合计 rows, 填表人/注 footers, one sheet per
 period), CSV/TSV/TXT in any encoding the decode ladder reads, JSON (long records, wide records, nested).
 
-Output columns of ``read_file(...).cells`` (all String except source_row):
-    sheet, source_row, source_column, source_cell, street_raw, community_raw, header_raw, period_raw, raw_text
+Output columns of ``read_file(...).cells`` (String unless said):
+    sheet, source_row (Int32), source_column, source_cell, street_raw, community_raw, header_raw, period_raw,
+    raw_text, hidden (Boolean: the cell sits in a hidden column), block (the table's top-left cell when a sheet
+    holds several tables), header_pos (where the cell's header sits: its column in a wide table, its row in a
+    transposed one, its key in a record; two header positions of one table feeding one indicator are a clash)
 """
 
 import csv
@@ -25,8 +28,8 @@ from .privacy import mask_list
 from .text import DecodeError, clean_text, decode_bytes, mojibake_ratio, squash
 
 CELL_COLUMNS = ["sheet", "source_row", "source_column", "source_cell", "street_raw", "community_raw",
-                "header_raw", "period_raw", "raw_text"]
-CELL_SCHEMA = {c: pl.String for c in CELL_COLUMNS} | {"source_row": pl.Int32}
+                "header_raw", "period_raw", "raw_text", "hidden", "block", "header_pos"]
+CELL_SCHEMA = {c: pl.String for c in CELL_COLUMNS} | {"source_row": pl.Int32, "hidden": pl.Boolean}
 
 COMMUNITY_HEADERS = {"社区名称", "社区", "社区(居委会)", "居委会", "居委会名称", "社区居委会", "社区居委会名称", "单位名称",
                      "社区名", "名称"}
@@ -93,9 +96,10 @@ def col_index(letters: str) -> int:
 
 
 def _record_titles(fr: FileRead, sheet: str, titles: list[str]) -> None:
-    """The lines above a sheet's table: its own period source, its 单位：万元 line and its 填报单位."""
+    """The lines above a sheet's table: its own period source, its 单位：万元 line and its 填报单位. A second
+    table further down the same sheet adds its own lines."""
     fr.title_lines.extend(titles)
-    fr.sheet_titles[sheet] = titles
+    fr.sheet_titles.setdefault(sheet, []).extend(titles)
     for line in titles:
         m = UNIT_LINE.search(line)
         if m and sheet not in fr.sheet_units:
@@ -106,10 +110,37 @@ def _record_titles(fr: FileRead, sheet: str, titles: list[str]) -> None:
             fr.reporter = m.group(1)
 
 
+# a street named by the layout: a row holding only 南湖街道 (or 一、南湖街道), a sheet named 南湖街道, a title
+# 建邺区南湖街道2024年第三季度… ; 各街道 / 全街道 name no street
+STREET_ROW = r"^(?:[一二三四五六七八九十\d]+[、.．]\s*)?([\u4e00-\u9fff]{1,12}?(?:街道办事处|街道|镇))[:：]?$"
+DISTRICT_ROW = r"^(?:[一二三四五六七八九十\d]+[、.．]\s*)?([\u4e00-\u9fff]{0,5}[^社\W\d_]区)[:：]?$"  # not …社区
+TITLE_STREET = re.compile(r"[\u4e00-\u9fff]{2,16}?(?:街道办事处|街道|镇)")
+# a month column under an indicator heading: 7月, 7月份, 2024年7月, 2024-07
+MONTH_HEADER = re.compile(r"^(?:(?:19|20)\d{2}年)?(?:0?[1-9]|1[0-2])月份?$|^(?:19|20)\d{2}[-./](?:0?[1-9]|1[0-2])$")
+
+
+def _street_of(text: str | None) -> str | None:
+    if not text:
+        return None
+    m = re.match(STREET_ROW, squash(text))
+    return m.group(1) if m else None
+
+
+def _title_street(titles: list[str]) -> str | None:
+    """The one street a title names (建邺区南湖街道2024年…); none when it names none, several, or 各街道."""
+    found = {m.group(0) for t in titles for m in TITLE_STREET.finditer(squash(t))
+             if not re.search(r"[各全所本该]|街道社区|^街道", m.group(0))}
+    return found.pop() if len(found) == 1 else None
+
+
+def _blank(v) -> bool:
+    return v is None or not str(v).strip()
+
+
 # ------------------------------------------------------------------ table -> cells (wide tables)
 def _table_to_cells(df: pl.DataFrame, sheet: str, merged: list[tuple[int, int, int, int]], a1: bool,
                     fr: FileRead, titles_above: list[str] | None = None, row_offset: int = 0,
-                    col_offset: int = 0) -> pl.DataFrame:
+                    col_offset: int = 0, hidden: frozenset = frozenset(), block: str = "") -> pl.DataFrame:
     """Find the header rows of a wide table in ``df`` (all-String columns, no header), rebuild merged headers,
     drop subtotal/footer rows and unpivot to long cells. Only the first rows (title block and header) are
     handled in Python; the body is filtered and unpivoted column-wise by polars."""
@@ -134,16 +165,23 @@ def _table_to_cells(df: pl.DataFrame, sheet: str, merged: list[tuple[int, int, i
         if header_row is not None:
             break
     if header_row is None:
-        transposed = _transposed_to_cells(top, df, sheet, a1, fr, titles_above, row_offset, col_offset)
+        transposed = _transposed_to_cells(top, df, sheet, a1, fr, titles_above, row_offset, col_offset, hidden,
+                                          block)
         if transposed is not None:
             return transposed
         raise FileRejected("no_header", f"工作表 {sheet or '(CSV)'} 前20行内找不到“社区名称/居委会”表头，"
                                         f"也不是以社区为列的转置表", sheet)
-    _record_titles(fr, sheet, list(titles_above or []) + [" ".join(clean_text(v) for v in top[r] if v)
-                                                          for r in range(header_row)])
+    titles = list(titles_above or []) + [" ".join(clean_text(v) for v in top[r] if v) for r in range(header_row)]
+    _record_titles(fr, sheet, titles)
     last_header = header_row  # header depth: following rows whose community cell repeats the header
     while last_header + 1 < n_top and top[last_header + 1][comm_col] is not None and \
             _community_header(top[last_header + 1][comm_col]):
+        last_header += 1
+    # a row of month labels (7月 8月 9月) under indicator headings, the community cell left blank: a header level
+    while last_header + 1 < n_top and _blank(top[last_header + 1][comm_col]):
+        labels = [squash(v) for c, v in enumerate(top[last_header + 1]) if c != comm_col and not _blank(v)]
+        if not labels or not all(MONTH_HEADER.match(v) for v in labels):
+            break
         last_header += 1
     # a last header row of units only (个 / % / 万元, H01) is each column's unit, not another header level
     unit_row = None
@@ -167,18 +205,60 @@ def _table_to_cells(df: pl.DataFrame, sheet: str, merged: list[tuple[int, int, i
                 and not squash(parts[-1]).endswith(f"({squash(unit)})"):
             parts[-1] = f"{parts[-1]}({squash(unit)})"
         headers.append(HEADER_SEP.join(parts))
+    # month blocks: 帮助就业安置人次 » 7月 is that indicator's July value (a heading written over its first month
+    # column only carries over to the month columns right of it); 7月 » 帮助就业安置人次 likewise
+    col_period: dict[int, str] = {}
+    for c in range(width):
+        parts = headers[c].split(HEADER_SEP) if headers[c] else []
+        if len(parts) > 1 and MONTH_HEADER.match(squash(parts[-1])):
+            col_period[c], headers[c] = parts[-1], HEADER_SEP.join(parts[:-1])
+        elif len(parts) > 1 and MONTH_HEADER.match(squash(parts[0])):
+            col_period[c], headers[c] = parts[0], HEADER_SEP.join(parts[1:])
+        elif len(parts) == 1 and MONTH_HEADER.match(squash(parts[0])) and c - 1 in col_period and c > 0:
+            col_period[c], headers[c] = parts[0], headers[c - 1]
     leaf = [squash(h.split(HEADER_SEP)[-1]) if h else "" for h in headers]
     street_col = next((c for c in range(width) if leaf[c] in STREET_HEADERS), None)
     period_col = next((c for c in range(width) if leaf[c] in PERIOD_HEADERS), None)
-    value_cols = [c for c in range(width)
-                  if headers[c] and c not in (comm_col, street_col, period_col) and leaf[c] not in SKIP_HEADERS]
+    long_cols = _long_columns(leaf, comm_col)
+    if long_cols is not None and period_col is None:
+        period_col = long_cols.get("period")
+    skip = {comm_col, street_col, period_col} | (set(long_cols.values()) if long_cols else set())
+    value_cols = [c for c in range(width) if headers[c] and c not in skip and leaf[c] not in SKIP_HEADERS]
 
-    body = df.slice(last_header + 1).with_row_index("_r", offset=last_header + 2 + row_offset)  # 1-based rows
+    # merged cells down the body (a street cell merged over its communities): each row takes the top-left value
+    fill_rows = {c: [r for r0, c0, r1, c1 in merged if c0 <= c <= c1 and r0 > last_header
+                     for r in range(r0 + 1, r1 + 1)] for c in (street_col, comm_col) if c is not None}
+    body = df.with_row_index("_i").slice(last_header + 1).with_columns(
+        (pl.col("_i") + 1 + row_offset).alias("_r"))  # 1-based sheet rows
+    for c, rows in fill_rows.items():
+        if rows:
+            body = body.with_columns(pl.when(pl.col("_i").is_in(rows)).then(pl.col(f"c{c}").forward_fill())
+                                     .otherwise(pl.col(f"c{c}")).alias(f"c{c}"))
     first = pl.coalesce([pl.col(f"c{i}").str.strip_chars().replace("", None) for i in range(width)])
+    n_filled = pl.sum_horizontal([pl.col(f"c{i}").is_not_null() for i in range(width)])
     comm = pl.col(f"c{comm_col}").str.replace_all(r"\s+", "")
     street = pl.col(f"c{street_col}") if street_col is not None else pl.lit(None, pl.String)
-    body = body.with_columns(first.alias("_first"))
+    body = body.with_columns(first.alias("_first"), n_filled.alias("_n"))
     body = body.filter(pl.col("_first").is_not_null())
+    # a row holding nothing but a street (南湖街道, 一、南湖街道) heads the rows below it; a district row (建邺区)
+    # names the district of the file
+    lone = pl.when(pl.col("_n") == 1).then(pl.col("_first")).str.replace_all(r"\s+", "")  # one filled cell
+    body = body.with_columns(lone.str.extract(STREET_ROW, 1).alias("_street_row"),
+                             lone.str.extract(DISTRICT_ROW, 1).alias("_district_row"))
+    body = body.with_columns(pl.col("_street_row").forward_fill().alias("_sub_street"))
+    layout_rows = pl.col("_street_row").is_not_null() | pl.col("_district_row").is_not_null()
+    if body.select(layout_rows.any()).item():
+        fr.title_lines.extend(d for d in body["_district_row"].drop_nulls().unique(maintain_order=True).to_list())
+        n_streets = body["_street_row"].drop_nulls().n_unique()
+        if n_streets:
+            fr.notes.append(f"工作表 {sheet or '(CSV)'} 按街道小标题行分块读取（{n_streets} 个街道）")
+        body = body.filter(~layout_rows)
+    # the header repeated further down (a second street's table pasted under the first without an empty row)
+    repeat = comm == re.sub(r"\s+", "", str(top[header_row][comm_col]))
+    if body.select(repeat.fill_null(False).any()).item():
+        n_rep = body.select(repeat.fill_null(False).sum()).item()
+        fr.notes.append(f"工作表 {sheet or '(CSV)'} 表头在表中重复出现 {n_rep} 次，重复的表头行不作数据读取")
+        body = body.filter(~repeat.fill_null(False))
     is_footer = pl.col("_first").str.contains(FOOTER.pattern)
     fr.notes.extend(body.filter(is_footer)["_first"].to_list())
     # a row without a community name is kept (its cells are quarantined as no_community), unless it is a
@@ -199,8 +279,16 @@ def _table_to_cells(df: pl.DataFrame, sheet: str, merged: list[tuple[int, int, i
         period = pl.when(period.str.contains(r"^\d{1,2}$")).then(period + "月").otherwise(period)
     if period_col is not None and leaf[period_col] in ("季度", "统计季度"):  # a 季度 column holding 3 means 第3季度
         period = pl.when(period.str.contains(r"^[1-4]$")).then("第" + period + "季度").otherwise(period)
+    # the street of a row: its street cell, else the street row above it, the sheet name, the title
+    layout_street = _street_of(sheet) or _title_street(titles)
+    street_of_row = pl.coalesce(street, pl.col("_sub_street"), pl.lit(layout_street, pl.String))
     base = [pl.col("_r").cast(pl.Int32).alias("source_row"), pl.col(f"c{comm_col}").alias("community_raw"),
-            street.alias("street_raw"), period.alias("period_raw")]
+            street_of_row.alias("street_raw"), period.alias("period_raw")]
+    if long_cols is not None:
+        return _long_to_cells(body, base, long_cols, sheet, a1, col_offset, hidden, block, fr)
+    if not value_cols:   # a list of communities without any indicator column
+        fr.notes.append(f"工作表 {sheet or '(CSV)'} 的表格 {block} 没有指标列")
+        return pl.DataFrame(schema=CELL_SCHEMA)
     wide = body.select(*base, *[pl.col(f"c{c}") for c in value_cols])
     long = wide.unpivot(index=["source_row", "community_raw", "street_raw", "period_raw"],
                         on=[f"c{c}" for c in value_cols], variable_name="_col", value_name="raw_text")
@@ -208,12 +296,19 @@ def _table_to_cells(df: pl.DataFrame, sheet: str, merged: list[tuple[int, int, i
     letters = {c: col_letter(c + col_offset) for c in value_cols}
     long = long.with_columns(
         pl.lit(sheet).alias("sheet"),
-        col_idx.replace_strict({c: letters[c] if a1 else str(c + 1) for c in value_cols}, return_dtype=pl.String)
-        .alias("source_column"),
+        col_idx.replace_strict({c: letters[c] if a1 else str(c + 1 + col_offset) for c in value_cols},
+                               return_dtype=pl.String).alias("source_column"),
         col_idx.replace_strict({c: headers[c] for c in value_cols}, return_dtype=pl.String).alias("header_raw"),
-    ).with_columns(
+        col_idx.is_in(sorted(hidden)).alias("hidden"),
+        pl.lit(block).alias("block"),
+    )
+    if col_period:
+        long = long.with_columns(pl.col("_col").str.slice(1).cast(pl.Int32).replace_strict(
+            col_period, default=pl.col("period_raw"), return_dtype=pl.String).alias("period_raw"))
+    long = long.with_columns(
         (pl.col("source_column") + pl.col("source_row").cast(pl.String)).alias("source_cell") if a1 else
-        (pl.lit("R") + pl.col("source_row").cast(pl.String) + pl.lit("C") + pl.col("source_column")).alias("source_cell")
+        (pl.lit("R") + pl.col("source_row").cast(pl.String) + pl.lit("C") + pl.col("source_column")).alias("source_cell"),
+        pl.col("source_column").alias("header_pos"),
     )
     return long.select(CELL_COLUMNS).cast(CELL_SCHEMA)
 
@@ -224,8 +319,8 @@ UNIT_HEADERS = {"单位", "计量单位"}
 
 
 def _transposed_to_cells(top: list[list], df: pl.DataFrame, sheet: str, a1: bool, fr: FileRead,
-                         titles_above: list[str] | None, row_offset: int, col_offset: int = 0
-                         ) -> pl.DataFrame | None:
+                         titles_above: list[str] | None, row_offset: int, col_offset: int = 0,
+                         hidden: frozenset = frozenset(), block: str = "") -> pl.DataFrame | None:
     """Communities as columns, indicators as rows (H25). The header row is the first row where at least two
     cells name communities (…社区/…居委会); the label column is the one headed 指标/项目 (else the first);
     a 单位 column gives each row's unit; a row labelled 街道 above the header gives each column's street."""
@@ -269,11 +364,181 @@ def _transposed_to_cells(top: list[list], df: pl.DataFrame, sheet: str, a1: bool
         col_idx.replace_strict({c: str(top[r][c]) for c in names}, return_dtype=pl.String).alias("community_raw"),
         col_idx.replace_strict(streets, return_dtype=pl.String).alias("street_raw"),
         pl.lit(None, pl.String).alias("period_raw"),
+        col_idx.is_in(sorted(hidden)).alias("hidden"),
+        pl.lit(block).alias("block"),
+        ("R" + pl.col("source_row").cast(pl.String)).alias("header_pos"),
     ).with_columns(
         (pl.col("source_column") + pl.col("source_row").cast(pl.String)).alias("source_cell") if a1 else
         (pl.lit("R") + pl.col("source_row").cast(pl.String) + pl.lit("C") + pl.col("source_column")).alias("source_cell")
     )
     return long.select(CELL_COLUMNS).cast(CELL_SCHEMA)
+
+
+# a long table as reporting systems export it: one row per community x indicator
+LONG_INDICATOR_HEADERS = {"指标", "指标名称", "指标代码", "指标编码", "项目", "项目名称", "统计指标", "indicator"}
+LONG_VALUE_HEADERS = {"数值", "值", "填报值", "指标值", "数据", "本期数", "本期值", "填报数", "value"}
+LONG_UNIT_HEADERS = {"单位", "计量单位", "unit"}
+
+
+def _long_columns(leaf: list[str], comm_col: int) -> dict[str, int] | None:
+    """Columns of a long table (社区, 指标, 数值, 单位, 期间), or None when the table is wide."""
+    def find(names):
+        return next((c for c, h in enumerate(leaf) if c != comm_col and h in names), None)
+    ind, val = find(LONG_INDICATOR_HEADERS), find(LONG_VALUE_HEADERS)
+    if ind is None or val is None:
+        return None
+    out = {"indicator": ind, "value": val}
+    unit = find(LONG_UNIT_HEADERS)
+    if unit is not None:
+        out["unit"] = unit
+    period = find(PERIOD_HEADERS)
+    if period is not None:
+        out["period"] = period
+    return out
+
+
+def _long_to_cells(body: pl.DataFrame, base: list[pl.Expr], cols: dict[str, int], sheet: str, a1: bool,
+                   col_offset: int, hidden: frozenset, block: str, fr: FileRead) -> pl.DataFrame:
+    """One cell per row: the indicator cell is the header, the value cell (with its unit cell appended, as
+    for a JSON record) the reading. An indicator given by code is matched like a name."""
+    fr.notes.append(f"工作表 {sheet or '(CSV)'} 按长表读取：每行一个社区的一个指标")
+    value = pl.col(f"c{cols['value']}").str.strip_chars()
+    if "unit" in cols:
+        unit = pl.col(f"c{cols['unit']}").str.strip_chars().fill_null("")
+        value = pl.when((unit != "") & value.is_not_null() & ~value.str.ends_with(unit)).then(value + unit) \
+            .otherwise(value)
+    vc = cols["value"]
+    letter = col_letter(vc + col_offset) if a1 else str(vc + 1 + col_offset)
+    out = body.select(*base, pl.col(f"c{cols['indicator']}").str.strip_chars().alias("header_raw"),
+                      value.alias("raw_text")).with_columns(
+        pl.lit(sheet).alias("sheet"), pl.lit(letter).alias("source_column"),
+        pl.lit(vc in hidden).alias("hidden"), pl.lit(block).alias("block"),
+        pl.lit(None, pl.String).alias("header_pos"))
+    out = out.with_columns(
+        (pl.col("source_column") + pl.col("source_row").cast(pl.String)).alias("source_cell") if a1 else
+        (pl.lit("R") + pl.col("source_row").cast(pl.String) + pl.lit("C") + pl.col("source_column")).alias("source_cell"))
+    return out.select(CELL_COLUMNS).cast(CELL_SCHEMA)
+
+
+def _is_header_cell(v) -> bool:
+    return v is not None and len(str(v)) <= 20 and _community_header(v)
+
+
+def _header_rows(df: pl.DataFrame) -> set[int]:
+    """Rows (of ``df``) that can head a table: a community-name header cell, or at least two community names
+    side by side (a transposed table). Pre-filtered in polars so that a long body costs one scan."""
+    hint = r"名称|名稱|社区|社區|居委|单位|單位|(?:社区|居委会|居民委员会)(?:\(筹\)|（筹）)?\s*$"
+    rows: set[int] = set()
+    names: dict[int, int] = {}
+    for col in df.columns:
+        hit = df.select(pl.int_range(pl.len()).alias("r"), pl.col(col)).filter(
+            pl.col(col).str.len_chars().le(24) & pl.col(col).str.contains(hint))
+        for r, v in hit.iter_rows():
+            if _is_header_cell(v):
+                rows.add(r)
+            elif COMMUNITY_NAME.match(squash(v)):
+                names[r] = names.get(r, 0) + 1
+    return rows | {r for r, n in names.items() if n >= 2}
+
+
+def _split_blocks(df: pl.DataFrame) -> tuple[list[tuple[int, int, int, int]], list[tuple[int, int, int, int]]]:
+    """Tables of one sheet: runs of columns separated by an empty column, each run cut at an empty row where the
+    part below has its own header. Returns (tables, orphans) as (r0, r1, c0, c1), end-exclusive; an orphan is
+    a run of columns with values but no header of its own."""
+    # a cell of spaces counts as filled here: it can only keep a table together, never split one
+    col_any = df.select(pl.all().is_not_null().any()).row(0) if df.height else ()
+    runs, start = [], None
+    for c, any_ in enumerate([*col_any, False]):
+        if any_ and start is None:
+            start = c
+        elif not any_ and start is not None:
+            runs.append((start, c))
+            start = None
+    if len(runs) <= 1:
+        return [(0, df.height, 0, df.width)], []
+    filled = df.select([pl.col(c).str.strip_chars().replace("", None).is_not_null().alias(c) for c in df.columns])
+    tables, orphans = [], []
+    for c0, c1 in runs:
+        cols = df.columns[c0:c1]
+        run_heads = sorted(_header_rows(df.select(cols)))
+        row_any = filled.select(pl.any_horizontal(cols)).to_series().to_list()
+        rows = [r for r, a in enumerate(row_any) if a]
+        if not rows:
+            continue
+        if not run_heads:
+            orphans.append((rows[0], rows[-1] + 1, c0, c1))
+            continue
+        # segments between empty rows; a segment starts a new table when a header row is among its first rows
+        segs, s0 = [], rows[0]
+        for a, b in zip(rows, rows[1:] + [None]):
+            if b is None or b > a + 1:
+                segs.append((s0, a + 1))
+                s0 = b
+        starts, seen = [], False
+        for s, e in segs:
+            has = any(s <= r < min(e, s + 6) for r in run_heads)
+            if not starts or (has and seen):
+                starts.append(s)
+            seen = seen or has
+        ends = starts[1:] + [rows[-1] + 1]
+        tables.extend((s, e, c0, c1) for s, e in zip(starts, ends))
+    return tables, orphans
+
+
+def _sheet_to_cells(df: pl.DataFrame, sheet: str, merged: list[tuple[int, int, int, int]], a1: bool,
+                    fr: FileRead, titles_above: list[str] | None = None, row_offset: int = 0,
+                    col_offset: int = 0, hidden: frozenset = frozenset()) -> pl.DataFrame:
+    """One sheet (or CSV) -> cells. A sheet holding several tables (side by side, separated by an empty column,
+    or one under another, separated by an empty row above the lower table's header) is read table by table,
+    each with its own header and community column. Values in a run of columns with no header of their own
+    cannot be attributed to a community: they are quarantined together (unattributed_block), never pinned to
+    the rows of the table beside them."""
+    df = df.cast(pl.String)
+    tables, orphans = _split_blocks(df)
+    if len(tables) <= 1 and not orphans:
+        return _table_to_cells(df, sheet, merged, a1, fr, titles_above, row_offset, col_offset, hidden)
+    if not tables:
+        raise FileRejected("no_header", f"工作表 {sheet or '(CSV)'} 找不到“社区名称/居委会”表头", sheet)
+    first_head = min(_header_rows(df), default=0)
+    frames = []
+    for i, (r0, r1, c0, c1) in enumerate(sorted(tables, key=lambda t: (t[2], t[0]))):
+        part = df.slice(r0, r1 - r0).select(df.columns[c0:c1])
+        sub_merged = [(a - r0, b - c0, c - r0, d - c0) for a, b, c, d in merged
+                      if r0 <= a < r1 and c0 <= b < c1]
+        sub_hidden = frozenset(h - c0 for h in hidden if c0 <= h < c1)
+        name = f"{col_letter(c0 + col_offset)}{r0 + 1 + row_offset}"
+        try:
+            frames.append(_table_to_cells(part, sheet, sub_merged, a1, fr, titles_above if i == 0 else None,
+                                          row_offset + r0, col_offset + c0, sub_hidden, name))
+        except FileRejected as e:
+            orphans.append((r0, r1, c0, c1))
+            fr.notes.append(f"工作表 {sheet or '(CSV)'} 区块 {name}：{e.message}")
+    fr.notes.append(f"工作表 {sheet or '(CSV)'} 含 {len(frames)} 个表格，分别读取")
+    for r0, r1, c0, c1 in orphans:
+        part = df.slice(r0, r1 - r0).select(df.columns[c0:c1])
+        area = f"{col_letter(c0 + col_offset)}{r0 + 1 + row_offset}:{col_letter(c1 - 1 + col_offset)}{r1 + row_offset}"
+        if r1 <= first_head:   # text above every table's header (a date, a unit line): part of the title block
+            _record_titles(fr, sheet, [" ".join(clean_text(v) for v in row if v) for row in part.iter_rows()])
+            continue
+        head = next((v for row in part.iter_rows() for v in row if not _blank(v)), None)
+        if head is not None and squash(head) in SKIP_HEADERS:   # a 备注 column set apart: remarks, not values
+            fr.notes.append(f"工作表 {sheet or '(CSV)'} 区块 {area} 为{squash(head)}列，不作数值读取")
+            continue
+        for dr, row in enumerate(part.iter_rows()):
+            for dc, v in enumerate(row):
+                if _blank(v):
+                    continue
+                r, c = r0 + dr + 1 + row_offset, c0 + dc + col_offset
+                col = col_letter(c) if a1 else str(c + 1)
+                fr.problems.append({
+                    "sheet": sheet, "source_row": r, "source_column": col,
+                    "source_cell": f"{col}{r}" if a1 else f"R{r}C{col}", "street_raw": None, "community_raw": None,
+                    "header_raw": None, "period_raw": None, "raw_text": str(v), "hidden": (c - col_offset) in hidden,
+                    "block": area, "header_pos": None, "reason_code": "unattributed_block",
+                    "message": f"区块 {area} 与相邻表格之间隔有空列，且没有自己的社区名称列或表头，无法确定数值属于哪个社区"})
+    if not frames:
+        raise FileRejected("no_header", f"工作表 {sheet or '(CSV)'} 找不到“社区名称/居委会”表头", sheet)
+    return pl.concat(frames)
 
 
 # ------------------------------------------------------------------ xlsx
@@ -370,7 +635,9 @@ def read_xlsx(path: Path, legacy: bool = False) -> FileRead:
         try:
             r0, c0 = st["origin"]
             merged = [(a - r0, b - c0, c - r0, d - c0) for a, b, c, d in st["merged"]]
-            cells = _table_to_cells(df.cast(pl.String), name, merged, True, fr, row_offset=r0, col_offset=c0)
+            hidden = frozenset(c - c0 for c in st["hidden"] if c >= c0)
+            cells = _sheet_to_cells(df.cast(pl.String), name, merged, True, fr, row_offset=r0, col_offset=c0,
+                                    hidden=hidden)
         except FileRejected as e:
             if len(reader.sheet_names) > 1:
                 fr.notes.append(f"工作表 {name}：{e.message}")
@@ -380,7 +647,8 @@ def read_xlsx(path: Path, legacy: bool = False) -> FileRead:
             cells = cells.with_columns(pl.col("source_cell").replace_strict(
                 st["errors"], default=pl.col("raw_text"), return_dtype=pl.String).alias("raw_text"))
         if st["hidden"]:
-            fr.notes.append(f"工作表 {name} 含隐藏列 {','.join(col_letter(c) for c in sorted(st['hidden']))}（仍读取）")
+            fr.notes.append(f"工作表 {name} 含隐藏列 {','.join(col_letter(c) for c in sorted(st['hidden']))}"
+                            f"（仍读取；与可见列对应同一指标时只取可见列）")
         if st["formula_no_value"]:
             bad = set(st["formula_no_value"])
             flagged = cells.filter(pl.col("source_cell").is_in(list(bad)))
@@ -421,7 +689,7 @@ def read_delimited(path: Path) -> FileRead:
     except pl.exceptions.PolarsError as e:
         raise FileRejected("file_unreadable", f"CSV 解析失败：{e}") from e
     fr = FileRead(cells=pl.DataFrame(schema=CELL_SCHEMA), file_format="tsv" if sep == "\t" else "csv", encoding=enc)
-    fr.cells = _table_to_cells(df, "", [], False, fr, titles_above=titles, row_offset=start)
+    fr.cells = _sheet_to_cells(df, "", [], False, fr, titles_above=titles, row_offset=start)
     return fr
 
 
@@ -434,6 +702,11 @@ LONG_KEYS = {
     "value": ("数值", "值", "value", "填报值"),
     "unit": ("单位", "unit"),
 }
+# keys of a nested JSON that hold children without naming anything themselves
+CONTAINER_KEYS = {"values", "data", "records", "items", "list", "children", "rows", "记录", "数据", "明细", "列表",
+                  "指标", "指标值", "indicators", "streets", "communities", "街道列表", "社区列表", "下辖社区"}
+NAME_KEYS = ("名称", "name")
+DISTRICT_KEYS = ("区", "所属区", "区县", "district")
 
 
 def _pick(rec: dict, key: str):
@@ -441,6 +714,149 @@ def _pick(rec: dict, key: str):
         if k in rec:
             return rec[k]
     return None
+
+
+def _scalar(v) -> bool:
+    return not isinstance(v, (dict, list))
+
+
+def _flat_records(records) -> bool:
+    """The record shapes read since the first version: flat records, or records whose ``values`` / indicator
+    key holds a flat object. Anything deeper is read by the path walker."""
+    if not isinstance(records, list):
+        return False
+    for rec in records:
+        if not isinstance(rec, dict):
+            continue
+        for k, v in rec.items():
+            if _scalar(v):
+                continue
+            if isinstance(v, dict) and k in ("values", *LONG_KEYS["indicator"]) and all(map(_scalar, v.values())):
+                continue
+            return False
+    return True
+
+
+class _JsonWalker:
+    """Nested JSON of any depth whose path names the street, the community and the indicator:
+    {"南湖街道": {"新村社区": {"志愿者组织数": 3}}}, {"街道": [{"名称": "南湖街道", "社区": [{"名称": …,
+    "指标": {…}}]}]}, {"data": {"南湖街道": [{"社区": "新村社区", "指标": "志愿者组织数", "数值": 3}]}}.
+    A key names a street (…街道/…镇), a community (…社区/…居委会), a district (…区) or a period (2024年第三季度)
+    by itself; 街道/社区/名称 keys name them inside an object. Each cell keeps its JSON path; a shape that cannot
+    be read (an array of numbers where an indicator value should be, a community given as an object) is a
+    problem at its path, never a crash."""
+
+    def __init__(self, fr: FileRead):
+        self.fr, self.rows, self.seq = fr, [], 0
+
+    def problem(self, path: str, raw, message: str, ctx: dict) -> None:
+        self.fr.problems.append({
+            "sheet": "", "source_row": None, "source_column": None, "source_cell": path,
+            "street_raw": ctx.get("street"), "community_raw": ctx.get("community"), "header_raw": None,
+            "period_raw": ctx.get("period"), "raw_text": json.dumps(raw, ensure_ascii=False)[:200],
+            "hidden": False, "block": "", "header_pos": None, "reason_code": "bad_structure",
+            "message": f"JSON 路径 {path}：{message}"})
+
+    def emit(self, ctx: dict, path: str, key: str, header: str, raw, block: str) -> None:
+        self.rows.append(("", self.seq, key, path, ctx.get("street"), ctx.get("community"), header,
+                          ctx.get("period"), None if raw is None else str(raw), False, block, header))
+
+    def walk(self, node, ctx: dict, path: str, expect: str | None = None, group: tuple = ()) -> None:
+        if isinstance(node, list):
+            for i, item in enumerate(node):
+                if _scalar(item) and item is not None:
+                    self.problem(f"{path}[{i}]", item, "数组元素应为对象（含街道、社区或指标），不是单个值", ctx)
+                elif item is not None:
+                    self.walk(item, ctx, f"{path}[{i}]", expect, group)
+            return
+        ctx = dict(ctx)
+        self.seq += 1
+        # the fields this object states about itself
+        for field in ("street", "community", "period"):
+            v = _pick(node, field)
+            if v is not None and _scalar(v):
+                ctx[field] = str(v)
+        name = next((node[k] for k in NAME_KEYS if k in node and _scalar(node[k])), None)
+        if name is not None and expect in ("street", "community"):
+            ctx[expect] = str(name)
+        for k in DISTRICT_KEYS:
+            if k in node and _scalar(node[k]) and node[k]:
+                self.fr.title_lines.append(str(node[k]))
+        ind = _pick(node, "indicator")
+        if ind is not None and _scalar(ind):          # a long record: 指标 + 数值 (+ 单位)
+            val, unit = _pick(node, "value"), _pick(node, "unit")
+            if not _scalar(val):
+                self.problem(path, val, f"指标 {ind} 的数值不是单个值", ctx)
+                return
+            raw = None if val is None else str(val)
+            if raw is not None and unit and _scalar(unit) and not raw.endswith(str(unit)):
+                raw = f"{raw}{unit}"
+            self.rows.append(("", self.seq, "数值", path, ctx.get("street"), ctx.get("community"), str(ind),
+                              ctx.get("period"), raw, False, "", str(ind)))
+            return
+        in_community = ctx.get("community") is not None
+        known = {k for keys in LONG_KEYS.values() for k in keys} | set(NAME_KEYS) | set(DISTRICT_KEYS)
+        for k, v in node.items():
+            sub = f"{path}.{k}"
+            if k in known and _scalar(v):
+                continue
+            if _scalar(v):
+                if in_community:
+                    self.emit(ctx, sub, str(k), HEADER_SEP.join((*group, str(k))), v,
+                              block=self.community_block(ctx, path))
+                elif path == "$":
+                    self.fr.title_lines.append(f"{k} {v}")
+                else:
+                    self.problem(sub, v, f"值 {k}={v} 不在任何社区之下，无法确定属于哪个社区", ctx)
+                continue
+            key = squash(str(k))
+            if k in LONG_KEYS["street"] or k in ("streets", "街道列表"):
+                self.walk(v, ctx, sub, "street")
+            elif k in LONG_KEYS["community"] or k in ("communities", "社区列表", "下辖社区"):
+                if isinstance(v, dict) and all(map(_scalar, v.values())) and not any(
+                        COMMUNITY_NAME.match(squash(str(x))) for x in v):
+                    self.problem(sub, v, "社区应为名称或含名称的对象/数组", ctx)
+                else:
+                    self.walk(v, ctx, sub, "community")
+            elif k in ("values", *LONG_KEYS["indicator"], "indicators", "指标值"):
+                if not in_community:
+                    self.problem(sub, v, "指标不在任何社区之下，无法确定属于哪个社区", ctx)
+                elif isinstance(v, list) and all(map(_scalar, v)):
+                    self.problem(sub, v, "指标应为对象（指标名: 数值），不是数组", ctx)
+                else:
+                    self.walk(v, ctx, sub, None, group)
+            elif _street_of(key):
+                self.walk(v, ctx | {"street": str(k), "community": None}, sub, "community")
+            elif COMMUNITY_NAME.match(key):
+                self.walk(v, ctx | {"community": str(k)}, sub, None)
+            elif re.match(DISTRICT_ROW, key):
+                self.fr.title_lines.append(str(k))
+                self.walk(v, ctx, sub, "street")
+            elif _period_key(key):
+                self.walk(v, ctx | {"period": str(k)}, sub, expect, group)
+            elif k in CONTAINER_KEYS:
+                self.walk(v, ctx, sub, expect, group)
+            elif expect == "community" and not in_community and isinstance(v, dict):
+                # under a street, an object keyed by a name without 社区 (生产路): that community, resolved or
+                # quarantined by the registry, never dropped
+                self.walk(v, ctx | {"community": str(k)}, sub, None)
+            elif in_community and isinstance(v, dict):   # a group of indicators (基本情况: {...})
+                self.walk(v, ctx, sub, None, (*group, str(k)))
+            elif in_community:
+                self.problem(sub, v, f"指标 {k} 的值应为单个数值，不是数组", ctx)
+            else:
+                self.walk(v, ctx, sub, expect, group)
+
+    @staticmethod
+    def community_block(ctx: dict, path: str) -> str:
+        return f"{ctx.get('street') or ''}/{ctx.get('community') or ''}/{ctx.get('period') or ''}"
+
+
+def _period_key(text: str) -> bool:
+    from .periods import classify_period
+
+    key, reason = classify_period(text)
+    return bool(key or reason)
 
 
 def read_json(path: Path) -> FileRead:
@@ -452,6 +868,27 @@ def read_json(path: Path) -> FileRead:
     except (DecodeError, json.JSONDecodeError) as e:
         raise FileRejected("file_unreadable", f"JSON 解析失败：{e}") from e
     fr = FileRead(cells=pl.DataFrame(schema=CELL_SCHEMA), file_format="json", encoding=enc)
+    if not isinstance(doc, (dict, list)):
+        raise FileRejected("bad_structure", "JSON 路径 $：顶层应为对象或数组，不是单个值", "$")
+    lists = [(k, v) for k, v in doc.items() if isinstance(v, list)] if isinstance(doc, dict) else []
+    nested = [k for k, v in doc.items() if isinstance(v, dict)] if isinstance(doc, dict) else []
+    if (isinstance(doc, list) and _flat_records(doc)) or (lists and not nested and len(lists) == 1
+                                                          and _flat_records(lists[0][1])):
+        return _read_json_records(doc, fr)
+    walker = _JsonWalker(fr)
+    walker.walk(doc, {}, "$")
+    fr.sheet_titles[""] = [clean_text(t) for t in fr.title_lines]
+    if not walker.rows:
+        first = fr.problems[0]["message"] if fr.problems else "JSON 路径 $：没有找到街道—社区—指标结构或记录数组"
+        raise FileRejected("bad_structure" if fr.problems else "no_records", first,
+                           fr.problems[0]["source_cell"] if fr.problems else "$")
+    fr.notes.append("JSON 按路径读取（街道—社区—指标）")
+    fr.cells = pl.DataFrame(walker.rows, schema=CELL_SCHEMA, orient="row")
+    return fr
+
+
+def _read_json_records(doc, fr: FileRead) -> FileRead:
+    """Long records, wide records, records with a nested ``values`` object (the shapes read since the start)."""
     context: dict = {}
     records = doc
     if isinstance(doc, dict):
@@ -472,7 +909,8 @@ def read_json(path: Path) -> FileRead:
         if not isinstance(rec, dict):
             fr.problems.append({"sheet": "", "source_row": i + 1, "source_column": None, "source_cell": f"[{i}]",
                                 "street_raw": None, "community_raw": None, "header_raw": None, "period_raw": None,
-                                "raw_text": str(rec)[:200], "reason_code": "bad_record", "message": "记录不是对象"})
+                                "raw_text": str(rec)[:200], "hidden": False, "block": "", "header_pos": None,
+                                "reason_code": "bad_record", "message": "记录不是对象"})
             continue
         street = _pick(rec, "street") or ctx_street
         comm = _pick(rec, "community")
@@ -484,14 +922,14 @@ def read_json(path: Path) -> FileRead:
             raw = None if val is None else str(val)
             if raw is not None and unit and not raw.endswith(str(unit)):
                 raw = f"{raw}{unit}"  # the unit key is part of the reading, for numbers and strings alike
-            rows.append(("", i + 1, "数值", f"[{i}]", street, comm, str(ind), period, raw))
+            rows.append(("", i + 1, "数值", f"[{i}]", street, comm, str(ind), period, raw, False, "", str(ind)))
             continue
         nested = rec.get("values") if isinstance(rec.get("values"), dict) else ind
         items = nested.items() if isinstance(nested, dict) else [
             (k, v) for k, v in rec.items() if k not in sum(LONG_KEYS.values(), ())]
         for k, v in items:
             rows.append(("", i + 1, str(k), f"[{i}].{k}", street, comm, str(k), period,
-                         None if v is None else str(v)))
+                         None if v is None else str(v), False, "", str(k)))
     fr.cells = pl.DataFrame(rows, schema=CELL_SCHEMA, orient="row")
     return fr
 
