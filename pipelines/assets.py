@@ -151,19 +151,19 @@ def _per_quarter(context, warehouse: ShequWarehouse, asset_name: str, stage_fn) 
     """Run one stage for each quarter of the run, then its suites; rows written per quarter as metadata.
     Writes inside the run's DerivedBuild; commits it when this is the run's last derived stage."""
     counts, results = {}, {}
-    with warehouse.derived(context.run_id) as con:
+    with warehouse.derived(context.run.run_id) as con:
         for q in quarters_of(context):
             counts[q] = stage_fn(con, q)
             results[q] = pipeline.stage_checks(con, asset_name, q)
         checks = _check_results(asset_name, asset_name, results)
     metadata = {"行数": counts}
     if any(not c.passed and c.severity == dg.AssetCheckSeverity.ERROR for c in checks):
-        warehouse.finish_derived(context.run_id, commit=False)
+        warehouse.finish_derived(context.run.run_id, commit=False)
         context.log.warning(f"{'、'.join(results)} 阻断性检查未通过：本次刷新的事实、汇总、质量、评分、排名、称号与解释"
                             f"全部撤销，仓库保持上次成功刷新的结果")
         metadata["已撤销"] = True
     elif _last_derived(context, asset_name):
-        seconds = warehouse.finish_derived(context.run_id, commit=True)
+        seconds = warehouse.finish_derived(context.run.run_id, commit=True)
         if seconds is not None:
             context.log.info(f"{'、'.join(results)} 派生表一次提交：{seconds:.3f} 秒")
             metadata["提交秒数"] = round(seconds, 3)
