@@ -417,6 +417,9 @@ def read_delimited(path: Path) -> FileRead:
     sep = "\t" if sum(line.count("\t") for line in head) > sum(line.count(",") for line in head) else ","
     # polars takes the column count from the first row it reads: a title line above the table would cut every
     # row to one field, so the table is read from its widest row and the lines above it become titles
+    # a long cell (a 200,000-digit "number") is that cell's problem, not the file's: the csv module's 128 KB field
+    # limit would reject the whole file here, so it is raised for this header scan (the value parser rejects the cell)
+    csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))
     try:
         rows = list(csv.reader(head, delimiter=sep))
     except csv.Error as e:  # a field over the csv module's 128 KB limit, a NUL byte

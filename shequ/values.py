@@ -114,8 +114,12 @@ def parse_text(raw: str, value_kind: str, target_unit: str, column_unit: str = "
     except (ValueError, OverflowError, ArithmeticError) as e:  # cn2an and float() on hostile tokens
         return _reject(UNPARSEABLE, f"无法解析为数值：{raw[:80]!r}（{type(e).__name__}）")
     if p.value is not None and not math.isfinite(p.value):
-        return _reject(NON_FINITE, f"数值 {raw[:80]!r} 超出可表示范围（溢出为无穷大或非数值），不入库")
+        return _reject(NON_FINITE, _non_finite_message(raw))
     return p
+
+
+def _non_finite_message(raw: str) -> str:
+    return f"数值 {raw[:80]!r} 超出可表示范围（溢出为无穷大或非数值），不入库"
 
 
 def _parse_text(raw: str, value_kind: str, target_unit: str, column_unit: str, table_unit: str) -> Parsed:
@@ -198,6 +202,8 @@ def _parse_text(raw: str, value_kind: str, target_unit: str, column_unit: str, t
                 # cn2an already applied the multiplier (1.5万 -> 15000): express in 元 for money targets
                 rest = "元" + rest if _target_family(target_unit) == "money" and not rest.startswith("元") else rest
 
+    if not math.isfinite(number):  # 1e400, a 401-digit number: never let the percent or unit rules see inf
+        return _reject(NON_FINITE, _non_finite_message(raw))
     rest = rest.strip()
     if rest[:1] in ("万", "亿") and _target_family(target_unit) != "money" and value_kind in ("count", "area"):
         # 1.5万人 / 10万: a multiplier before the unit (money columns read 万元 as a unit instead)
