@@ -43,6 +43,7 @@ UNPARSEABLE = "unparseable_value"
 UNIT_MISMATCH = "unit_mismatch"
 PERCENT_SCALE = "percent_out_of_scale"
 NON_FINITE = "non_finite"              # NaN, inf, or a number beyond what a double holds (1e400)
+MAX_CELL_CHARS = 400                   # no survey figure needs more; longer text is rejected before the regexes
 
 MISSING_MARKERS = {"", "空", "空白", "—", "——", "–", "-", "--", "/", "\\", "暂无", "未统计", "不详", "缺", "null", "none",
                    "na", "n/a"}
@@ -109,6 +110,11 @@ def parse_text(raw: str, value_kind: str, target_unit: str, column_unit: str = "
     """Parse one cell. ``column_unit`` comes from the header (办公用房面积（平方米）), ``table_unit`` from a
     单位：万元 line above the table; a unit written in the cell beats both. Never raises; a value is always
     finite (NaN, inf and overflow are rejected as non_finite)."""
+    if len(raw) > MAX_CELL_CHARS:  # the qualifier regexes are quadratic: a 200,000-digit cell would take hours
+        if re.fullmatch(_PLAIN, raw):
+            return _reject(NON_FINITE, _non_finite_message(raw)) if not math.isfinite(float(raw)) else \
+                _reject(UNPARSEABLE, f"数值有 {len(raw)} 个字符（上限 {MAX_CELL_CHARS}），无法确定数值：{raw[:40]!r}…")
+        return _reject(UNPARSEABLE, f"单元格文字过长（{len(raw)} 个字符，上限 {MAX_CELL_CHARS}），不是数值：{raw[:40]!r}…")
     try:
         p = _parse_text(raw, value_kind, target_unit, column_unit, table_unit)
     except (ValueError, OverflowError, ArithmeticError) as e:  # cn2an and float() on hostile tokens
