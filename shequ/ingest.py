@@ -111,6 +111,10 @@ class Ingestor:
         if self.known.get(file_id) == "loaded":
             return FileSummary(rel, file_id, "unchanged")
         now = dt.datetime.now()
+        hidden_dir = next((part for part in Path(rel).parts[:-1] if part.startswith(".")), None)
+        if hidden_dir:  # inside a hidden folder (.cache/, .git/): recorded like a hidden file, not read
+            return self._reject(path, rel, file_id, now, "hidden_file",
+                                f"位于隐藏目录 {hidden_dir} 中（目录名以“.”开头），不读取")
         try:
             fr = read_file(path)
             staged, quarantined, periods = self._normalise(fr, path, rel, file_id, now)
