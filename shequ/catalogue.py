@@ -4,6 +4,8 @@ Where things are defined, in one look:
 - an indicator, its unit, direction, valid range, aggregation rule: models/catalogue/indicators.csv
 - a header alias (a survey's column name for an indicator, its numerator or its denominator):
   models/catalogue/header_aliases.csv
+- the hard range of a unit (what one community's number in that unit can hold at most; bounds numerators,
+  denominators and target-band values, which have no valid_max): models/catalogue/unit_limits.csv
 """
 
 import difflib
@@ -50,6 +52,20 @@ def dim_indicator_frame(path: Path = CATALOGUE_CSV) -> pl.DataFrame:
         .alias("veto_note"),
         "source_kind", "source",
     )
+
+
+UNIT_LIMITS_CSV = CATALOGUE_CSV.parent / "unit_limits.csv"
+
+
+@functools.lru_cache(maxsize=4)
+def load_unit_limits(path: Path = UNIT_LIMITS_CSV) -> pl.DataFrame:
+    """unit -> hard_min, hard_max (tests/test_hostile_values_quarantined.py: every catalogue and alias unit has a row)."""
+    df = pl.read_csv(path, schema={"unit": pl.String, "hard_min": pl.Float64, "hard_max": pl.Float64,
+                                   "note_zh": pl.String})
+    dup = df.filter(pl.col("unit").is_duplicated())["unit"].to_list()
+    if dup:
+        raise ValueError(f"{path}: 单位重复 {sorted(set(dup))}")
+    return df
 
 
 @functools.lru_cache(maxsize=4)

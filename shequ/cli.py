@@ -134,6 +134,13 @@ def cmd_refresh(args) -> int:
         console.print(f"[red]{q} 运行失败：{msg}[/red]")
     if blocking_failed:
         console.print(f"[red]阻断性检查未通过：{blocking_failed}[/red]")
+        # what failed and where: the suites' examples name the file and cell behind each row (expectations/*.json)
+        with connect(wh, read_only=True) as con:
+            for q, suite, exp, detail in con.execute(
+                    """SELECT period_key, suite, expectation, detail FROM check_result
+                       WHERE NOT success AND severity = 'critical' AND period_key IN (SELECT unnest(?::VARCHAR[]))
+                       ORDER BY 1, 2, 3""", [quarters]).fetchall():
+                console.print(f"  {q} {suite} {exp}：{(detail or '')[:400]}", style="red", markup=False)
     for p in problems:
         console.print(f"[red]{p}[/red]")
     return 1 if (blocking_failed or run_failed or problems or missing) else 0

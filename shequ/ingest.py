@@ -20,7 +20,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from .catalogue import HeaderMatcher, load_catalogue
+from .catalogue import HeaderMatcher, load_catalogue, load_unit_limits
 from .periods import classify_period, excel_date_period, explicit_year, period_end, quarter_of_key, ytd_quarter
 from .readers import CELL_COLUMNS, READERS, FileRead, FileRejected, read_file
 from .privacy import mask_frame, mask_list, mask_text
@@ -55,10 +55,10 @@ class FileSummary:
 
 
 def inventory(inbox: Path) -> list[Path]:
-    """Supported files under the inbox, oldest first; a file marked as a revision (修改后, v2 …) after the
-    original it corrects when their times tie."""
-    files = [p for p in inbox.rglob("*") if p.is_file() and p.suffix.lower() in READERS
-             and not p.name.startswith((".", "~$"))]
+    """Every file under the inbox, oldest first; a file marked as a revision (修改后, v2 …) after the original it
+    corrects when their times tie. None is skipped: a file that cannot be read (.doc, .pdf, a dot-file, an Office
+    lock file, an empty file) is rejected by read_file with its reason and still gets a raw_file row."""
+    files = [p for p in inbox.rglob("*") if p.is_file()]
     return sorted(files, key=lambda p: (int(p.stat().st_mtime), bool(REVISION_MARK.search(p.stem)), str(p)))
 
 
@@ -88,6 +88,7 @@ class Ingestor:
         self.con = con
         self.inbox = Path(inbox)
         self.catalogue = load_catalogue()
+        self.unit_limits = load_unit_limits()
         self.matcher = HeaderMatcher(self.catalogue)
         self.dim_community = frame(con, "SELECT * FROM dim_community")
         protect_registry_names(self.dim_community["name"].unique().to_list()
@@ -114,6 +115,10 @@ class Ingestor:
         if self.known.get(file_id) == "loaded":
             return FileSummary(rel, file_id, "unchanged")
         now = dt.datetime.now()
+        hidden_dir = next((part for part in Path(rel).parts[:-1] if part.startswith(".")), None)
+        if hidden_dir:  # inside a hidden folder (.cache/, .git/): recorded like a hidden file, not read
+            return self._reject(path, rel, file_id, now, "hidden_file",
+                                f"位于隐藏目录 {hidden_dir} 中（目录名以“.”开头），不读取")
         try:
             fr = read_file(path)
             staged, quarantined, periods = self._normalise(fr, path, rel, file_id, now)
@@ -260,7 +265,7 @@ class Ingestor:
         cells = cells.join(hint_frame, on=["street_raw", "community_raw"], how="left", nulls_equal=True)
 
         cat = self.catalogue.select(pl.col("code").alias("indicator_code"), "value_kind", "unit", "valid_min",
-                                    "valid_max", "direction", "not_applicable_to")
+                                    "valid_max", "direction", "not_applicable_to", "aggregation", "ratio_scale")
         cells = cells.join(self.dim_community.select("community_key", "community_type"), on="community_key",
                            how="left")
         units = pl.DataFrame({"sheet": list(fr.sheet_units), "table_unit": list(fr.sheet_units.values())},
@@ -296,11 +301,20 @@ class Ingestor:
                                  pl.col("street_raw").fill_null("未填"), pl.col("candidate_hint").fill_null("")))
             .alias("message"),
         )
-        lo = pl.when(pl.col("direction") == "target_band").then(pl.lit(0.0)).otherwise(pl.col("valid_min"))
-        hi = pl.when(pl.col("direction") == "target_band").then(pl.lit(None, pl.Float64)).otherwise(pl.col("valid_max"))
-        out_of_range = (pl.col("reason").is_null() & (
-            ((pl.col("role") == "value") & ((pl.col("value") < lo) | (pl.col("value") > hi)).fill_null(False))
-            | ((pl.col("role") != "value") & (pl.col("value") < 0))))
+        # every value that lands is bounded: a value by its indicator's valid range, a target-band value (居委会成员
+        #人数, no valid_max) and a numerator or denominator by its unit's hard range (models/catalogue/
+        # unit_limits.csv; a unit without a row gets no upper bound it could pass: 0). Checked here, before the
+        # fact table, so no single cell can block a quarter's later stages.
+        parsed = parsed.join(self.unit_limits.select(pl.col("unit").alias("target_unit"), "hard_min", "hard_max"),
+                             on="target_unit", how="left")
+        is_value = (pl.col("role") == "value") & (pl.col("direction") != "target_band")
+        lo = pl.when(is_value).then(pl.col("valid_min")).otherwise(pl.max_horizontal(pl.lit(0.0), pl.col("hard_min")))
+        hi = pl.when(is_value).then(pl.col("valid_max")).otherwise(pl.col("hard_max").fill_null(0.0))
+        parsed = parsed.with_columns(lo.alias("_lo"), hi.alias("_hi"))
+        out_of_range = (pl.col("reason").is_null() & pl.col("value").is_not_null()
+                        & ((pl.col("value") < pl.col("_lo")) | (pl.col("value") > pl.col("_hi"))).fill_null(False))
+        role_zh = pl.col("role").replace_strict({"value": "数值", "numerator": "分子", "denominator": "分母"},
+                                                default=pl.col("role"), return_dtype=pl.String)
         # H21: a 村代居 / 城市村 has no 小区 or 物业 to rate: its 0 or blank there is "not applicable", never 0
         not_applicable = (pl.col("reason").is_null() & (pl.col("value") == 0)
                           & pl.col("not_applicable_to").fill_null("").str.split("|").list.contains(
@@ -313,8 +327,12 @@ class Ingestor:
         )
         parsed = parsed.with_columns(
             pl.when(out_of_range).then(pl.lit("out_of_range")).otherwise(pl.col("reason")).alias("reason"),
-            pl.when(out_of_range).then(pl.format("{} 超出有效范围 [{}, {}]", pl.col("value"), pl.col("valid_min"),
-                                                 pl.col("valid_max"))).otherwise(pl.col("message")).alias("message"),
+            pl.when(out_of_range).then(pl.format(
+                "{} 工作表 {} 单元格 {}：{} “{}” 读作 {}，超出指标 {} 的{}范围 [{}, {}]，未入库", pl.lit(rel),
+                pl.col("sheet").fill_null("").replace("", "(无)"), pl.col("source_cell"), role_zh,
+                pl.col("raw_text").str.slice(0, 60), pl.col("value"), pl.col("indicator_code"),
+                pl.when(is_value).then(pl.lit("有效")).otherwise(pl.lit("硬性")), pl.col("_lo"), pl.col("_hi")))
+            .otherwise(pl.col("message")).alias("message"),
         )
         good = parsed.filter(pl.col("reason").is_null()).sort("_idx").with_columns(
             # year-to-date values keep saying so: the fact build differences flows against the previous quarter
@@ -330,6 +348,7 @@ class Ingestor:
         dups = good.filter(dup).with_columns(pl.lit("duplicate_in_file").alias("reason"),
                                              pl.lit("同一社区、指标、期间在文件中重复出现，保留第一次").alias("message"))
         good = good.filter(~dup)
+        good, parts_bad = self._check_ratio_parts(good, rel)
         staged = good.select(
             pl.lit(file_id).alias("file_id"), pl.col("community_key").cast(pl.Int32), "indicator_code", "period_key",
             "role", "value", "unit", "qualifier", "raw_text", pl.col("sheet").alias("source_sheet"), "source_row",
@@ -337,7 +356,7 @@ class Ingestor:
         bad_cols = ["sheet", "source_row", "source_column", "source_cell", "community_raw", "header_raw",
                     "period_key", "raw_text", "reason", "message"]
         frames = [rejected_early.select(bad_cols), parsed.filter(pl.col("reason").is_not_null()).select(bad_cols),
-                  dups.select(bad_cols)]
+                  dups.select(bad_cols), parts_bad.select(bad_cols)]
         if problems is not None:
             frames.append(problems.with_columns(pl.lit(None, pl.String).alias("period_key"))
                           .rename({"reason_code": "reason"}).select(bad_cols))
@@ -394,6 +413,46 @@ class Ingestor:
             pl.when(hit).then(pl.col("_message")).otherwise(pl.col("header_message")).alias("header_message"),
             pl.when(hit).then(None).otherwise(pl.col("indicator_code")).alias("indicator_code"),
         ).drop("_reason", "_message")
+
+    @staticmethod
+    def _check_ratio_parts(good: pl.DataFrame, rel: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """A numerator and denominator of one rate (same community, indicator and period in this file) whose
+        ratio x ratio_scale falls outside the indicator's valid range (numerator 30 over denominator 3 for a rate
+        bounded by 100%, or a numerator over a zero denominator) are both quarantined as
+        ratio_parts_inconsistent, the message naming both cells: neither can be trusted, and the fact build would
+        otherwise compute an impossible rate from them. Returns (good without them, the quarantined rows)."""
+        key = ["community_key", "indicator_code", "period_key"]
+        parts = good.filter(pl.col("role").is_in(["numerator", "denominator"]) & (pl.col("aggregation") == "ratio"))
+        empty = good.head(0).with_columns(pl.lit(None, pl.String).alias("reason"), pl.lit(None, pl.String).alias("message"))
+        if parts.height == 0:
+            return good, empty
+        cell = pl.concat_str([pl.col("sheet").fill_null(""), pl.lit("!"), pl.col("source_cell")]).str.strip_chars_start("!")
+        num = parts.filter(pl.col("role") == "numerator").select(*key, pl.col("value").alias("n"),
+                                                                 cell.alias("n_cell"), pl.col("raw_text").alias("n_raw"))
+        den = parts.filter(pl.col("role") == "denominator").select(
+            *key, pl.col("value").alias("d"), cell.alias("d_cell"), pl.col("raw_text").alias("d_raw"),
+            "valid_min", "valid_max", pl.col("ratio_scale").fill_null(1.0).alias("scale"))
+        pairs = num.join(den, on=key, how="inner").with_columns(
+            pl.when(pl.col("d") > 0).then(pl.col("n") / pl.col("d") * pl.col("scale")).alias("rate"))
+        tol = 1e-9 * pl.max_horizontal(pl.lit(1.0), pl.col("valid_max").abs())
+        bad = pairs.filter(
+            ((pl.col("d") == 0) & (pl.col("n") > 0))
+            | (pl.col("rate") < pl.col("valid_min") - tol).fill_null(False)
+            | (pl.col("rate") > pl.col("valid_max") + tol).fill_null(False))
+        if bad.height == 0:
+            return good, empty
+        bad = bad.with_columns(pl.format(
+            "{}：分子 {}（“{}”）与分母 {}（“{}”）算出 {} 为 {}，超出有效范围 [{}, {}]（比率类指标的分子不应大于分母），"
+            "两个单元格都未入库", pl.lit(rel), pl.col("n_cell"), pl.col("n_raw").str.slice(0, 40), pl.col("d_cell"),
+            pl.col("d_raw").str.slice(0, 40), pl.col("indicator_code"),
+            pl.col("rate").round(6).cast(pl.String).fill_null("（分母为 0）"), pl.col("valid_min"),
+            pl.col("valid_max")).alias("message"))
+        flagged = good.drop("message").join(bad.select(*key, "message"), on=key, how="inner").filter(
+            pl.col("role").is_in(["numerator", "denominator"])).with_columns(
+            pl.lit("ratio_parts_inconsistent").alias("reason"))
+        rest = good.join(bad.select(key), on=key, how="anti")
+        kept = pl.concat([rest, good.join(bad.select(key), on=key, how="semi").filter(pl.col("role") == "value")])
+        return kept.sort("_idx"), flagged
 
     @staticmethod
     def _check_subtotals(fr: FileRead, good: pl.DataFrame) -> list[str]:

@@ -51,6 +51,8 @@ def file_quarters(path: Path, inbox: Path) -> list[str]:
         fr = read_file(path)
     except FileRejected:
         return []
+    except Exception:  # a reader defect: the staged stage records it as internal_error; the scan goes on
+        return []
     found = set()
     texts = [" ".join(lines) for lines in fr.sheet_titles.values()] + list(fr.sheet_titles)
     texts += [pr for (pr,) in fr.cells.select("period_raw").unique().iter_rows() if pr]

@@ -606,6 +606,12 @@ def _xls_structure(path: Path) -> dict[str, dict]:
     return out
 
 
+def _short(e: BaseException) -> str:
+    """The first line of a library's error, cut short: the message says what failed, not a traceback."""
+    first = (str(e).strip().splitlines() or [""])[0]
+    return f"{type(e).__name__}：{first[:120]}"
+
+
 def read_xls(path: Path) -> FileRead:
     return read_xlsx(path, legacy=True)
 
@@ -628,8 +634,10 @@ def read_xlsx(path: Path, legacy: bool = False) -> FileRead:
         if st["state"] != "visible":
             fr.notes.append(f"跳过隐藏工作表 {name}")
             continue
-        sheet = reader.load_sheet(name, header_row=None, dtypes="string")
-        df = sheet.to_polars()
+        try:
+            df = reader.load_sheet(name, header_row=None, dtypes="string").to_polars()
+        except Exception as e:  # fastexcel/calamine raise their own types for a corrupt sheet XML or cell
+            raise FileRejected("file_unreadable", f"工作表 {name} 已损坏，无法读取（{_short(e)}）", name) from e
         if df.height == 0:
             continue
         try:
@@ -664,6 +672,19 @@ def read_xlsx(path: Path, legacy: bool = False) -> FileRead:
 
 
 # ------------------------------------------------------------------ csv / tsv / txt
+# Only CR, LF and CRLF end a CSV row. str.splitlines() also splits on U+2028/U+2029, NEL (U+0085), VT, FF and
+# \x1c-\x1e, which inside a cell are text: "5<U+2028>6" must stay one cell (and be rejected as not a number),
+# and every later row keep its source_cell.
+_ROW_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def _csv_lines(text: str) -> list[str]:
+    lines = _ROW_BREAK.split(text)
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines
+
+
 def read_delimited(path: Path) -> FileRead:
     n_lines = _within_limits(limits.check_delimited, path)
     data = path.read_bytes()
@@ -673,16 +694,23 @@ def read_delimited(path: Path) -> FileRead:
         raise FileRejected("encoding_unknown", str(e)) from e
     if mojibake_ratio(text[:20000]) > 0.01:
         raise FileRejected("mojibake", f"文本含错位乱码字符（占 {mojibake_ratio(text[:20000]):.1%}），疑似 GBK 丢字节，拒收而不猜测")
-    head = text.splitlines()[:30]
+    lines = _csv_lines(text)
+    head = lines[:30]
     sep = "\t" if sum(line.count("\t") for line in head) > sum(line.count(",") for line in head) else ","
     # polars takes the column count from the first row it reads: a title line above the table would cut every
     # row to one field, so the table is read from its widest row and the lines above it become titles
-    rows = list(csv.reader(head, delimiter=sep))
+    # a long cell (a 200,000-digit "number") is that cell's problem, not the file's: the csv module's 128 KB field
+    # limit would reject the whole file here, so it is raised for this header scan (the value parser rejects the cell)
+    csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))
+    try:
+        rows = list(csv.reader(head, delimiter=sep))
+    except csv.Error as e:  # a field over the csv module's 128 KB limit, a NUL byte
+        raise FileRejected("file_unreadable", f"CSV 前 30 行无法解析（{_short(e)}）") from e
     width = max((len(r) for r in rows), default=0)
     _within_limits(limits.check_width, width, n_lines)
     start = next((i for i, r in enumerate(rows) if len(r) == width), 0)
     titles = [clean_text(" ".join(c for c in r if c)) for r in rows[:start]]
-    body = "\n".join(text.splitlines()[start:])
+    body = "\n".join(lines[start:])
     try:
         df = pl.read_csv(io.StringIO(body), separator=sep, has_header=False, infer_schema=False,
                          truncate_ragged_lines=True, quote_char='"')
@@ -859,12 +887,39 @@ def _period_key(text: str) -> bool:
     return bool(key or reason)
 
 
+# A JSON number literal longer than this is rejected as number_too_long before Python converts it (int() refuses
+# more than 4,300 digits with a ValueError; a 400-digit float is inf). No survey figure needs 300 characters.
+JSON_MAX_NUMBER_CHARS = 300
+
+
+class _NumberTooLong(ValueError):
+    pass
+
+
+def _json_number(kind):
+    def parse(token: str):
+        if len(token) > JSON_MAX_NUMBER_CHARS:
+            raise _NumberTooLong(token)
+        return kind(token)
+    return parse
+
+
 def read_json(path: Path) -> FileRead:
+    try:
+        return _read_json(path)
+    except RecursionError as e:  # nesting deeper than Python's parser (and our walk over it) can follow
+        raise FileRejected("json_too_deep", "JSON 嵌套层数过深（超过解析上限约 1000 层），不予读取") from e
+
+
+def _read_json(path: Path) -> FileRead:
     data = path.read_bytes()
     try:
         text, enc = decode_bytes(data)
         _within_limits(limits.check_json_depth, text)  # deep nesting would make json.loads recurse
-        doc = json.loads(text)
+        doc = json.loads(text, parse_int=_json_number(int), parse_float=_json_number(float))
+    except _NumberTooLong as e:
+        raise FileRejected("number_too_long", f"JSON 中有 {len(str(e))} 个字符的数字（上限 {JSON_MAX_NUMBER_CHARS}），"
+                                              f"开头为 {str(e)[:20]}…，不予读取") from e
     except (DecodeError, json.JSONDecodeError) as e:
         raise FileRejected("file_unreadable", f"JSON 解析失败：{e}") from e
     fr = FileRead(cells=pl.DataFrame(schema=CELL_SCHEMA), file_format="json", encoding=enc)
@@ -939,13 +994,24 @@ READERS = {".xls": read_xls, ".et": read_xls, ".xlsx": read_xlsx, ".xlsm": read_
 
 
 def read_file(path: Path) -> FileRead:
+    """Read one inbox file, or raise FileRejected with a precise reason. Every file of the inbox comes here
+    (ingest.inventory skips none): hidden and Office lock files, empty files, unknown types and files whose
+    content is not what their extension says are rejected with their own reasons, so each still gets a raw_file
+    row; a file over a resource limit is rejected as too_large before it is read."""
     from .filetypes import KINDS, check_extension, real_kind
 
+    if path.name.startswith("."):
+        raise FileRejected("hidden_file", f"隐藏文件 {path.name}（文件名以“.”开头，通常由系统或编辑器生成），不读取")
+    if path.name.startswith("~$"):
+        raise FileRejected("lock_file", f"Office 临时锁定文件 {path.name}（有人正打开该工作簿），不读取")
     reader = READERS.get(path.suffix.lower())
     if reader is None:
         kind = real_kind(path) if path.is_file() else None
         raise FileRejected("unsupported_format", f"不支持的文件类型 {path.suffix or '(无扩展名)'}"
-                           + (f"（内容为{KINDS[kind]}）" if kind else ""))
+                           + (f"（内容为{KINDS[kind]}）" if kind else "")
+                           + f"（可读取：{'、'.join(sorted(READERS))}）")
+    if path.stat().st_size == 0:
+        raise FileRejected("empty_file", "文件为零字节")
     wrong = check_extension(path)   # a PDF renamed .csv is named a PDF, not read as garbled text
     if wrong:
         raise FileRejected("wrong_file_type", wrong[1])

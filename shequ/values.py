@@ -15,9 +15,17 @@ Percent rule for ratio indicators (stored as fractions 0-1); a （%） header ch
   no %, 0 <= v < 1             -> value as written
   no %, v == 1 exactly         -> 1.0, qualifier ambiguous_one (100% or 1%? flagged for review)
   no %, v > 100                -> rejected (percent_out_of_scale)
+
+The same text never parses two ways (docs/reason-codes.md "数值的读取规则"): digits are ASCII 0-9 after NFKC
+(full-width ５６ is 56; other scripts' digits are not numbers); a comma is a thousands separator only before exactly
+three digits (1,234 = 1234; 1.234 = 1.234; 1,23 and 1.234,5 are rejected); any whitespace or line/paragraph
+separator between digits rejects the cell (5 6, 5<U+2028>6); a superscript digit after a digit rejects it (5² is
+not 52); ASCII scientific notation is a number (1e3 = 1000); NaN, inf and anything that overflows a double
+(1e400, a 401-digit number) is rejected as non_finite, never stored.
 """
 
 import functools
+import math
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -34,9 +42,15 @@ FORMULA_ERROR = "formula_error"        # #DIV/0!, #N/A …
 UNPARSEABLE = "unparseable_value"
 UNIT_MISMATCH = "unit_mismatch"
 PERCENT_SCALE = "percent_out_of_scale"
+NON_FINITE = "non_finite"              # NaN, inf, or a number beyond what a double holds (1e400)
+MAX_CELL_CHARS = 400                   # no survey figure needs more; longer text is rejected before the regexes
 
 MISSING_MARKERS = {"", "空", "空白", "—", "——", "–", "-", "--", "/", "\\", "暂无", "未统计", "不详", "缺", "null", "none",
-                   "nan", "na", "n/a"}
+                   "na", "n/a"}
+NON_FINITE_MARKERS = {"nan", "-nan", "+nan", "inf", "-inf", "+inf", "infinity", "-infinity", "+infinity", "∞", "-∞",
+                      "+∞"}
+# a superscript or subscript digit right after a digit: NFKC would turn 5² into 52
+_SUPER_AFTER_DIGIT = re.compile(r"[0-9\uff10-\uff19][\u00b2\u00b3\u00b9\u2070-\u2079\u2080-\u2089]")
 NONE_MARKERS = {"无", "没有"}
 NA_MARKERS = {"不适用", "不涉及"}
 ERROR_MARKERS = {"#div/0!", "#n/a", "#value!", "#ref!", "#name?", "#num!", "#null!"}
@@ -65,7 +79,7 @@ def _reject(reason: str, message: str) -> Parsed:
     return Parsed(None, None, None, reason, message)
 
 
-_NUM = r"[-+]?\d+(?:\.\d+)?"
+_NUM = r"[-+]?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?"   # ASCII digits only (after NFKC); 1e3 is 1000
 _QUAL_PREFIX = [("不少于", "ge"), ("不低于", "ge"), ("至少", "ge"), ("超过", "gt"), ("大于", "gt"), ("不超过", "le"),
                 ("不高于", "le"), ("低于", "lt"), ("约", "approx"), ("大约", "approx"), ("近", "approx_le"),
                 ("将近", "approx_le")]
@@ -94,11 +108,35 @@ def _cn_number(tok: str) -> float | None:
 @functools.lru_cache(maxsize=500_000)
 def parse_text(raw: str, value_kind: str, target_unit: str, column_unit: str = "", table_unit: str = "") -> Parsed:
     """Parse one cell. ``column_unit`` comes from the header (办公用房面积（平方米）), ``table_unit`` from a
-    单位：万元 line above the table; a unit written in the cell beats both."""
+    单位：万元 line above the table; a unit written in the cell beats both. Never raises; a value is always
+    finite (NaN, inf and overflow are rejected as non_finite)."""
+    if len(raw) > MAX_CELL_CHARS:  # the qualifier regexes are quadratic: a 200,000-digit cell would take hours
+        if re.fullmatch(_PLAIN, raw):
+            return _reject(NON_FINITE, _non_finite_message(raw)) if not math.isfinite(float(raw)) else \
+                _reject(UNPARSEABLE, f"数值有 {len(raw)} 个字符（上限 {MAX_CELL_CHARS}），无法确定数值：{raw[:40]!r}…")
+        return _reject(UNPARSEABLE, f"单元格文字过长（{len(raw)} 个字符，上限 {MAX_CELL_CHARS}），不是数值：{raw[:40]!r}…")
+    try:
+        p = _parse_text(raw, value_kind, target_unit, column_unit, table_unit)
+    except (ValueError, OverflowError, ArithmeticError) as e:  # cn2an and float() on hostile tokens
+        return _reject(UNPARSEABLE, f"无法解析为数值：{raw[:80]!r}（{type(e).__name__}）")
+    if p.value is not None and not math.isfinite(p.value):
+        return _reject(NON_FINITE, _non_finite_message(raw))
+    return p
+
+
+def _non_finite_message(raw: str) -> str:
+    return f"数值 {raw[:80]!r} 超出可表示范围（溢出为无穷大或非数值），不入库"
+
+
+def _parse_text(raw: str, value_kind: str, target_unit: str, column_unit: str, table_unit: str) -> Parsed:
+    if _SUPER_AFTER_DIGIT.search(raw):
+        return _reject(UNPARSEABLE, f"数字后有上标或下标数字，无法确定数值：{raw[:80]!r}")
     text = t2s(_PINYIN.sub("", unicodedata.normalize("NFKC", raw).strip()))  # 優(yōu)秀, 萬元, 不適用, 暫無 as in Simplified
     if text.startswith("'"):  # Excel's text marker: '45 is the number 45 typed as text
         text = text[1:].strip()
     low = text.lower()
+    if low in NON_FINITE_MARKERS:
+        return _reject(NON_FINITE, f"数值 {raw[:80]!r} 不是有限数（NaN 或无穷大），不入库")
     if low in ERROR_MARKERS or low.startswith("#"):
         return _reject(FORMULA_ERROR, f"公式错误值 {raw!r}")
     if low in NA_MARKERS:
@@ -118,8 +156,10 @@ def parse_text(raw: str, value_kind: str, target_unit: str, column_unit: str = "
         return _reject(MISSING, "空值或缺失标记")
 
     t = re.sub(r"(?<=\d)[,，\s\u202f\u00a0](?=\d{3}(?:\D|$))", "", text)  # 2,031,600 / 2 031 600 / 1 420万元
-    if re.search(r"\d\s+\d", t):  # "2 3" is two numbers or a typo, never 23
-        return _reject(UNPARSEABLE, f"数字之间有空格，无法确定数值：{raw!r}")
+    if re.search(r"\d\s+\d", t):  # "2 3" is two numbers or a typo, never 23 (\s: also U+2028/2029, NEL, VT, FF)
+        return _reject(UNPARSEABLE, f"数字之间有空格或换行，无法确定数值：{raw!r}")
+    if re.search(r"[0-9][,，][0-9]", t):  # 1,23 / 1.234,5: a comma that is not a thousands separator
+        return _reject(UNPARSEABLE, f"逗号不是千分位（千分位逗号后须恰好三位数字），无法确定数值：{raw!r}")
     t = t.replace(" ", "")
     qualifier = None
     for p, q in _QUAL_PREFIX:
@@ -168,6 +208,8 @@ def parse_text(raw: str, value_kind: str, target_unit: str, column_unit: str = "
                 # cn2an already applied the multiplier (1.5万 -> 15000): express in 元 for money targets
                 rest = "元" + rest if _target_family(target_unit) == "money" and not rest.startswith("元") else rest
 
+    if not math.isfinite(number):  # 1e400, a 401-digit number: never let the percent or unit rules see inf
+        return _reject(NON_FINITE, _non_finite_message(raw))
     rest = rest.strip()
     if rest[:1] in ("万", "亿") and _target_family(target_unit) != "money" and value_kind in ("count", "area"):
         # 1.5万人 / 10万: a multiplier before the unit (money columns read 万元 as a unit instead)
@@ -280,7 +322,9 @@ def parse_cells(cells: pl.DataFrame) -> pl.DataFrame:
     factors = [column_factor(*r) for r in combos.iter_rows()]
     combos = combos.with_columns(pl.Series("_factor", factors, dtype=pl.Float64))
     df = cells.join(combos, on=keys, how="left", nulls_equal=True)
-    is_plain = df["raw_text"].str.contains(_PLAIN)
+    # a plain number of more than 300 characters may overflow a double (1e309 is inf): the scalar path rejects it
+    # as non_finite; up to 300 characters a plain number is always finite
+    is_plain = df["raw_text"].str.contains(_PLAIN) & (df["raw_text"].str.len_chars() <= 300)
     is_ratio = (df["value_kind"].is_in(["ratio", "survey"]) | (df["target_unit"] == "%")) \
         & df["column_unit"].is_in(["", "%"])
     plain = is_plain & df["_factor"].is_not_null()
