@@ -19,7 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 COLUMN_NAMES = {"reason", "reason_code"}   # rename({"reason_code": "reason"}) names columns, not codes
 # words the "code, Chinese message" heuristic catches that are not reason codes (JSON key names, a column label)
-NOT_CODES = {"raw", "street", "community", "indicator", "period", "value", "unit"}
+NOT_CODES = {"raw", "street", "community", "indicator", "period", "value", "unit",
+             "streets", "communities", "indicators", "values", "email"}   # JSON keys and header words
 CJK = re.compile(r"[\u4e00-\u9fff]")
 CODE = re.compile(r"^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$")
 
