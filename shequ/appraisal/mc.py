@@ -27,11 +27,21 @@ class Series:
 
 
 @dataclass
+class AreaSeries:
+    """Areas (streets, districts) scored in every draw as the mean of their eligible members' index scores
+    (areas: member_mean) and ranked within their parent area, as store._area_rows does for the nominal run."""
+    name: str
+    members: Groups                     # units grouped by area (area i = members.labels[i])
+    parent: np.ndarray                  # per area: the parent's code (rank scope)
+    eligible: np.ndarray                # per area: ranked (coverage >= areas.min_coverage and a score)
+
+
+@dataclass
 class Uncertainty:
     draws: int
     seed: int
     params: list[dict]                         # what each draw used
-    stats: dict[str, dict[str, np.ndarray]]    # series name -> {mean, median, q_low, q_high}
+    stats: dict[str, dict[str, np.ndarray]]    # series name -> {mean, median, q_low, q_high}; area series too
     quantiles: tuple[float, float]
 
 
@@ -59,7 +69,9 @@ def _ranks_in_order(order: np.ndarray, score: np.ndarray, mask: np.ndarray, g: G
 
 
 def run_uncertainty(app: Appraisal, series: list[Series], draws: int | None = None, seed: int | None = None,
-                    threads: int | None = None) -> Uncertainty:
+                    threads: int | None = None, areas: list[AreaSeries] = ()) -> Uncertainty:
+    """``areas``: streets / districts re-scored from each draw's community index scores and ranked within their
+    parent; their statistics are returned under the area series' names (ranks of the areas, in label order)."""
     scheme, u = app.scheme, app.units
     spec = scheme.section("uncertainty") or {}
     draws = int(draws if draws is not None else spec.get("draws", 100))
@@ -85,6 +97,8 @@ def run_uncertainty(app: Appraisal, series: list[Series], draws: int | None = No
     for k, s in enumerate(series):
         by_node.setdefault(s.node, []).append(k)
     ranks = [np.zeros((draws, u.n), dtype=np.int32) for _ in series]
+    area_ranks = [np.zeros((draws, a.members.n), dtype=np.int32) for a in areas]
+    area_groups = [Groups(a.parent) for a in areas]
     level = {c: scheme.nodes[c].level for c in scheme.nodes}
     parent = {c: scheme.nodes[c].parent for c in scheme.nodes}
     # An aggregate whose subtree has no noisy weight depends only on (winsorisation depth, normalisation,
@@ -161,6 +175,16 @@ def run_uncertainty(app: Appraisal, series: list[Series], draws: int | None = No
             order = np.argsort(-v, kind="stable")          # NaN last; one sort per node
             for k in ks:   # each series ranks its own units (eligible units, or a tier's candidates)
                 ranks[k][i] = _ranks_in_order(order, v, masks[k], groups[k])
+        if areas:
+            # the area score is the mean of the eligible members' (unrounded) index scores, as _area_rows
+            member = np.where(app.eligible, score, np.nan)
+            for a, ag, R in zip(areas, area_groups, area_ranks):
+                v = a.members.nanmean(member)
+                if basis == "rounded":
+                    v = round_scores(v, digits, mode)
+                ok = a.eligible & np.isfinite(v)
+                v = np.where(ok, v, np.nan)
+                R[i] = _ranks_in_order(np.argsort(-v, kind="stable"), v, ok, ag)
         params[i] = {"winmax": w, "normalise": (norms[ni] or {}).get("method"), "aggregation": agg,
                      "weights": {k: round(v, 6) for k, v in weights.items()}}
 
@@ -174,6 +198,8 @@ def run_uncertainty(app: Appraisal, series: list[Series], draws: int | None = No
     stats = {}
     for s, R, m in zip(series, ranks, masks):
         stats[s.name] = _rank_stats(R, m, (q_lo, q_hi))
+    for a, R in zip(areas, area_ranks):
+        stats[a.name] = _rank_stats(R, a.eligible, (q_lo, q_hi))
     return Uncertainty(draws=draws, seed=seed, params=params, stats=stats, quantiles=(q_lo, q_hi))
 
 

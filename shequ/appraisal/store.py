@@ -19,7 +19,7 @@ import pyarrow as pa
 from ..periods import previous_quarter
 from ..warehouse import bind, model_sql, transaction
 from .engine import Appraisal, Groups, Units, grade_of, rank_desc, round_scores, run, score_components
-from .mc import Series, run_uncertainty
+from .mc import AreaSeries, Series, run_uncertainty
 from .scheme import Scheme, SchemeError
 
 SCOPES = ("street", "district", "city")
@@ -242,10 +242,44 @@ def _mc_for_awards(app: Appraisal, units_df: pl.DataFrame, draws: int | None, ca
     for (camp, tier), (mask, node, col) in (candidates or {}).items():
         if mask.any():
             series.append(Series(f"{camp}/{tier}", node, col, mask=mask))
-    ua = run_uncertainty(app, series, draws=draws)
+    areas = _area_series(app, units_df)
+    ua = run_uncertainty(app, series, draws=draws, areas=areas)
     by_scope = {s: ua.stats[f"{scheme.root}@{s}"] for s in SCOPES}
     by_tier = {k: ua.stats[f"{k[0]}/{k[1]}"] for k, (mask, _, _) in (candidates or {}).items() if mask.any()}
+    # streets and districts: rank statistics keyed by area code, for _area_rows
+    for a in areas:
+        by_scope[a.name] = {"codes": a.members.labels, **ua.stats[a.name]}
     return by_scope, by_tier, ua
+
+
+AREA_LEVELS = (("street", "street_code", "district_code"), ("district", "district_code", "city_code"))
+
+
+def _area_series(app: Appraisal, units_df: pl.DataFrame) -> list[AreaSeries]:
+    """Streets within districts and districts within cities for the Monte Carlo, scored as _area_rows scores
+    them (areas: member_mean; an area is ranked when at least min_coverage of its communities are ranked).
+    An area scored from its aggregated components (aggregate_components) gets no interval."""
+    spec = app.scheme.section("areas") or {"method": "member_mean", "min_coverage": 0.6}
+    if spec.get("method", "member_mean") != "member_mean":
+        return []
+    min_cov = float(spec.get("min_coverage", 0.0))
+    out = []
+    order = np.argsort(units_df["community_code"].to_numpy(), kind="stable")
+    pos = np.empty(len(order), np.int64)
+    pos[order] = np.arange(len(order))
+    for level, code, pcode in AREA_LEVELS:
+        g = Groups(units_df[code].to_numpy())
+        # the parent of an area: its first member by community code, as _area_rows takes it
+        first_pos = np.full(g.n, len(order), np.int64)
+        np.minimum.at(first_pos, g.inv, pos)
+        first = order[first_pos]
+        parent = units_df[pcode].to_numpy()[first]
+        n_ok = np.bincount(g.inv, weights=app.eligible.astype(float), minlength=g.n)
+        with np.errstate(invalid="ignore"):
+            score = g.nanmean(np.where(app.eligible, app.score, np.nan))
+        eligible = (n_ok / g.counts >= min_cov - 1e-12) & np.isfinite(score)
+        out.append(AreaSeries(f"@{level}", g, parent.astype(str), eligible))
+    return out
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -317,8 +351,10 @@ def _score_table(app: Appraisal, full: bool, reported: np.ndarray | None = None)
     return pa.table(out)
 
 
-def _area_rows(app: Appraisal, units_df: pl.DataFrame, period_key: str, con) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Street scores ranked within their district, district scores within their city (scheme: areas)."""
+def _area_rows(app: Appraisal, units_df: pl.DataFrame, period_key: str, con, mc: dict | None = None
+               ) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Street scores ranked within their district, district scores within their city (scheme: areas). ``mc``
+    (from _mc_for_awards) holds each area's Monte Carlo rank statistics under "@street" / "@district"."""
     scheme = app.scheme
     spec = scheme.section("areas") or {"method": "member_mean", "min_coverage": 0.6}
     method = spec.get("method", "member_mean")
@@ -355,12 +391,26 @@ def _area_rows(app: Appraisal, units_df: pl.DataFrame, period_key: str, con) -> 
                          gspec.get("bands") or [])
         grade[~eligible] = None
         n_ranked = np.bincount(g.inv, weights=eligible.astype(float), minlength=g.n)[g.inv].astype(int)
+        med = lo = hi = np.full(agg.height, np.nan)
+        st = (mc or {}).get(f"@{level}")
+        if st:
+            # the draws' median and 5th-95th percentile rank within the parent, widened to hold the nominal rank
+            # as the community rows are (the nominal configuration can be rarer than 1 draw in 20)
+            pos = {c: k for k, c in enumerate(st["codes"])}
+            at = np.array([pos[c] for c in agg["entity_code"].to_list()], dtype=np.int64)
+            med, lo, hi = st["median"][at], st["q_low"][at], st["q_high"][at]
+            has = np.isfinite(lo) & np.isfinite(rk)
+            lo, hi = np.where(has, np.fmin(lo, rk), np.nan), np.where(has, np.fmax(hi, rk), np.nan)
+            med = np.where(has, med, np.nan)
         out.append(pl.DataFrame({
             "entity_level": level, "entity_code": agg["entity_code"], "entity_name": agg["entity_name"],
             "community_key": pl.Series([None] * agg.height, dtype=pl.Int32), "scope_level": plevel,
             "scope_code": agg["scope_code"], "scope_name": agg["scope_name"],
             "score": pl.Series(sc).fill_nan(None), "score_rounded": pl.Series(sr).fill_nan(None),
             "rank": pl.Series(rk).fill_nan(None).cast(pl.Int32), "n_ranked": n_ranked,
+            "rank_median": pl.Series(med, dtype=pl.Float64).fill_nan(None),
+            "rank_low": pl.Series(lo, dtype=pl.Float64).fill_nan(None),
+            "rank_high": pl.Series(hi, dtype=pl.Float64).fill_nan(None),
             "grade": pl.Series(list(grade), dtype=pl.String), "coverage": agg["coverage"],
             "eligibility_reason": pl.Series([None if e else "coverage_below_min" for e in eligible],
                                             dtype=pl.String)}))
@@ -442,7 +492,7 @@ def appraise_period(con: duckdb.DuckDBPyConnection, period_key: str, scheme: Sch
     awards = with_intervals(awards, mc_tiers)
     clock("monte carlo")
     clock("titles")
-    area_rank, area_scores = _area_rows(app, units_df, period_key, con)
+    area_rank, area_scores = _area_rows(app, units_df, period_key, con, mc)
     clock("areas")
 
     p = {"q": period_key, "sid": scheme.scheme_id, "sv": scheme.version}
