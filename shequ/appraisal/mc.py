@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .engine import Appraisal, Groups, adjust_scores, aggregate_rows, normalise, round_scores, treat
+from .engine import Appraisal, Groups, adjust_scores, node_scores, normalise, round_scores, treat
 
 
 @dataclass
@@ -106,8 +106,14 @@ def run_uncertainty(app: Appraisal, series: list[Series], draws: int | None = No
     # community scheme that is every category, so a draw only re-aggregates the index.
     fixed: dict[str, bool] = {}
     for c in scheme.aggregates:
+        if scheme.nodes[c].derive:       # no weights of its own: fixed when its operands are
+            fixed[c] = all(scheme.nodes[k].kind == "indicator" or fixed[k] for k in scheme.nodes[c].derive["of"])
+            continue
         fixed[c] = all(noise.get(level[k]) is None and (scheme.nodes[k].kind == "indicator" or fixed[k])
                        for k in scheme.children(c))
+    # indicators a non-fixed derived node is computed from (kept with the cached nodes)
+    operands = {k for c in scheme.aggregates if scheme.nodes[c].derive and not fixed[c]
+                for k in scheme.nodes[c].derive["of"]}
     cache: dict[tuple, dict[str, np.ndarray]] = {}
     locks: dict[tuple, threading.Lock] = {}
     cache_lock = threading.Lock()
@@ -131,14 +137,11 @@ def run_uncertainty(app: Appraisal, series: list[Series], draws: int | None = No
                     for node in scheme.aggregates:
                         if not fixed[node]:
                             continue
-                        kids = scheme.children(node)
-                        C = np.column_stack([vals[k] for k in kids])
-                        wts = np.array([scheme.nodes[k].weight for k in kids], dtype=float)
-                        vals[node] = aggregate_rows(C, wts, agg or scheme.aggregation_of(node), floor)
+                        vals[node] = node_scores(scheme, node, vals, None, agg, floor)
                         keep[node] = vals[node]
-                    # indicators feeding a non-fixed parent are kept too
+                    # indicators feeding a non-fixed parent (or a non-fixed derived node) are kept too
                     for c in u.indicators:
-                        if parent[c] is not None and not fixed.get(parent[c], True):
+                        if (parent[c] is not None and not fixed.get(parent[c], True)) or c in operands:
                             keep[c] = vals[c]
                     out[agg] = keep
                 cache[key] = out
@@ -162,10 +165,7 @@ def run_uncertainty(app: Appraisal, series: list[Series], draws: int | None = No
         for node in scheme.aggregates:
             if node in vals:
                 continue
-            kids = scheme.children(node)
-            C = np.column_stack([vals[k] for k in kids])
-            wts = np.array([weights.get(k, scheme.nodes[k].weight) for k in kids], dtype=float)
-            vals[node] = aggregate_rows(C, wts, agg or scheme.aggregation_of(node), floor)
+            vals[node] = node_scores(scheme, node, vals, weights, agg, floor)
         score, *_ = adjust_scores(u, scheme, vals[scheme.root], names=False, values=app.imputed)
         for node, ks in by_node.items():
             v = score if node == scheme.root else vals[node]

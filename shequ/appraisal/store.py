@@ -16,14 +16,14 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from ..periods import previous_quarter
+from ..periods import previous_quarter, split_quarter
 from ..warehouse import bind, model_sql, transaction
 from .engine import Appraisal, Groups, Units, grade_of, rank_desc, round_scores, run, score_components
 from .mc import AreaSeries, Series, run_uncertainty
 from .scheme import Scheme, SchemeError
 
 SCOPES = ("street", "district", "city")
-FLAG_NAMES = {1: "winsorised_high", -1: "winsorised_low", 2: "log"}
+FLAG_NAMES = {1: "winsorised_high", -1: "winsorised_low", 2: "log", 3: "boxcox"}
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -88,6 +88,10 @@ def load_units(con: duckdb.DuckDBPyConnection, period_key: str, scheme: Scheme,
     if any(s.get("method") == "last_value" for s in scheme.section("impute") or []):
         prev = _matrix(con, previous_quarter(period_key), codes, by="community_code")[:, :len(scheme.indicators)]
     m = len(scheme.indicators)
+    history = history_t = t_now = None
+    panel = [s for s in scheme.section("impute") or [] if s.get("method") == "panel"]
+    if panel:   # only when the scheme asks for it: the default scheme reads one quarter (and the previous one)
+        history, history_t, t_now = _panel_history(con, period_key, codes, m, panel)
     na = dict(con.execute("SELECT indicator_code, not_applicable_to FROM dim_indicator "
                           "WHERE not_applicable_to IS NOT NULL").fetchall())
     ctype = units_df["community_type"].to_numpy()
@@ -98,8 +102,30 @@ def load_units(con: duckdb.DuckDBPyConnection, period_key: str, scheme: Scheme,
     groups = {g: units_df[g].to_numpy() for g in ("street_code", "district_code", "city_code", "province_code")}
     u = Units(codes=units_df["community_code"].to_numpy(), names=units_df["name"].to_numpy(), X=M[:, :m],
               indicators=list(scheme.indicators), groups=groups, previous=prev, applicable=applicable,
-              extra={c: M[:, m + k] for k, c in enumerate(codes[m:])})
+              extra={c: M[:, m + k] for k, c in enumerate(codes[m:])}, history=history, history_t=history_t,
+              t_now=t_now)
     return u, units_df
+
+
+def _quarter_index(key: str) -> int:
+    y, q = split_quarter(key)
+    return y * 4 + q - 1
+
+
+def _panel_history(con, period_key: str, codes: list[str], m: int, steps: list[dict]):
+    """The same communities' values in the quarters around ``period_key`` for panel imputation: up to
+    ``window`` quarters before (default 4) and, unless ``later: false``, up to ``window`` after that the
+    warehouse holds. Returns (T x n x m stack, quarter indices, this quarter's index)."""
+    window = max(int(s.get("window", 4)) for s in steps)
+    later = any(s.get("later", True) for s in steps)
+    now = _quarter_index(period_key)
+    held = [r[0] for r in con.execute("SELECT DISTINCT period_key FROM fact_indicator_value").fetchall()]
+    keys = sorted(k for k in held if k != period_key and 0 < abs(_quarter_index(k) - now) <= window
+                  and (later or _quarter_index(k) < now))
+    if not keys:
+        return np.zeros((0, con.execute("SELECT count(*) FROM _ap_units").fetchall()[0][0], m)), np.zeros(0), now
+    H = np.stack([_matrix(con, k, codes, by="community_code")[:, :m] for k in keys])
+    return H, np.array([_quarter_index(k) for k in keys], float), float(now)
 
 
 def _reviews(con, period_key: str) -> pl.DataFrame:
@@ -292,6 +318,11 @@ def _effective_weights(app: Appraisal) -> dict[str, np.ndarray]:
     share = {scheme.root: np.ones(app.units.n)}
     for node in reversed(scheme.aggregates):
         kids = scheme.children(node)
+        if scheme.nodes[node].derive:
+            # a ratio / product / difference has no weighted shares: its operands' weight is NULL
+            for k in kids:
+                share[k] = np.full(app.units.n, np.nan)
+            continue
         C = np.column_stack([app.node(k) for k in kids])
         w = np.array([scheme.nodes[k].weight for k in kids])
         W = np.where(np.isfinite(C), w, 0.0)
@@ -326,7 +357,8 @@ def _score_table(app: Appraisal, full: bool, reported: np.ndarray | None = None)
         F = np.zeros(S.shape, np.int8)
         F[:, :len(u.indicators)] = np.where(app.imputed_mask, 1, 0)
         tf = app.treat_flags
-        F[:, :len(u.indicators)] = np.where(tf == 1, 2, np.where(tf == -1, 3, np.where(tf == 2, 4, F[:, :len(u.indicators)])))
+        F[:, :len(u.indicators)] = np.where(tf == 1, 2, np.where(tf == -1, 3, np.where(tf == 2, 4, np.where(
+            tf == 3, 5, F[:, :len(u.indicators)]))))
     mask = np.isfinite(S)
     ent, col = np.nonzero(mask)
     level_of = [scheme.level_name(scheme.nodes[c].level) for c in nodes]
