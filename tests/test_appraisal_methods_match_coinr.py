@@ -281,3 +281,30 @@ def test_treat_still_pools_winsorisation(tmp_path):
     Xt, _, _ = treat(OUTLIERS[:, None], u, s)
     a = 0.01 * 59
     assert Xt[:, 0] == pytest.approx(np.log(OUTLIERS - 1 + a))
+
+
+def test_the_warehouse_loads_the_panel_only_when_the_scheme_asks(con):
+    """load_units reads the other quarters (both sides, within `window`) only for a scheme with a panel step; the
+    default scheme reads none. The stack holds each quarter's reported values of the same communities."""
+    import copy
+
+    from shequ.appraisal.store import load_units
+
+    default = load_scheme()
+    u, _ = load_units(con, "2024Q1", default)
+    assert u.history is None
+    panel = copy.copy(default)
+    panel.doc = {**default.doc, "impute": [{"method": "panel", "window": 1}]}
+    u, units_df = load_units(con, "2024Q1", panel)
+    assert u.history_t.tolist() == [2023 * 4 + 3, 2024 * 4 + 1] and u.t_now == 2024 * 4
+    assert u.history.shape == (2, u.n, len(panel.indicators))
+    ind = panel.indicators[0]
+    facts = con.sql(f"""SELECT d.community_code, f.value FROM fact_indicator_value f JOIN dim_community d
+                        USING (community_key) WHERE f.period_key = '2024Q2' AND f.indicator_code = '{ind}'""").pl()
+    got = dict(zip(u.codes.tolist(), u.history[1, :, 0].tolist()))
+    for code, v in facts.iter_rows():
+        if code in got and v is not None:
+            assert got[code] == pytest.approx(v)
+    later = copy.copy(default)
+    later.doc = {**default.doc, "impute": [{"method": "panel", "window": 1, "later": False}]}
+    assert load_units(con, "2024Q1", later)[0].history_t.tolist() == [2023 * 4 + 3]
