@@ -99,6 +99,9 @@ def run_uncertainty(app: Appraisal, series: list[Series], draws: int | None = No
     ranks = [np.zeros((draws, u.n), dtype=np.int32) for _ in series]
     area_ranks = [np.zeros((draws, a.members.n), dtype=np.int32) for a in areas]
     area_groups = [Groups(a.parent) for a in areas]
+    elig_finite = app.eligible & np.isfinite(app.score)      # members counted in the nominal area means
+    a_counts = {a.name: np.bincount(a.members.inv, weights=elig_finite.astype(float), minlength=a.members.n)
+                for a in areas}
     level = {c: scheme.nodes[c].level for c in scheme.nodes}
     parent = {c: scheme.nodes[c].parent for c in scheme.nodes}
     # An aggregate whose subtree has no noisy weight depends only on (winsorisation depth, normalisation,
@@ -176,10 +179,16 @@ def run_uncertainty(app: Appraisal, series: list[Series], draws: int | None = No
             for k in ks:   # each series ranks its own units (eligible units, or a tier's candidates)
                 ranks[k][i] = _ranks_in_order(order, v, masks[k], groups[k])
         if areas:
-            # the area score is the mean of the eligible members' (unrounded) index scores, as _area_rows
-            member = np.where(app.eligible, score, np.nan)
+            # the area score is the mean of the eligible members' (unrounded) index scores, as _area_rows; one
+            # bincount per level (sequential over the units: ~6x faster than a gather by group at 600,000 units)
+            ok_u = app.eligible & np.isfinite(score)
+            member = np.where(ok_u, score, 0.0)
             for a, ag, R in zip(areas, area_groups, area_ranks):
-                v = a.members.nanmean(member)
+                cnt = a_counts[a.name] if np.array_equal(ok_u, elig_finite) else \
+                    np.bincount(a.members.inv, weights=ok_u.astype(float), minlength=a.members.n)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    v = np.where(cnt > 0, np.bincount(a.members.inv, weights=member, minlength=a.members.n)
+                                 / np.maximum(cnt, 1), np.nan)
                 if basis == "rounded":
                     v = round_scores(v, digits, mode)
                 ok = a.eligible & np.isfinite(v)
