@@ -308,3 +308,11 @@ def test_the_warehouse_loads_the_panel_only_when_the_scheme_asks(con):
     later = copy.copy(default)
     later.doc = {**default.doc, "impute": [{"method": "panel", "window": 1, "later": False}]}
     assert load_units(con, "2024Q1", later)[0].history_t.tolist() == [2023 * 4 + 3]
+
+
+@pytest.mark.parametrize("step,message", [({"method": "panel", "type": "spline"}, "type 应为 linear"),
+                                          ({"method": "panel", "window": 0}, "window"),
+                                          ({"method": "panel", "window": "all"}, "window")])
+def test_bad_panel_step_is_refused_in_chinese(tmp_path, step, message):
+    with pytest.raises(SchemeError, match=message):
+        scheme_file(tmp_path, {"indicators": {"list": [{"code": "x", "parent": "idx"}]}, "impute": [step]})

@@ -314,6 +314,9 @@ def _validate(s: Scheme) -> None:
             raise SchemeError(f"{where}：插补方法 {step.get('method')!r} 不支持（可用：{sorted(IMPUTERS)}）")
         if step["method"] == "panel" and step.get("type", "linear") not in ("linear", "constant"):
             raise SchemeError(f"{where}：面板插补 panel 的 type 应为 linear（线性插值）或 constant（取前一个季度）")
+        if step["method"] == "panel" and not (isinstance(step.get("window", 4), int) and step.get("window", 4) >= 1):
+            raise SchemeError(f"{where}：面板插补 panel 的 window（前后各取几个季度）应为正整数，而不是 "
+                              f"{step.get('window')!r}")
     try:
         fallback_spec((s.section("treat") or {}).get("fallback"))
     except SchemeError as e:
