@@ -4,9 +4,11 @@ parent area; fact_ranking's street/district rows carry the median and the 5th-95
 hold the published rank."""
 
 import copy
+import dataclasses
 
 import numpy as np
 import polars as pl
+import pytest
 
 from shequ.appraisal import load_scheme, run
 from shequ.appraisal.mc import run_uncertainty
@@ -30,16 +32,27 @@ def test_every_ranked_street_and_district_has_a_finite_interval_holding_its_rank
     assert ranked.filter(pl.col("rank_high") > pl.col("rank_low")).height > 0
 
 
-def test_draws_without_variation_reproduce_the_published_area_ranks(con):
+@pytest.mark.parametrize("thin", [False, True])
+def test_draws_without_variation_reproduce_the_published_area_ranks(con, thin):
     """With no uncertain choice declared every draw is the nominal configuration, so each area's rank in every
-    draw must equal the rank _area_rows publishes: the per-draw area scoring is the nominal one."""
+    draw must equal the rank _area_rows publishes: the per-draw area scoring is the nominal one. ``thin``: one
+    street keeps a single ranked community (coverage below areas.min_coverage 0.6), so it is unranked in both."""
     scheme = load_scheme()
     scheme = copy.copy(scheme)
     scheme.doc = {**scheme.doc, "uncertainty": {"draws": 3, "seed": 7}}
     period = con.execute("SELECT max(period_key) FROM fact_ranking").fetchall()[0][0]
     u, units_df = load_units(con, period, scheme)
     app = run(u, scheme)
+    if thin:
+        street = units_df["street_code"].to_numpy()
+        members = np.nonzero(street == street[0])[0]
+        assert len(members) >= 3
+        eligible = app.eligible.copy()
+        eligible[members[1:]] = False
+        app = dataclasses.replace(app, eligible=eligible)
     areas = _area_series(app, units_df)
+    if thin:
+        assert not areas[0].eligible[list(areas[0].members.labels).index(street[0])]
     ua = run_uncertainty(app, [], areas=areas)
     nominal, _ = _area_rows(app, units_df, period, con)
     for a in areas:
