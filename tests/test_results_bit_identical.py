@@ -6,8 +6,11 @@ of the sample carried float noise such as 0.9999999999999929); every other colum
 to 3898db6's before the fixture was regenerated. Second intended change (issue 16): fact_ranking.stage of every
 community row is the final review stage (2024Q4: 区复评), fact_score.value holds a reviewer's value that differs
 from the reported one (2 rows), and rank_low/rank_high are widened to hold the published rank or quota position
-(fact_ranking 20, fact_award 25 rows); verified column by column. Regenerate only for an intended change, and say
-which."""
+(fact_ranking 20, fact_award 25 rows); verified column by column. Third intended change (issue 16): streets and
+districts get a Monte Carlo rank interval, so fact_ranking.rank_median, rank_low and rank_high of the 160 street and
+32 district rows (all of them ranked, all 8 quarters) are no longer NULL; every other column of every row of
+fact_score, fact_ranking and fact_award, and every community row, was verified equal column by column to the
+digests above before the fixture was regenerated. Regenerate only for an intended change, and say which."""
 import json
 from pathlib import Path
 

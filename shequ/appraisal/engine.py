@@ -58,6 +58,11 @@ class Units:
     denominators: dict[str, np.ndarray] = field(default_factory=dict)
     extra: dict[str, np.ndarray] = field(default_factory=dict)       # values read by bonus / veto rules
     previous: np.ndarray | None = None     # last period's raw values (for last_value imputation)
+    # panel imputation (impute: panel): raw values of the same units in other quarters, T x n x m, with each
+    # quarter's time index (history_t, e.g. year * 4 + quarter) and the appraised quarter's (t_now)
+    history: np.ndarray | None = None
+    history_t: np.ndarray | None = None
+    t_now: float | None = None
     applicable: np.ndarray | None = None   # n x m, False where an indicator does not apply (村代居)
     manual_bonus: np.ndarray | None = None  # points from manual bonus events (shequ bonus add), per unit
     _groups: dict = field(default_factory=dict, repr=False)
@@ -121,7 +126,11 @@ def units_from_frame(df: pl.DataFrame, scheme: Scheme, unit: str, name: str | No
 
 
 def denominate(u: Units, scheme: Scheme) -> np.ndarray:
-    X = u.X.copy()
+    return _denominate(u.X, u, scheme)
+
+
+def _denominate(X: np.ndarray, u: Units, scheme: Scheme) -> np.ndarray:
+    X = X.copy()
     scale = float((scheme.section("denominate") or {}).get("scale", 1))
     for j, c in enumerate(u.indicators):
         d = scheme.nodes[c].denominator
@@ -153,6 +162,13 @@ def impute(X: np.ndarray, u: Units, scheme: Scheme, pool: np.ndarray | None = No
             if u.previous is None:
                 continue
             fill = u.previous
+        elif m == "panel":
+            if u.history is None or not len(u.history):
+                continue
+            # interpolated on the raw panel (COINr's impute_panel works on iData), then denominated by this
+            # quarter's denominators like every other value
+            fill = _denominate(panel_fill(u.X, u.history, u.history_t, u.t_now, step.get("type", "linear")),
+                               u, scheme)
         elif m == "constant":
             fill = np.full_like(X, float(step["value"]))
         elif m in ("mean", "median"):
@@ -172,6 +188,37 @@ def impute(X: np.ndarray, u: Units, scheme: Scheme, pool: np.ndarray | None = No
     if u.applicable is not None:
         X[~u.applicable] = np.nan          # not applicable is not missing: never imputed, weight re-normalised
     return X, was_missing & ~np.isnan(X)
+
+
+def panel_fill(X: np.ndarray, H: np.ndarray, times: np.ndarray, t_now: float, kind: str = "linear"
+               ) -> np.ndarray:
+    """Each unit's value at ``t_now`` from its own time series (the other quarters ``H``, T x n x m, at
+    ``times``), as COINr R/impute.R impute_panel(imp_type = "linear" | "constant"), which calls
+    stats::approx(time, y, xout = time, rule = 2, method): linear between the nearest observed quarter before
+    and the nearest after, y1 + (y2 - y1) (t - t1) / (t2 - t1); with only one side observed, rule = 2 takes
+    that side's nearest value (so a single observation is carried, COINr's "linear-constant"). "constant"
+    (approx's method = "constant", f = 0) takes the nearest earlier value, else the nearest later one. Where X
+    has a value it is returned unchanged; one pass per quarter, never per cell."""
+    times = np.asarray(times, float)
+    shape = X.shape
+    pv, pt = np.full(shape, np.nan), np.full(shape, np.nan)     # nearest observed before t_now
+    nv, nt = np.full(shape, np.nan), np.full(shape, np.nan)     # nearest observed after
+    for k in np.argsort(times, kind="stable"):                  # ascending: later quarters overwrite "before"
+        if times[k] < t_now:
+            ok = np.isfinite(H[k])
+            pv, pt = np.where(ok, H[k], pv), np.where(ok, times[k], pt)
+    for k in np.argsort(-times, kind="stable"):                 # descending: earlier quarters overwrite "after"
+        if times[k] > t_now:
+            ok = np.isfinite(H[k])
+            nv, nt = np.where(ok, H[k], nv), np.where(ok, times[k], nt)
+    both = np.isfinite(pv) & np.isfinite(nv)
+    if kind == "constant":
+        out = np.where(np.isfinite(pv), pv, nv)
+    else:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            lin = pv + (nv - pv) * (t_now - pt) / (nt - pt)
+        out = np.where(both, lin, np.where(np.isfinite(pv), pv, nv))
+    return np.where(np.isfinite(X), X, out)
 
 
 def _nanmedian0(seg: np.ndarray) -> np.ndarray:
@@ -255,16 +302,62 @@ def treat_column(x: np.ndarray, skew_max: float, kurt_max: float, winmax: int, f
         f[hi] = 1
     if lo is not None:
         f[lo] = -1
-    if fails(v)[0] and fallback in ("log", "log_ct"):
-        lo, hi = orig.min(), orig.max()
-        v = np.log(orig - lo + 0.01 * (hi - lo))
-        f[:] = 2
-        label = "log"
+    fb = fallback_spec(fallback)
+    if fails(v)[0] and fb is not None:
+        fn, code, label = fallback_fit(orig, fb)
+        v = fn(orig, True)
+        f[:] = code
     else:
         label = f"winsorised {int((f == -1).sum())} low, {int((f == 1).sum())} high" if f.any() else "none"
     x[ok] = v
     flags[ok] = f
     return x, flags, label
+
+
+FALLBACKS = {"log", "log_ct", "log_ct_plus", "boxcox"}
+
+
+def fallback_spec(fallback) -> dict | None:
+    """The treat section's ``fallback``: a name (log, log_CT_plus) or a mapping {method: boxcox, lambda, makepos}."""
+    if fallback in (None, "none", False):
+        return None
+    fb = dict(fallback) if isinstance(fallback, dict) else {"method": fallback}
+    fb["method"] = str(fb.get("method", "")).lower()
+    if fb["method"] not in FALLBACKS:
+        raise SchemeError(f"treat.fallback {fb['method']!r} 不支持（可用：log、log_CT_plus、boxcox）")
+    if fb["method"] == "boxcox" and not _is_number(fb.get("lambda")):
+        raise SchemeError("treat.fallback 为 boxcox 时需要数值 lambda（如 {method: boxcox, lambda: 0.5}）")
+    return fb
+
+
+def fallback_fit(orig: np.ndarray, fb: dict):
+    """The non-linear transformation applied to the ORIGINAL column when winsorisation fails (COINr Treat(),
+    combine_treat = FALSE), with its parameters fitted on ``orig`` (the pool). Returns (fn, flag code, label):
+    fn(values, fitted) transforms values; for units outside the pool (fitted=False) the shift is held at the
+    pool's bounds so the logarithm stays defined."""
+    lo, hi = float(orig.min()), float(orig.max())
+    a = 0.01 * (hi - lo)
+    m = fb["method"]
+    if m in ("log", "log_ct"):
+        # COINr R/treat.R log_CT(): log(x - min(x) + 0.01 (max(x) - min(x)))
+        return (lambda x, fitted: np.log(x - lo + a) if fitted else np.log(np.maximum(x - lo, 0) + a)), 2, "log"
+    if m == "log_ct_plus":
+        # COINr R/treat.R log_CT_plus(): a = 0.01 (max - min); skew(x) > 0: log(x - min + a), else the mirrored
+        # -log(max + a - x), so a negatively skewed indicator is pulled the other way (skew as e1071 type 2)
+        if _moments(orig)[0] > 0:
+            return (lambda x, fitted: np.log(x - lo + a) if fitted else np.log(np.maximum(x - lo, 0) + a)), 2, "log"
+        return (lambda x, fitted: -np.log(hi + a - x) if fitted else -np.log(np.maximum(hi - x, 0) + a)), 2, "log_neg"
+    # boxcox: COINr R/treat.R boxcox(x, lambda, makepos = TRUE): makepos shifts x - min(x) + 1, then
+    # log(x) if lambda == 0 else (x^lambda - 1) / lambda (no optimisation of lambda)
+    lam = float(fb["lambda"])
+    makepos = bool(fb.get("makepos", True))
+
+    def boxcox(x, fitted):
+        if makepos:
+            x = (x - lo if fitted else np.maximum(x - lo, 0)) + 1
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.log(x) if lam == 0 else (x ** lam - 1) / lam
+    return boxcox, 3, "boxcox"
 
 
 def treat(X: np.ndarray, u: Units, scheme: Scheme, winmax: int | None = None, pool: np.ndarray | None = None
@@ -291,9 +384,10 @@ def treat(X: np.ndarray, u: Units, scheme: Scheme, winmax: int | None = None, po
             Xt[pool, j], flags[pool, j] = xt, f
             out = ~pool & np.isfinite(X[:, j])
             fin = np.isfinite(col)
-            if out.any() and fin.any() and label == "log":
-                lo, hi = col[fin].min(), col[fin].max()
-                Xt[out, j] = np.log(np.maximum(X[out, j] - lo, 0) + 0.01 * (hi - lo))
+            if out.any() and fin.any() and (f[fin] >= 2).any():
+                # transformed: map the screened-out units with the pool's fitted transformation
+                fn, _, _ = fallback_fit(col[fin], fallback_spec(spec.get("fallback")))
+                Xt[out, j] = fn(X[out, j], False)
             elif out.any() and fin.any() and label != "none":
                 Xt[out, j] = np.clip(X[out, j], xt[fin].min(), xt[fin].max())
         summary.append({"indicator": c, "low": int((f == -1).sum()), "high": int((f == 1).sum()),
@@ -316,14 +410,16 @@ def _by_group(x: np.ndarray, g: Groups | None, fn_global, fn_group):
     return fn_group(x, g)[g.inv]
 
 
-def normalise_column(x: np.ndarray, m: dict, direction: int, g: Groups | None, fit: np.ndarray | None = None
-                     ) -> np.ndarray:
+def normalise_column(x: np.ndarray, m: dict, direction: int, g: Groups | None, fit: np.ndarray | None = None,
+                     codes: np.ndarray | None = None) -> np.ndarray:
     """One indicator's scores. ``fit`` marks the units whose values set the relative parameters (eligible
-    units); the scores are computed for every unit."""
+    units); the scores are computed for every unit. ``codes`` (the unit codes) name dist2ref's reference unit."""
     method = m["method"]
     fit = np.ones(len(x), bool) if fit is None else fit
     xf = np.where(fit, x, np.nan)
     with np.errstate(invalid="ignore", divide="ignore"), _quiet():
+        if method in ("dist2max", "fracmax", "dist2ref"):
+            return _coinr_relative(x, xf, m, direction, g, codes)
         if method == "minmax":
             lo, hi = float(m.get("lo", 0)), float(m.get("hi", 100))
             xd = x * direction
@@ -346,8 +442,9 @@ def normalise_column(x: np.ndarray, m: dict, direction: int, g: Groups | None, f
                 mu, sd = mu[g.inv], np.sqrt(var)[g.inv]
             return np.where(sd > 0, (xd - mu) / np.where(sd > 0, sd, 1) * sd_t + mu_t, np.nan)
         if method in ("rank", "percentile"):
-            # ranks among the fitted (eligible) units, ties averaged; a unit outside the fit is placed against
-            # the same pool, so ineligible units cannot move anyone's score
+            # ranks among the fitted (eligible) units, ties averaged (or `ties: min | max`, R's rank(ties.method);
+            # COINr R/normalise.R n_rank() and n_prank() default to "min"); a unit outside the fit is placed
+            # against the same pool, so ineligible units cannot move anyone's score
             out = np.full(len(x), np.nan)
             groups = [np.arange(len(x))] if g is None else np.split(g.perm, g.starts[1:])
             for idx in groups:
@@ -356,7 +453,7 @@ def normalise_column(x: np.ndarray, m: dict, direction: int, g: Groups | None, f
                 ok = np.isfinite(v)
                 if not len(pool):
                     continue
-                r = _pool_rank(pool, v[ok])
+                r = _pool_rank(pool, v[ok], m.get("ties", "average"))
                 out[idx[ok]] = _percentile(r, len(pool)) if method == "percentile" else r
             return out
         if method == "goalposts":
@@ -426,12 +523,53 @@ def normalise_column(x: np.ndarray, m: dict, direction: int, g: Groups | None, f
     raise SchemeError(f"计分方法 {method!r} 不支持")
 
 
-def _pool_rank(pool_sorted: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Average rank (1..n, ties averaged, R's rank default) of each value among a sorted pool; a value that
-    is in the pool gets its own tie-averaged rank, a value outside it the rank it would take if inserted."""
+def _pool_rank(pool_sorted: np.ndarray, v: np.ndarray, ties: str = "average") -> np.ndarray:
+    """Rank (1..n, ascending) of each value among a sorted pool, ties as R's rank(ties.method): "average" (R's
+    default), "min" (the lowest rank of the tied run: COINr n_rank's default) or "max"; a value that is in the
+    pool gets its own tied rank, a value outside it the rank it would take if inserted."""
     below = np.searchsorted(pool_sorted, v, "left")
     upto = np.searchsorted(pool_sorted, v, "right")
+    if ties == "min":
+        return (below + 1).astype(float)
+    if ties == "max":
+        return (below + np.maximum(upto - below, 1)).astype(float)
     return below + np.maximum(upto - below, 1) / 2 + 0.5
+
+
+def _coinr_relative(x: np.ndarray, xf: np.ndarray, m: dict, direction: int, g: Groups | None,
+                    codes: np.ndarray | None) -> np.ndarray:
+    """COINr's dist2max, fracmax and dist2ref normalisations (R/normalise.R). As COINr's Normalise.numeric(),
+    the values are multiplied by the direction first; the parameters (min, max, reference) come from the fitted
+    units (``xf``, NaN outside the fit); ``scale`` multiplies the result (COINr's scale is 1)."""
+    method = m["method"]
+    scale = float(m.get("scale", 1))
+    xd, xfd = x * direction, xf * direction
+    mn = _by_group(xfd, g, lambda a: np.nanmin(a), lambda a, gg: gg.reduce(a, np.fmin))
+    mx = _by_group(xfd, g, lambda a: np.nanmax(a), lambda a, gg: gg.reduce(a, np.fmax))
+    if method == "dist2max":
+        # COINr n_dist2max(): 1 - (max(x) - x) / (max(x) - min(x)); a range of 0 gives NaN (COINr warns, NaN)
+        rng = mx - mn
+        out = np.where(rng > 0, 1 - (mx - xd) / np.where(rng > 0, rng, 1), np.nan)
+        return np.clip(out, 0, 1) * scale        # a unit outside the fit is held to the same [0, 1]
+    if method == "fracmax":
+        # COINr n_fracmax(): x / max(x)
+        return xd / mx * scale
+    # dist2ref: COINr n_dist2ref(x, iref, cap_max): 1 - (x[iref] - x) / (x[iref] - min(x)), capped at 1 when
+    # cap_max. The reference is a unit, named by its code (`ref`) or by COINr's 1-based position (`iref`).
+    if "ref" in m:
+        hit = np.nonzero(np.asarray(codes if codes is not None else [], dtype=object) == str(m["ref"]))[0]
+        if not len(hit):
+            raise SchemeError(f"dist2ref 的参照单位 {m['ref']!r} 不在数据中")
+        iref = int(hit[0])
+    else:
+        iref = int(m["iref"]) - 1
+        if not 0 <= iref < len(x):
+            raise SchemeError(f"dist2ref 的 iref {m['iref']!r} 应在 1 到 {len(x)} 之间")
+    xref = xd[iref]
+    y = 1 - (xref - xd) / (xref - mn)
+    if m.get("cap_max", False):
+        y = np.where(y > 1, 1.0, y)
+    return y * scale
 
 
 def _percentile(r: np.ndarray, n: int) -> np.ndarray:
@@ -453,7 +591,8 @@ def normalise(X: np.ndarray, u: Units, scheme: Scheme, fit: np.ndarray | None = 
         m = scheme.method_of(c)
         if relative_override is not None and m["method"] in RELATIVE:
             m = {**relative_override, "within": m.get("within")}
-        S[:, j] = normalise_column(X[:, j], m, scheme.nodes[c].direction, u.grouping(m.get("within")), fit)
+        S[:, j] = normalise_column(X[:, j], m, scheme.nodes[c].direction, u.grouping(m.get("within")), fit,
+                                   codes=u.codes)
     return S
 
 
@@ -490,11 +629,28 @@ def aggregate(S: np.ndarray, u: Units, scheme: Scheme, weights: dict[str, float]
     vals = {c: S[:, j] for j, c in enumerate(u.indicators)}
     floor = (scheme.section("aggregate") or {}).get("geometric_floor")
     for node in scheme.aggregates:
-        kids = scheme.children(node)
-        C = np.column_stack([vals[k] for k in kids])
-        w = np.array([(weights or {}).get(k, scheme.nodes[k].weight) for k in kids], dtype=float)
-        vals[node] = aggregate_rows(C, w, method or scheme.aggregation_of(node), floor)
+        vals[node] = node_scores(scheme, node, vals, weights, method, floor)
     return {c: vals[c] for c in scheme.aggregates}
+
+
+def node_scores(scheme: Scheme, node: str, vals: dict[str, np.ndarray], weights: dict[str, float] | None = None,
+                method: str | None = None, floor: float | None = None) -> np.ndarray:
+    """One aggregate's scores from its children's (``vals`` holds every node computed so far), or a derived
+    node's from its two operands: ratio a / b (NaN where b is 0), product a x b, difference a - b. A derived node
+    takes no weights and no aggregation override (GDI = HDI_female / HDI_male whatever the Monte Carlo draws)."""
+    d = scheme.nodes[node].derive
+    if d:
+        a, b = vals[d["of"][0]], vals[d["of"][1]]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            if d["op"] == "ratio":
+                return np.where(b != 0, a / np.where(b != 0, b, 1.0), np.nan)
+            if d["op"] == "product":
+                return a * b
+            return a - b
+    kids = scheme.children(node)
+    C = np.column_stack([vals[k] for k in kids])
+    w = np.array([(weights or {}).get(k, scheme.nodes[k].weight) for k in kids], dtype=float)
+    return aggregate_rows(C, w, method or scheme.aggregation_of(node), floor)
 
 
 # ---- rounding, ranks, grades ------------------------------------------------------------------------------
@@ -745,8 +901,10 @@ def _apply_relative(m: dict, d: int, x: float, pool: np.ndarray) -> float:
             else np.nan
     if method in ("percentile", "rank"):
         v = np.sort(pool * d)
-        r = _pool_rank(v, np.array([x * d]))
+        r = _pool_rank(v, np.array([x * d]), m.get("ties", "average"))
         return float((_percentile(r, len(v)) if method == "percentile" else r)[0])
+    if method in ("dist2max", "fracmax"):
+        return float(_coinr_relative(np.array([x]), np.concatenate([[np.nan], pool]), m, d, None, None)[0])
     if method == "distance_to_target":
         t, scale = float(m["target"]), float(m.get("scale", 100))
         base = pool.min() if d > 0 else pool.max()

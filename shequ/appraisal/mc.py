@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .engine import Appraisal, Groups, adjust_scores, aggregate_rows, normalise, round_scores, treat
+from .engine import Appraisal, Groups, adjust_scores, node_scores, normalise, round_scores, treat
 
 
 @dataclass
@@ -27,11 +27,21 @@ class Series:
 
 
 @dataclass
+class AreaSeries:
+    """Areas (streets, districts) scored in every draw as the mean of their eligible members' index scores
+    (areas: member_mean) and ranked within their parent area, as store._area_rows does for the nominal run."""
+    name: str
+    members: Groups                     # units grouped by area (area i = members.labels[i])
+    parent: np.ndarray                  # per area: the parent's code (rank scope)
+    eligible: np.ndarray                # per area: ranked (coverage >= areas.min_coverage and a score)
+
+
+@dataclass
 class Uncertainty:
     draws: int
     seed: int
     params: list[dict]                         # what each draw used
-    stats: dict[str, dict[str, np.ndarray]]    # series name -> {mean, median, q_low, q_high}
+    stats: dict[str, dict[str, np.ndarray]]    # series name -> {mean, median, q_low, q_high}; area series too
     quantiles: tuple[float, float]
 
 
@@ -59,7 +69,9 @@ def _ranks_in_order(order: np.ndarray, score: np.ndarray, mask: np.ndarray, g: G
 
 
 def run_uncertainty(app: Appraisal, series: list[Series], draws: int | None = None, seed: int | None = None,
-                    threads: int | None = None) -> Uncertainty:
+                    threads: int | None = None, areas: list[AreaSeries] = ()) -> Uncertainty:
+    """``areas``: streets / districts re-scored from each draw's community index scores and ranked within their
+    parent; their statistics are returned under the area series' names (ranks of the areas, in label order)."""
     scheme, u = app.scheme, app.units
     spec = scheme.section("uncertainty") or {}
     draws = int(draws if draws is not None else spec.get("draws", 100))
@@ -85,6 +97,11 @@ def run_uncertainty(app: Appraisal, series: list[Series], draws: int | None = No
     for k, s in enumerate(series):
         by_node.setdefault(s.node, []).append(k)
     ranks = [np.zeros((draws, u.n), dtype=np.int32) for _ in series]
+    area_ranks = [np.zeros((draws, a.members.n), dtype=np.int32) for a in areas]
+    area_groups = [Groups(a.parent) for a in areas]
+    elig_finite = app.eligible & np.isfinite(app.score)      # members counted in the nominal area means
+    a_counts = {a.name: np.bincount(a.members.inv, weights=elig_finite.astype(float), minlength=a.members.n)
+                for a in areas}
     level = {c: scheme.nodes[c].level for c in scheme.nodes}
     parent = {c: scheme.nodes[c].parent for c in scheme.nodes}
     # An aggregate whose subtree has no noisy weight depends only on (winsorisation depth, normalisation,
@@ -92,8 +109,14 @@ def run_uncertainty(app: Appraisal, series: list[Series], draws: int | None = No
     # community scheme that is every category, so a draw only re-aggregates the index.
     fixed: dict[str, bool] = {}
     for c in scheme.aggregates:
+        if scheme.nodes[c].derive:       # no weights of its own: fixed when its operands are
+            fixed[c] = all(scheme.nodes[k].kind == "indicator" or fixed[k] for k in scheme.nodes[c].derive["of"])
+            continue
         fixed[c] = all(noise.get(level[k]) is None and (scheme.nodes[k].kind == "indicator" or fixed[k])
                        for k in scheme.children(c))
+    # indicators a non-fixed derived node is computed from (kept with the cached nodes)
+    operands = {k for c in scheme.aggregates if scheme.nodes[c].derive and not fixed[c]
+                for k in scheme.nodes[c].derive["of"]}
     cache: dict[tuple, dict[str, np.ndarray]] = {}
     locks: dict[tuple, threading.Lock] = {}
     cache_lock = threading.Lock()
@@ -117,14 +140,11 @@ def run_uncertainty(app: Appraisal, series: list[Series], draws: int | None = No
                     for node in scheme.aggregates:
                         if not fixed[node]:
                             continue
-                        kids = scheme.children(node)
-                        C = np.column_stack([vals[k] for k in kids])
-                        wts = np.array([scheme.nodes[k].weight for k in kids], dtype=float)
-                        vals[node] = aggregate_rows(C, wts, agg or scheme.aggregation_of(node), floor)
+                        vals[node] = node_scores(scheme, node, vals, None, agg, floor)
                         keep[node] = vals[node]
-                    # indicators feeding a non-fixed parent are kept too
+                    # indicators feeding a non-fixed parent (or a non-fixed derived node) are kept too
                     for c in u.indicators:
-                        if parent[c] is not None and not fixed.get(parent[c], True):
+                        if (parent[c] is not None and not fixed.get(parent[c], True)) or c in operands:
                             keep[c] = vals[c]
                     out[agg] = keep
                 cache[key] = out
@@ -148,10 +168,7 @@ def run_uncertainty(app: Appraisal, series: list[Series], draws: int | None = No
         for node in scheme.aggregates:
             if node in vals:
                 continue
-            kids = scheme.children(node)
-            C = np.column_stack([vals[k] for k in kids])
-            wts = np.array([weights.get(k, scheme.nodes[k].weight) for k in kids], dtype=float)
-            vals[node] = aggregate_rows(C, wts, agg or scheme.aggregation_of(node), floor)
+            vals[node] = node_scores(scheme, node, vals, weights, agg, floor)
         score, *_ = adjust_scores(u, scheme, vals[scheme.root], names=False, values=app.imputed)
         for node, ks in by_node.items():
             v = score if node == scheme.root else vals[node]
@@ -161,6 +178,22 @@ def run_uncertainty(app: Appraisal, series: list[Series], draws: int | None = No
             order = np.argsort(-v, kind="stable")          # NaN last; one sort per node
             for k in ks:   # each series ranks its own units (eligible units, or a tier's candidates)
                 ranks[k][i] = _ranks_in_order(order, v, masks[k], groups[k])
+        if areas:
+            # the area score is the mean of the eligible members' (unrounded) index scores, as _area_rows; one
+            # bincount per level (sequential over the units: ~6x faster than a gather by group at 600,000 units)
+            ok_u = app.eligible & np.isfinite(score)
+            member = np.where(ok_u, score, 0.0)
+            for a, ag, R in zip(areas, area_groups, area_ranks):
+                cnt = a_counts[a.name] if np.array_equal(ok_u, elig_finite) else \
+                    np.bincount(a.members.inv, weights=ok_u.astype(float), minlength=a.members.n)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    v = np.where(cnt > 0, np.bincount(a.members.inv, weights=member, minlength=a.members.n)
+                                 / np.maximum(cnt, 1), np.nan)
+                if basis == "rounded":
+                    v = round_scores(v, digits, mode)
+                ok = a.eligible & np.isfinite(v)
+                v = np.where(ok, v, np.nan)
+                R[i] = _ranks_in_order(np.argsort(-v, kind="stable"), v, ok, ag)
         params[i] = {"winmax": w, "normalise": (norms[ni] or {}).get("method"), "aggregation": agg,
                      "weights": {k: round(v, 6) for k, v in weights.items()}}
 
@@ -174,6 +207,8 @@ def run_uncertainty(app: Appraisal, series: list[Series], draws: int | None = No
     stats = {}
     for s, R, m in zip(series, ranks, masks):
         stats[s.name] = _rank_stats(R, m, (q_lo, q_hi))
+    for a, R in zip(areas, area_ranks):
+        stats[a.name] = _rank_stats(R, a.eligible, (q_lo, q_hi))
     return Uncertainty(draws=draws, seed=seed, params=params, stats=stats, quantiles=(q_lo, q_hi))
 
 

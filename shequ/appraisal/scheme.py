@@ -18,10 +18,12 @@ import yaml
 from ..config import DEFAULT_SCHEME
 
 NORMALISERS = {"minmax", "zscore", "rank", "percentile", "goalposts", "distance_to_target", "target", "deduction",
-               "ordinal", "flag", "band", "identity"}
-RELATIVE = {"minmax", "zscore", "rank", "percentile", "distance_to_target"}  # depend on the other units
+               "ordinal", "flag", "band", "identity", "dist2max", "fracmax", "dist2ref"}
+RELATIVE = {"minmax", "zscore", "rank", "percentile", "distance_to_target",   # depend on the other units
+            "dist2max", "fracmax", "dist2ref"}
 AGGREGATIONS = {"arithmetic", "geometric", "harmonic"}
-IMPUTERS = {"mean", "median", "group_mean", "group_median", "last_value", "constant"}
+DERIVE_OPS = {"ratio", "product", "difference"}   # a node computed from two other nodes' scores (GDI = ratio)
+IMPUTERS = {"mean", "median", "group_mean", "group_median", "last_value", "constant", "panel"}
 VETO_EFFECTS = {"exclude_titles", "drop_grade", "cap_score"}
 
 
@@ -35,13 +37,14 @@ class Node:
     name: str
     parent: str | None
     weight: float = 1.0
-    kind: str = "indicator"            # indicator | aggregate
+    kind: str = "indicator"            # indicator | aggregate | derived
     direction: int = 1                 # +1 higher is better, -1 lower is better
     denominator: str | None = None     # unit column the raw value is divided by (COINr Denominate)
     normalise: dict = field(default_factory=dict)   # method + params; {} = the scheme default
     treat: bool | None = None          # None = scheme default (relative methods only)
     aggregation: str | None = None     # aggregates only; None = scheme default
     level: int = 1                     # 1 = indicator; an aggregate is 1 + its highest child level
+    derive: dict | None = None         # derived nodes: {op: ratio | product | difference, of: [a, b]}
 
 
 @dataclass
@@ -62,8 +65,9 @@ class Scheme:
 
     @property
     def aggregates(self) -> list[str]:
-        """Aggregates bottom-up: every child is computed before its parent."""
-        return sorted((c for c, n in self.nodes.items() if n.kind == "aggregate"),
+        """Aggregates and derived nodes bottom-up: every child (and every operand of a derived node) is computed
+        before the node that uses it."""
+        return sorted((c for c, n in self.nodes.items() if n.kind in ("aggregate", "derived")),
                       key=lambda c: (self.nodes[c].level, c))
 
     def children(self, code: str) -> list[str]:
@@ -87,6 +91,8 @@ class Scheme:
         return m
 
     def aggregation_of(self, code: str) -> str:
+        if self.nodes[code].derive:
+            return self.nodes[code].derive["op"]
         return self.nodes[code].aggregation or (self.section("aggregate") or {}).get("method", "arithmetic")
 
     def treated(self, code: str) -> bool:
@@ -210,10 +216,15 @@ def load_scheme(path: Path | str = DEFAULT_SCHEME) -> Scheme:
         norm = r.get("normalise") or {k: r[k] for k in ("method",) if r.get(k)}
         if isinstance(norm, str):
             norm = {"method": norm}
+        derive = r.get("derive")
+        if derive is not None:
+            derive = _derive_spec(path, code, derive)
         nodes[code] = Node(code=code, name=str(r.get("name") or code), parent=r.get("parent") or None,
-                           weight=float(r.get("weight", 1.0)), kind=r.get("kind", "indicator"),
+                           weight=float(r.get("weight", 1.0)),
+                           kind="derived" if derive else r.get("kind", "indicator"),
                            direction=_direction(r.get("direction")), denominator=r.get("denominator") or None,
-                           normalise=dict(norm), treat=r.get("treat"), aggregation=r.get("aggregation"))
+                           normalise=dict(norm), treat=r.get("treat"), aggregation=r.get("aggregation"),
+                           derive=derive)
     roots = [c for c, n in nodes.items() if n.parent is None]
     root = tree.get("root") or (roots[0] if len(roots) == 1 else None)
     if root is None or root not in nodes:
@@ -229,11 +240,23 @@ def load_scheme(path: Path | str = DEFAULT_SCHEME) -> Scheme:
             raise SchemeError(f"评价方案 {path}：汇总节点 {c} 没有下级")
         if n.kind == "indicator" and c in has_child:
             raise SchemeError(f"评价方案 {path}：指标 {c} 不能有下级")
+        if n.derive:
+            for k in n.derive["of"]:
+                if k not in nodes:
+                    raise SchemeError(f"评价方案 {path}：派生节点 {c} 引用的节点 {k} 不存在")
+                if k == c:
+                    raise SchemeError(f"评价方案 {path}：派生节点 {c} 不能引用自身")
+            stray = [k for k, m in nodes.items() if m.parent == c and k not in n.derive["of"]]
+            if stray:
+                raise SchemeError(f"评价方案 {path}：派生节点 {c} 的下级 {stray} 不是它的运算对象 {n.derive['of']}"
+                                  f"（派生节点由 of 中的节点计算，不做加权汇总）")
 
     def level(c: str, seen=()) -> int:
         if c in seen:
             raise SchemeError(f"评价方案 {path}：树中有环（{c}）")
         kids = [k for k, n in nodes.items() if n.parent == c]
+        if nodes[c].derive:        # a derived node comes after every node it is computed from
+            kids = list(dict.fromkeys([*kids, *nodes[c].derive["of"]]))
         return 1 if not kids else 1 + max(level(k, (*seen, c)) for k in kids)
 
     for c in nodes:
@@ -245,12 +268,36 @@ def load_scheme(path: Path | str = DEFAULT_SCHEME) -> Scheme:
     return scheme
 
 
+def _derive_spec(path, code: str, d) -> dict:
+    """A derived node's `derive: {op: ratio | product | difference, of: [a, b]}` (score = a / b, a x b, a - b)."""
+    if not isinstance(d, dict):
+        raise SchemeError(f"评价方案 {path}：节点 {code} 的 derive 应为映射，如 {{op: ratio, of: [HDI_f, HDI_m]}}")
+    op = d.get("op")
+    if op not in DERIVE_OPS:
+        raise SchemeError(f"评价方案 {path}：派生节点 {code} 的运算 {op!r} 不支持（可用：ratio 比值、product 乘积、"
+                          f"difference 差值）")
+    of = d.get("of")
+    if not isinstance(of, list) or len(of) != 2:
+        raise SchemeError(f"评价方案 {path}：派生节点 {code} 的 of 应恰好列出两个节点（如 [HDI_f, HDI_m]），"
+                          f"而不是 {of!r}")
+    return {"op": op, "of": [str(k) for k in of]}
+
+
 def _validate(s: Scheme) -> None:
+    from .engine import fallback_spec
+
     where = f"评价方案 {s.path}"
     for c in s.indicators:
         m = s.method_of(c)
         if m.get("method") not in NORMALISERS:
             raise SchemeError(f"{where}：指标 {c} 的计分方法 {m.get('method')!r} 不支持（可用：{sorted(NORMALISERS)}）")
+        if m["method"] == "dist2ref":
+            if "ref" not in m and "iref" not in m:
+                raise SchemeError(f"{where}：指标 {c} 的 dist2ref 方法需要参照单位 ref（单位代码）或 iref（序号）")
+            if m.get("within"):
+                raise SchemeError(f"{where}：指标 {c} 的 dist2ref 方法只有一个参照单位，不能按 within 分组")
+        if m["method"] in ("rank", "percentile") and m.get("ties", "average") not in ("average", "min", "max"):
+            raise SchemeError(f"{where}：指标 {c} 的 ties 应为 average、min 或 max")
         if m["method"] in ("target", "deduction", "distance_to_target") and "target" not in m:
             raise SchemeError(f"{where}：指标 {c} 的 {m['method']} 方法需要 target")
         if m["method"] in ("goalposts", "band") and not {"min", "max"} <= set(m):
@@ -258,11 +305,22 @@ def _validate(s: Scheme) -> None:
         if m["method"] == "ordinal" and not m.get("map"):
             raise SchemeError(f"{where}：指标 {c} 的 ordinal 方法需要 map")
     for c in s.aggregates:
+        if s.nodes[c].derive:
+            continue
         if s.aggregation_of(c) not in AGGREGATIONS:
             raise SchemeError(f"{where}：节点 {c} 的汇总方法 {s.aggregation_of(c)!r} 不支持")
     for step in s.section("impute") or []:
         if step.get("method") not in IMPUTERS:
             raise SchemeError(f"{where}：插补方法 {step.get('method')!r} 不支持（可用：{sorted(IMPUTERS)}）")
+        if step["method"] == "panel" and step.get("type", "linear") not in ("linear", "constant"):
+            raise SchemeError(f"{where}：面板插补 panel 的 type 应为 linear（线性插值）或 constant（取前一个季度）")
+        if step["method"] == "panel" and not (isinstance(step.get("window", 4), int) and step.get("window", 4) >= 1):
+            raise SchemeError(f"{where}：面板插补 panel 的 window（前后各取几个季度）应为正整数，而不是 "
+                              f"{step.get('window')!r}")
+    try:
+        fallback_spec((s.section("treat") or {}).get("fallback"))
+    except SchemeError as e:
+        raise SchemeError(f"{where}：{e}") from None
     for v in (s.section("adjust") or {}).get("vetoes") or []:
         if v.get("effect") not in VETO_EFFECTS:
             raise SchemeError(f"{where}：否决项 {v.get('name')} 的效果 {v.get('effect')!r} 不支持")

@@ -16,14 +16,14 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from ..periods import previous_quarter
+from ..periods import previous_quarter, split_quarter
 from ..warehouse import bind, model_sql, transaction
 from .engine import Appraisal, Groups, Units, grade_of, rank_desc, round_scores, run, score_components
-from .mc import Series, run_uncertainty
+from .mc import AreaSeries, Series, run_uncertainty
 from .scheme import Scheme, SchemeError
 
 SCOPES = ("street", "district", "city")
-FLAG_NAMES = {1: "winsorised_high", -1: "winsorised_low", 2: "log"}
+FLAG_NAMES = {1: "winsorised_high", -1: "winsorised_low", 2: "log", 3: "boxcox"}
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -88,6 +88,10 @@ def load_units(con: duckdb.DuckDBPyConnection, period_key: str, scheme: Scheme,
     if any(s.get("method") == "last_value" for s in scheme.section("impute") or []):
         prev = _matrix(con, previous_quarter(period_key), codes, by="community_code")[:, :len(scheme.indicators)]
     m = len(scheme.indicators)
+    history = history_t = t_now = None
+    panel = [s for s in scheme.section("impute") or [] if s.get("method") == "panel"]
+    if panel:   # only when the scheme asks for it: the default scheme reads one quarter (and the previous one)
+        history, history_t, t_now = _panel_history(con, period_key, codes, m, panel)
     na = dict(con.execute("SELECT indicator_code, not_applicable_to FROM dim_indicator "
                           "WHERE not_applicable_to IS NOT NULL").fetchall())
     ctype = units_df["community_type"].to_numpy()
@@ -98,8 +102,8 @@ def load_units(con: duckdb.DuckDBPyConnection, period_key: str, scheme: Scheme,
     groups = {g: units_df[g].to_numpy() for g in ("street_code", "district_code", "city_code", "province_code")}
     u = Units(codes=units_df["community_code"].to_numpy(), names=units_df["name"].to_numpy(), X=M[:, :m],
               indicators=list(scheme.indicators), groups=groups, previous=prev, applicable=applicable,
-              extra={c: M[:, m + k] for k, c in enumerate(codes[m:])},
-              manual_bonus=_manual_bonus(con, period_key, units_df))
+              extra={c: M[:, m + k] for k, c in enumerate(codes[m:])}, history=history, history_t=history_t,
+              t_now=t_now, manual_bonus=_manual_bonus(con, period_key, units_df))
     return u, units_df
 
 
@@ -117,6 +121,27 @@ def _manual_bonus(con, period_key: str, units_df: pl.DataFrame) -> np.ndarray | 
         if code in pos:
             out[pos[code]] = pts
     return out
+
+
+def _quarter_index(key: str) -> int:
+    y, q = split_quarter(key)
+    return y * 4 + q - 1
+
+
+def _panel_history(con, period_key: str, codes: list[str], m: int, steps: list[dict]):
+    """The same communities' values in the quarters around ``period_key`` for panel imputation: up to
+    ``window`` quarters before (default 4) and, unless ``later: false``, up to ``window`` after that the
+    warehouse holds. Returns (T x n x m stack, quarter indices, this quarter's index)."""
+    window = max(int(s.get("window", 4)) for s in steps)
+    later = any(s.get("later", True) for s in steps)
+    now = _quarter_index(period_key)
+    held = [r[0] for r in con.execute("SELECT DISTINCT period_key FROM fact_indicator_value").fetchall()]
+    keys = sorted(k for k in held if k != period_key and 0 < abs(_quarter_index(k) - now) <= window
+                  and (later or _quarter_index(k) < now))
+    if not keys:
+        return np.zeros((0, con.execute("SELECT count(*) FROM _ap_units").fetchall()[0][0], m)), np.zeros(0), now
+    H = np.stack([_matrix(con, k, codes, by="community_code")[:, :m] for k in keys])
+    return H, np.array([_quarter_index(k) for k in keys], float), float(now)
 
 
 def _reviews(con, period_key: str) -> pl.DataFrame:
@@ -138,7 +163,7 @@ def _with_overrides(u: Units, rows: pl.DataFrame) -> Units:
             extra[r["indicator_code"]][i] = r["value"]
     return Units(codes=u.codes, names=u.names, X=X, indicators=u.indicators, groups=u.groups,
                  denominators=u.denominators, extra=extra, previous=u.previous, applicable=u.applicable,
-                 manual_bonus=u.manual_bonus)
+                 manual_bonus=u.manual_bonus, history=u.history, history_t=u.history_t, t_now=u.t_now)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -260,10 +285,44 @@ def _mc_for_awards(app: Appraisal, units_df: pl.DataFrame, draws: int | None, ca
     for (camp, tier), (mask, node, col) in (candidates or {}).items():
         if mask.any():
             series.append(Series(f"{camp}/{tier}", node, col, mask=mask))
-    ua = run_uncertainty(app, series, draws=draws)
+    areas = _area_series(app, units_df)
+    ua = run_uncertainty(app, series, draws=draws, areas=areas)
     by_scope = {s: ua.stats[f"{scheme.root}@{s}"] for s in SCOPES}
     by_tier = {k: ua.stats[f"{k[0]}/{k[1]}"] for k, (mask, _, _) in (candidates or {}).items() if mask.any()}
+    # streets and districts: rank statistics keyed by area code, for _area_rows
+    for a in areas:
+        by_scope[a.name] = {"codes": a.members.labels, **ua.stats[a.name]}
     return by_scope, by_tier, ua
+
+
+AREA_LEVELS = (("street", "street_code", "district_code"), ("district", "district_code", "city_code"))
+
+
+def _area_series(app: Appraisal, units_df: pl.DataFrame) -> list[AreaSeries]:
+    """Streets within districts and districts within cities for the Monte Carlo, scored as _area_rows scores
+    them (areas: member_mean; an area is ranked when at least min_coverage of its communities are ranked).
+    An area scored from its aggregated components (aggregate_components) gets no interval."""
+    spec = app.scheme.section("areas") or {"method": "member_mean", "min_coverage": 0.6}
+    if spec.get("method", "member_mean") != "member_mean":
+        return []
+    min_cov = float(spec.get("min_coverage", 0.0))
+    out = []
+    order = np.argsort(units_df["community_code"].to_numpy(), kind="stable")
+    pos = np.empty(len(order), np.int64)
+    pos[order] = np.arange(len(order))
+    for level, code, pcode in AREA_LEVELS:
+        g = Groups(units_df[code].to_numpy())
+        # the parent of an area: its first member by community code, as _area_rows takes it
+        first_pos = np.full(g.n, len(order), np.int64)
+        np.minimum.at(first_pos, g.inv, pos)
+        first = order[first_pos]
+        parent = units_df[pcode].to_numpy()[first]
+        n_ok = np.bincount(g.inv, weights=app.eligible.astype(float), minlength=g.n)
+        with np.errstate(invalid="ignore"):
+            score = g.nanmean(np.where(app.eligible, app.score, np.nan))
+        eligible = (n_ok / g.counts >= min_cov - 1e-12) & np.isfinite(score)
+        out.append(AreaSeries(f"@{level}", g, parent.astype(str), eligible))
+    return out
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -276,6 +335,11 @@ def _effective_weights(app: Appraisal) -> dict[str, np.ndarray]:
     share = {scheme.root: np.ones(app.units.n)}
     for node in reversed(scheme.aggregates):
         kids = scheme.children(node)
+        if scheme.nodes[node].derive:
+            # a ratio / product / difference has no weighted shares: its operands' weight is NULL
+            for k in kids:
+                share[k] = np.full(app.units.n, np.nan)
+            continue
         C = np.column_stack([app.node(k) for k in kids])
         w = np.array([scheme.nodes[k].weight for k in kids])
         W = np.where(np.isfinite(C), w, 0.0)
@@ -310,7 +374,8 @@ def _score_table(app: Appraisal, full: bool, reported: np.ndarray | None = None)
         F = np.zeros(S.shape, np.int8)
         F[:, :len(u.indicators)] = np.where(app.imputed_mask, 1, 0)
         tf = app.treat_flags
-        F[:, :len(u.indicators)] = np.where(tf == 1, 2, np.where(tf == -1, 3, np.where(tf == 2, 4, F[:, :len(u.indicators)])))
+        F[:, :len(u.indicators)] = np.where(tf == 1, 2, np.where(tf == -1, 3, np.where(tf == 2, 4, np.where(
+            tf == 3, 5, F[:, :len(u.indicators)]))))
     mask = np.isfinite(S)
     ent, col = np.nonzero(mask)
     level_of = [scheme.level_name(scheme.nodes[c].level) for c in nodes]
@@ -335,8 +400,10 @@ def _score_table(app: Appraisal, full: bool, reported: np.ndarray | None = None)
     return pa.table(out)
 
 
-def _area_rows(app: Appraisal, units_df: pl.DataFrame, period_key: str, con) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Street scores ranked within their district, district scores within their city (scheme: areas)."""
+def _area_rows(app: Appraisal, units_df: pl.DataFrame, period_key: str, con, mc: dict | None = None
+               ) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Street scores ranked within their district, district scores within their city (scheme: areas). ``mc``
+    (from _mc_for_awards) holds each area's Monte Carlo rank statistics under "@street" / "@district"."""
     scheme = app.scheme
     spec = scheme.section("areas") or {"method": "member_mean", "min_coverage": 0.6}
     method = spec.get("method", "member_mean")
@@ -373,12 +440,26 @@ def _area_rows(app: Appraisal, units_df: pl.DataFrame, period_key: str, con) -> 
                          gspec.get("bands") or [])
         grade[~eligible] = None
         n_ranked = np.bincount(g.inv, weights=eligible.astype(float), minlength=g.n)[g.inv].astype(int)
+        med = lo = hi = np.full(agg.height, np.nan)
+        st = (mc or {}).get(f"@{level}")
+        if st:
+            # the draws' median and 5th-95th percentile rank within the parent, widened to hold the nominal rank
+            # as the community rows are (the nominal configuration can be rarer than 1 draw in 20)
+            pos = {c: k for k, c in enumerate(st["codes"])}
+            at = np.array([pos[c] for c in agg["entity_code"].to_list()], dtype=np.int64)
+            med, lo, hi = st["median"][at], st["q_low"][at], st["q_high"][at]
+            has = np.isfinite(lo) & np.isfinite(rk)
+            lo, hi = np.where(has, np.fmin(lo, rk), np.nan), np.where(has, np.fmax(hi, rk), np.nan)
+            med = np.where(has, med, np.nan)
         out.append(pl.DataFrame({
             "entity_level": level, "entity_code": agg["entity_code"], "entity_name": agg["entity_name"],
             "community_key": pl.Series([None] * agg.height, dtype=pl.Int32), "scope_level": plevel,
             "scope_code": agg["scope_code"], "scope_name": agg["scope_name"],
             "score": pl.Series(sc).fill_nan(None), "score_rounded": pl.Series(sr).fill_nan(None),
             "rank": pl.Series(rk).fill_nan(None).cast(pl.Int32), "n_ranked": n_ranked,
+            "rank_median": pl.Series(med, dtype=pl.Float64).fill_nan(None),
+            "rank_low": pl.Series(lo, dtype=pl.Float64).fill_nan(None),
+            "rank_high": pl.Series(hi, dtype=pl.Float64).fill_nan(None),
             "grade": pl.Series(list(grade), dtype=pl.String), "coverage": agg["coverage"],
             "eligibility_reason": pl.Series([None if e else "coverage_below_min" for e in eligible],
                                             dtype=pl.String)}))
@@ -460,7 +541,7 @@ def appraise_period(con: duckdb.DuckDBPyConnection, period_key: str, scheme: Sch
     awards = with_intervals(awards, mc_tiers)
     clock("monte carlo")
     clock("titles")
-    area_rank, area_scores = _area_rows(app, units_df, period_key, con)
+    area_rank, area_scores = _area_rows(app, units_df, period_key, con, mc)
     clock("areas")
 
     p = {"q": period_key, "sid": scheme.scheme_id, "sv": scheme.version}
