@@ -200,15 +200,16 @@ def _print_summary(con, quarters: list[str], check_rows: list) -> None:
                   + ("" if not failed else "：" + "；".join(f"{q} {c}（{s}）" for q, a, c, s in failed[:8])))
     last = qs[-1]
     top = con.execute("""
-        SELECT scope_name, entity_name, round(score, 2), rank, grade FROM fact_ranking
+        SELECT scope_name, entity_name, round(score, 2), rank, grade, coalesce(vetoes, '') FROM fact_ranking
         WHERE period_key = ? AND entity_level = 'community' AND scope_level = 'city' AND rank <= 3
         ORDER BY scope_name, rank, entity_name""", [last]).fetchall()
     t = Table(title=f"{quarter_label(last)} 各市前三名社区")
-    for c in ("市", "社区", "得分", "名次", "等次"):
+    for c in ("市", "社区", "得分", "名次", "等次", "一票否决"):
         t.add_column(c)
     for r in top:
-        t.add_row(*[str(x) for x in r])
+        t.add_row(*[escape(str(x)) for x in r])
     console.print(t)
+    _print_vetoes(con, last, {r[1] for r in top})
     titles = con.execute("""SELECT campaign, tier, count(*), count(*) FILTER (WHERE tie_flag) FROM fact_award
                             WHERE period_key = ? GROUP BY 1, 2 ORDER BY 1, 2""", [last]).fetchall()
     if titles:
@@ -222,6 +223,27 @@ def _print_summary(con, quarters: list[str], check_rows: list) -> None:
             if st and not st["matches_live"]:
                 console.print(f"[yellow]{q} 已公示版本 {st['version_id']} 与本次结果不同：公示版本保持不变；"
                               f"如需更正请运行 shequ publish --quarter {q} 生成新版本（附差异清单）[/yellow]")
+
+
+def _print_vetoes(con, quarter: str, shown: set[str]) -> None:
+    """一票否决 in the summary: how many communities were hit, the rule in plain Chinese, and the explanation of
+    each vetoed community that ranks first in its district or appears in the table above (soft-wrapped, so a
+    sentence is never cut when piped)."""
+    from rich.markup import escape
+
+    from . import vetoes
+
+    for (sid,) in con.execute("SELECT DISTINCT scheme_id FROM fact_ranking WHERE period_key = ? ORDER BY 1",
+                              [quarter]).fetchall():
+        v = vetoes.explanations(con, quarter, sid)
+        if not v.height:
+            continue
+        console.print(f"{quarter_label(quarter)} 一票否决：{v.height} 个社区触及。"
+                      + escape(vetoes.rules_text(vetoes.scheme_for(sid))), soft_wrap=True)
+        for r in v.filter((v["rank"] == 1) | v["name"].is_in(list(shown))).iter_rows(named=True):
+            rank = f"区内第 {r['rank']} 名" if r["rank"] is not None else "未参评"
+            console.print(escape(f"  {r['district']} {r['name']}（{rank}，等次 {r['grade'] or '—'}）："
+                                 f"{r['detail'] or r['vetoes']}"), soft_wrap=True)
 
 
 # ------------------------------------------------------------------ publish
