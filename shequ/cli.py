@@ -357,6 +357,11 @@ def _export_gongshi(args, quarters: list[str] | None, src: Path) -> int:
     console.print(f"{quarter_label(q)} 公示表已写出 [bold]{out}[/bold]：称号 {info['titles']} 个，社区 "
                   f"{info['communities']} 个，" + (f"公示版本 {info['version_id']}" if info["version_id"]
                                                  else "未发布（预览）") + f"（读取 {src}）")
+    start, end = info["period"]
+    console.print(f"公示期 {start:%Y-%m-%d} 至 {end:%Y-%m-%d}；一票否决说明 {info['vetoed']} 个社区")
+    if info["unfilled"]:
+        console.print(f"[yellow]公示信息尚未填写：{'、'.join(info['unfilled'])}（表中标黄）。请在 {info['notice']} "
+                      "填写后重新导出，再打印张贴。[/yellow]")
     return 0
 
 

@@ -54,6 +54,28 @@ def rules_text(scheme) -> str:
               "但它的等次会降一档，或者不能获得称号。")
 
 
+def grades_text(scheme) -> str:
+    """How grades are given, e.g. 等次按综合得分（四舍五入保留 2 位小数）划分：85 分及以上为优秀，…"""
+    spec = (scheme.section("grades") or {}) if scheme is not None else {}
+    bands = spec.get("bands") or []
+    if not bands:
+        return ""
+    parts = []
+    for b in bands:
+        if "min" in b and "max" in b:
+            parts.append(f"{b['min']:g}–{b['max']:g} 分为{b['grade']}")
+        elif "min" in b:
+            parts.append(f"{b['min']:g} 分及以上为{b['grade']}" if b.get("min_inclusive", True)
+                         else f"高于 {b['min']:g} 分为{b['grade']}")
+        elif "max" in b:
+            parts.append(f"{b['max']:g} 分及以下为{b['grade']}")
+        else:
+            parts.append(f"其余为{b['grade']}")
+    digits = spec.get("round")
+    how = f"（四舍五入保留 {digits} 位小数）" if digits is not None else ""
+    return f"等次按综合得分{how}划分：" + "，".join(parts) + "。"
+
+
 def explanations(con: duckdb.DuckDBPyConnection, quarter: str, scheme: str = "default",
                  ranking: str = "fact_ranking") -> pl.DataFrame:
     """One row per community hit by a veto in ``quarter``: code, name, district, district rank, number ranked,
