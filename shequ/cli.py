@@ -353,7 +353,7 @@ def _export_gongshi(args, quarters: list[str] | None, src: Path) -> int:
         if not n:
             console.print(f"[yellow]{q} 没有 {args.scheme} 方案的评比结果，未写出公示表[/yellow]")
             return 1
-        info = write_gongshi_xlsx(con, out, q, args.scheme)
+        info = write_gongshi_xlsx(con, out, q, args.scheme, notice=getattr(args, "notice", None))
     console.print(f"{quarter_label(q)} 公示表已写出 [bold]{out}[/bold]：称号 {info['titles']} 个，社区 "
                   f"{info['communities']} 个，" + (f"公示版本 {info['version_id']}" if info["version_id"]
                                                  else "未发布（预览）") + f"（读取 {src}）")
@@ -450,6 +450,7 @@ def _main(argv: list[str] | None = None) -> int:
     e.add_argument("--quarter", help="季度或区间，如 2024Q3、2023Q1:2024Q4（sdmx 默认：全部季度；gongshi 必填，单个季度）")
     e.add_argument("--out", help="输出文件（默认 data/exports/sdmx_<季度>.csv 或 data/exports/gongshi_<季度>.xlsx）")
     e.add_argument("--scheme", default="default", help="评价方案 ID（gongshi；默认 default）")
+    e.add_argument("--notice", help="公示信息文件：公示期、异议受理、发布单位（gongshi；默认 models/publish/gongshi.yaml）")
     e.add_argument("--warehouse", help=f"DuckDB 仓库文件（默认 SHEQU_WAREHOUSE 或 {config.DEFAULT_WAREHOUSE}；读取其快照）")
     e.set_defaults(fn=cmd_export)
     rp = sub.add_parser("report", help="季度评比报告：一个离线可用的 HTML 文件（图表脚本内嵌）")
