@@ -1,0 +1,165 @@
+"""The notebooks in a real kernel, as an analyst opens them: each one is executed by nbclient with ipykernel
+against the snapshot of the test warehouse and exported to HTML with nbconvert. The export carries plotly.js
+once and one chart per chart cell (it works offline), the top-10 table shows every row, and the community profile
+explains its 一票否决. `shequ notebook` serves JupyterLab on 127.0.0.1 and SIGTERM stops it and its kernels.
+
+(tests/test_notebooks.py checks the notebooks' numbers by executing their code in the test process.)"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import nbformat
+import psutil
+import pytest
+from nbclient import NotebookClient
+from nbconvert import HTMLExporter
+from plotly.offline import get_plotlyjs
+
+from shequ.config import ROOT
+from shequ.warehouse import connect
+
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+PLOTLY_MIME = "application/vnd.plotly.v1+json"
+PORT = 3401                                      # this test's port (range 3400-3499)
+
+
+@pytest.fixture(scope="module")
+def executed(built, tmp_path_factory) -> dict:
+    """Every notebook executed in a fresh python3 kernel (environment: the test warehouse) and exported."""
+    env = dict(os.environ, SHEQU_WAREHOUSE=str(built["warehouse"]))
+    out = {}
+    old = os.environ.get("SHEQU_WAREHOUSE")
+    os.environ["SHEQU_WAREHOUSE"] = env["SHEQU_WAREHOUSE"]      # the kernel inherits this process's environment
+    try:
+        for path in NOTEBOOKS:
+            nb = nbformat.read(path, as_version=4)
+            NotebookClient(nb, timeout=600, kernel_name="python3",
+                           resources={"metadata": {"path": str(path.parent)}}).execute()
+            page, _ = HTMLExporter().from_notebook_node(nb)
+            (tmp_path_factory.mktemp("html") / f"{path.stem}.html").write_text(page, encoding="utf-8")
+            out[path.name] = (nb, page)
+    finally:
+        if old is None:
+            os.environ.pop("SHEQU_WAREHOUSE", None)
+        else:
+            os.environ["SHEQU_WAREHOUSE"] = old
+    return out
+
+
+def _chart_cells(nb) -> list:
+    """Code cells whose last line shows a figure (a name starting with fig)."""
+    return [c for c in nb.cells if c.cell_type == "code"
+            and re.fullmatch(r"fig\w*", c.source.strip().splitlines()[-1].strip())]
+
+
+@pytest.mark.parametrize("name", [p.name for p in NOTEBOOKS])
+def test_html_export_embeds_plotly_once_and_draws_every_chart(executed, name):
+    nb, page = executed[name]
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert not errors, errors
+    charts = _chart_cells(nb)
+    assert charts
+    for c in charts:                            # JupyterLab draws the plotly mime type; the export its HTML
+        kinds = [set(o.get("data", {})) for o in c.outputs if o.output_type in ("execute_result", "display_data")]
+        assert any({PLOTLY_MIME, "text/html"} <= k for k in kinds), (c.id, kinds)
+    bundle = get_plotlyjs()
+    assert page.count(bundle) == 1                                     # plotly.js inline once: works offline
+    assert "cdn.plot.ly" not in page
+    assert page.count('class="plotly-graph-div"') == len(charts)
+    assert page.count("Plotly.newPlot(") == len(charts)
+
+
+def test_top_ten_table_shows_every_row(executed, built):
+    nb, page = executed["quarter_overview.ipynb"]
+    with connect(built["warehouse"], read_only=True) as c:
+        q = c.execute("SELECT max(period_key) FROM fact_ranking WHERE scheme_id = 'default'").fetchall()[0][0]
+        top = c.execute("""SELECT entity_name FROM fact_ranking WHERE period_key = ? AND scheme_id = 'default'
+                           AND entity_level = 'community' AND scope_level = 'city' AND rank <= 10""",
+                        [q]).fetchall()
+    assert len(top) >= 30                                               # 3 cities x 10 (ties may add)
+    cell = next(c for c in nb.cells if c.get("id") == "c06")
+    table = next(o["data"]["text/html"] for o in cell.outputs if "text/html" in o.get("data", {}))
+    body = table[table.index("<tbody>"):table.index("</tbody>")]
+    assert body.count("<tr>") == len(top)
+    assert "&hellip;" not in body and "…" not in body
+    for (name,) in top:
+        assert name in body and name in page
+    assert "一票否决" in table
+
+
+def test_community_profile_explains_its_veto(executed, built):
+    nb, page = executed["community_profile.ipynb"]
+    with connect(built["warehouse"], read_only=True) as c:
+        details = [d for (d,) in c.execute("""SELECT detail FROM fact_explanation WHERE entity_code = '321204001001'
+                                              AND kind = 'veto' ORDER BY period_key, position""").fetchall()]
+    assert details, "the sample's 河南社区 is hit by a veto in some quarter"
+    cell = next(c for c in nb.cells if c.get("id") == "c14")
+    shown = "".join(o.get("text", "") + o.get("data", {}).get("text/html", "") for o in cell.outputs)
+    assert "名次只按综合得分从高到低排列" in shown
+    for d in details:
+        assert d in shown and d in page
+
+
+# ------------------------------------------------------------------ shequ notebook
+def _get(url: str, token: str) -> dict:
+    req = urllib.request.Request(url, headers={"Authorization": f"token {token}"})
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return json.loads(r.read())
+
+
+def test_shequ_notebook_serves_jupyterlab_and_sigterm_leaves_no_process(built, tmp_path):
+    token = "shequ-test-token"
+    env = dict(os.environ, JUPYTER_TOKEN=token, JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"),
+               JUPYTER_CONFIG_DIR=str(tmp_path / "config"), JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "ws"))
+    shequ = Path(sys.executable).with_name("shequ")
+    log = tmp_path / "notebook.log"              # a file, not a pipe nobody drains (JupyterLab logs a lot)
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen([str(shequ), "notebook", "--warehouse", str(built["warehouse"]), "--port",
+                                 str(PORT), "--no-browser"], env=env, stdout=fh, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    base = f"http://127.0.0.1:{PORT}"
+    try:
+        deadline = time.monotonic() + 180
+        status = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                status = _get(f"{base}/api/status", token)
+                break
+            except OSError:
+                time.sleep(1)
+        assert status is not None, log.read_text(errors="replace")
+        assert "started" in status
+        # bound to the loopback address only
+        jupyter = [p for p in psutil.Process(proc.pid).children(recursive=True) if "jupyterlab" in " ".join(
+            p.cmdline())]
+        assert len(jupyter) == 1
+        listening = {c.laddr.ip for c in jupyter[0].net_connections(kind="inet") if c.status == psutil.CONN_LISTEN}
+        assert listening == {"127.0.0.1"}
+        # a running kernel, as when a notebook is open
+        req = urllib.request.Request(f"{base}/api/kernels", data=b"{}", method="POST",
+                                     headers={"Authorization": f"token {token}", "Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            assert r.status == 201
+        time.sleep(2)
+        family = [jupyter[0], *jupyter[0].children(recursive=True)]
+        assert len(family) >= 2                                         # the server and its kernel
+        proc.send_signal(signal.SIGTERM)                                # the shequ process only
+        proc.wait(timeout=60)
+        gone, alive = psutil.wait_procs(family, timeout=10)
+        assert not alive, [(p.pid, p.cmdline()) for p in alive]
+        with pytest.raises(OSError):
+            _get(f"{base}/api/status", token)
+        assert "正在关闭 JupyterLab" in log.read_text(errors="replace")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        for p in psutil.process_iter(["cmdline"]):              # never leave a server on this test's port behind
+            if f"--ServerApp.port={PORT}" in " ".join(p.info["cmdline"] or []):
+                p.kill()
