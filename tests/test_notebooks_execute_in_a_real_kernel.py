@@ -28,7 +28,7 @@ from shequ.warehouse import connect
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
-PORT = 3401                                      # this test's port (range 3400-3499)
+PORT = 3401                                      # this test's ports: 3401, 3402 (range 3400-3499)
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +136,8 @@ def _get(url: str, token: str) -> dict:
         return json.loads(r.read())
 
 
-def test_shequ_notebook_serves_jupyterlab_and_sigterm_leaves_no_process(built, tmp_path):
+@pytest.mark.parametrize("sig, port", [(signal.SIGTERM, PORT), (signal.SIGINT, PORT + 1)], ids=["SIGTERM", "SIGINT"])
+def test_shequ_notebook_serves_jupyterlab_and_a_signal_leaves_no_process(built, tmp_path, sig, port):
     token = "shequ-test-token"
     env = dict(os.environ, JUPYTER_TOKEN=token, JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"),
                JUPYTER_CONFIG_DIR=str(tmp_path / "config"), JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "ws"))
@@ -144,9 +145,9 @@ def test_shequ_notebook_serves_jupyterlab_and_sigterm_leaves_no_process(built, t
     log = tmp_path / "notebook.log"              # a file, not a pipe nobody drains (JupyterLab logs a lot)
     with open(log, "wb") as fh:
         proc = subprocess.Popen([str(shequ), "notebook", "--warehouse", str(built["warehouse"]), "--port",
-                                 str(PORT), "--no-browser"], env=env, stdout=fh, stderr=subprocess.STDOUT,
+                                 str(port), "--no-browser"], env=env, stdout=fh, stderr=subprocess.STDOUT,
                                 start_new_session=True)
-    base = f"http://127.0.0.1:{PORT}"
+    base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180
         status = None
@@ -172,7 +173,7 @@ def test_shequ_notebook_serves_jupyterlab_and_sigterm_leaves_no_process(built, t
         time.sleep(2)
         family = [jupyter[0], *jupyter[0].children(recursive=True)]
         assert len(family) >= 2                                         # the server and its kernel
-        proc.send_signal(signal.SIGTERM)                                # the shequ process only
+        proc.send_signal(sig)                                           # the shequ process only
         proc.wait(timeout=60)
         gone, alive = psutil.wait_procs(family, timeout=10)
         assert not alive, [(p.pid, p.cmdline()) for p in alive]
@@ -183,5 +184,5 @@ def test_shequ_notebook_serves_jupyterlab_and_sigterm_leaves_no_process(built, t
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         for p in psutil.process_iter(["cmdline"]):              # never leave a server on this test's port behind
-            if f"--ServerApp.port={PORT}" in " ".join(p.info["cmdline"] or []):
+            if f"--ServerApp.port={port}" in " ".join(p.info["cmdline"] or []):
                 p.kill()

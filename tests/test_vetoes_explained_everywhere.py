@@ -120,3 +120,31 @@ def test_gongshi_workbook_explains_the_veto(built, tmp_path, leader):
     assert any(r[1].value == leader["name"] and r[5].value == 1 and r[8].value == leader["vetoes"]
                for r in ranks.iter_rows(min_row=4))
     assert any(rules_text(scheme_for("default")) == r[0].value for r in ranks.iter_rows(min_row=4))
+
+
+def test_a_veto_that_excludes_titles_is_explained_and_applied(workspace):
+    """A title holder given a 重大安全责任事故 loses its title, keeps the rank its score earns, and its explanation
+    says so (the sample has no such incident: it is planted in a copy)."""
+    from shequ.scoring import load_scheme, score_period
+
+    with connect(workspace["warehouse"]) as c:
+        code, key = c.execute("""
+            SELECT r.entity_code, r.community_key FROM fact_award a JOIN fact_ranking r
+              ON r.entity_code = a.entity_code AND r.period_key = a.period_key AND r.scope_level = 'district'
+            WHERE a.period_key = ? AND a.title = '区级示范社区' AND r.vetoes IS NULL
+              AND EXISTS (SELECT 1 FROM fact_indicator_value f WHERE f.community_key = r.community_key
+                          AND f.period_key = a.period_key AND f.indicator_code = 'major_incident')
+            ORDER BY r.rank, r.entity_code LIMIT 1""", [Q]).fetchall()[0]
+        c.execute("""UPDATE fact_indicator_value SET value = 2 WHERE community_key = ? AND period_key = ?
+                     AND indicator_code = 'major_incident'""", [key, Q])
+        score_period(c, Q, load_scheme(), draws=20)
+        rank, n, vetoes = c.execute("""SELECT rank, n_ranked, vetoes FROM fact_ranking WHERE entity_code = ?
+                                       AND period_key = ? AND scope_level = 'district'""", [code, Q]).fetchall()[0]
+        titles = c.execute("SELECT count(*) FROM fact_award WHERE entity_code = ? AND period_key = ?",
+                           [code, Q]).fetchall()[0][0]
+        (detail,) = c.execute("""SELECT detail FROM fact_explanation WHERE entity_code = ? AND period_key = ?
+                                 AND kind = 'veto'""", [code, Q]).fetchall()[0]
+    assert vetoes == "发生重大安全责任事故或群体性事件" and titles == 0
+    assert detail.startswith("一票否决“发生重大安全责任事故或群体性事件”：重大安全责任事故/群体性事件/非正常上访本季度为 2 起"
+                             "（大于 0 即否决）。后果：本季度不得评任何称号")
+    assert f"这一项否决只取消评优资格，所以本社区仍列区内第 {rank} 名（共 {n} 个社区参评）。" in detail
