@@ -148,6 +148,7 @@ def test_shequ_notebook_serves_jupyterlab_and_a_signal_leaves_no_process(built, 
                                  str(port), "--no-browser"], env=env, stdout=fh, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     base = f"http://127.0.0.1:{port}"
+    family: list = []
     try:
         deadline = time.monotonic() + 180
         status = None
@@ -183,6 +184,11 @@ def test_shequ_notebook_serves_jupyterlab_and_a_signal_leaves_no_process(built, 
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-        for p in psutil.process_iter(["cmdline"]):              # never leave a server on this test's port behind
+        for p in family:                                        # never leave this test's server or kernel behind
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
+        for p in psutil.process_iter(["cmdline"]):
             if f"--ServerApp.port={port}" in " ".join(p.info["cmdline"] or []):
                 p.kill()
