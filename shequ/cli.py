@@ -238,8 +238,9 @@ def _print_vetoes(con, quarter: str, shown: set[str]) -> None:
         v = vetoes.explanations(con, quarter, sid)
         if not v.height:
             continue
+        sdef = vetoes.scheme_for(sid)
         console.print(f"{quarter_label(quarter)} 一票否决：{v.height} 个社区触及。"
-                      + escape(vetoes.rules_text(vetoes.scheme_for(sid))), soft_wrap=True)
+                      + escape(vetoes.grades_text(sdef) + vetoes.rules_text(sdef)), soft_wrap=True)
         for r in v.filter((v["rank"] == 1) | v["name"].is_in(list(shown))).iter_rows(named=True):
             rank = f"区内第 {r['rank']} 名" if r["rank"] is not None else "未参评"
             console.print(escape(f"  {r['district']} {r['name']}（{rank}，等次 {r['grade'] or '—'}）："

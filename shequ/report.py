@@ -217,6 +217,8 @@ def headline(d: dict) -> dict:
         "checks_passed": int(d["checks"]["passed"].sum()) if d["checks"].height else 0,
         "reporting_rate": rec / exp if exp else None,
         "on_time_rate": ont / exp if exp else None,
+        "vetoed": d["vetoes"].height,
+        "vetoed_first": d["vetoes"].filter(pl.col("rank") == 1).height,
         "published": d["publication"]["version_id"] if d["publication"] else None,
         "published_matches": d["publication"]["matches_live"] if d["publication"] else None,
     }
@@ -233,6 +235,8 @@ def _cards(h: dict) -> str:
         ("平均得分", "—" if h["mean_score"] is None else f"{h['mean_score']:.2f}", "已排名社区的综合得分均值"),
         ("等次", "，".join(f"{g} {n}" for g, n in h["grades"].items()), "已排名社区"),
         ("称号", f"{h['titles']} 个", titles),
+        ("一票否决", f"{h['vetoed']} 个社区", f"其中 {h['vetoed_first']} 个仍列区内第 1 名：否决只降等次或取消评优资格，"
+                                              "不改变名次（见“等次与一票否决”）"),
         ("统计上并列", f"{h['tie_flag']} 个", f"蒙特卡洛名次区间跨过配额线；配额线上并列入选 {h['tied_at_quota']} 个"),
         ("检查通过", f"{h['checks_passed']} / {h['checks_total']}", "本季度全部质量检查项"),
         ("上报率", pct(h["reporting_rate"]), f"及时率 {pct(h['on_time_rate'])}"),
