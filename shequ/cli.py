@@ -200,7 +200,7 @@ def _print_summary(con, quarters: list[str], check_rows: list) -> None:
                   + ("" if not failed else "：" + "；".join(f"{q} {c}（{s}）" for q, a, c, s in failed[:8])))
     last = qs[-1]
     top = con.execute("""
-        SELECT scope_name, entity_name, round(score, 2), rank, grade, coalesce(vetoes, '') FROM fact_ranking
+        SELECT scope_name, entity_name, printf('%.2f', score_rounded), rank, grade, coalesce(vetoes, '') FROM fact_ranking
         WHERE period_key = ? AND entity_level = 'community' AND scope_level = 'city' AND rank <= 3
         ORDER BY scope_name, rank, entity_name""", [last]).fetchall()
     t = Table(title=f"{quarter_label(last)} 各市前三名社区")
