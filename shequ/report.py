@@ -492,6 +492,7 @@ table{border-collapse:collapse;margin:8px 0 14px;font-size:13px}
 th,td{border:1px solid #d9e2ec;padding:3px 8px;text-align:left;vertical-align:top}
 th{background:#f0f4f8}td.num{text-align:right;font-variant-numeric:tabular-nums}td.empty{color:#7b8794}
 .tie{color:#b45309;font-weight:bold}.gap{color:#7b8794}
+table.vetoes td:nth-child(-n+5),table.vetoes th{white-space:nowrap}
 nav a{margin-right:14px}details{margin:4px 0}details.district>summary{font-weight:bold;font-size:16px}
 details.community{margin-left:18px}dl{margin:4px 0 8px 18px}dt{font-weight:bold;margin-top:4px}dd{margin-left:18px}
 @media print{details{display:block}nav{display:none}}
