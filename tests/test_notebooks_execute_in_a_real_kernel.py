@@ -22,7 +22,7 @@ from nbclient import NotebookClient
 from nbconvert import HTMLExporter
 from plotly.offline import get_plotlyjs
 
-from browser_helpers import browser, open_html_collect_errors  # noqa: F401
+from browser_helpers import browser, new_page, open_html_collect_errors  # noqa: F401
 from shequ.config import ROOT
 from shequ.warehouse import connect
 
@@ -46,6 +46,7 @@ def executed(built, tmp_path_factory) -> dict:
             page, _ = HTMLExporter().from_notebook_node(nb)
             html_path = tmp_path_factory.mktemp("html") / f"{path.stem}.html"
             html_path.write_text(page, encoding="utf-8")
+            nbformat.write(nb, html_path.with_suffix(".ipynb"))          # as saved after a run in JupyterLab
             out[path.name] = (nb, page, html_path)
     finally:
         if old is None:
@@ -127,6 +128,85 @@ def test_exported_html_draws_every_chart_offline(executed, browser, name):  # no
                 and "Failed to load resource" not in e] == []
     finally:
         page.close()
+
+
+def _wait_status(base: str, token: str, proc: subprocess.Popen, timeout: float = 180) -> dict | None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            return _get(f"{base}/api/status", token)
+        except OSError:
+            time.sleep(1)
+    return None
+
+
+def _stop(proc: subprocess.Popen, family: list) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+    for p in family:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+
+
+@pytest.mark.browser
+def test_jupyterlab_draws_every_chart_and_whole_tables(executed, browser, tmp_path):  # noqa: F811
+    """The executed notebooks opened in JupyterLab in Chromium: plotly's mime type is drawn by the bundled
+    jupyterlab-plotly extension (no trust or network needed) and the top-10 table shows every row. (Two of the
+    three notebooks: JupyterLab takes minutes to draw a notebook on a loaded 2-core machine; the third one's charts
+    are checked in its HTML export above.)"""
+    root = tmp_path / "lab"
+    root.mkdir()
+    opened = {k: v for k, v in executed.items() if k in ("quarter_overview.ipynb", "community_profile.ipynb")}
+    for name, (nb, _, _) in opened.items():
+        nbformat.write(nb, root / name)
+    # every cell rendered, not only those scrolled into view (JupyterLab 4 windows long notebooks by default)
+    settings = tmp_path / "settings" / "@jupyterlab" / "notebook-extension"
+    settings.mkdir(parents=True)
+    (settings / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}), encoding="utf-8")
+    token, port = "shequ-lab-token", PORT + 2
+    env = dict(os.environ, JUPYTER_TOKEN=token, JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "settings"),
+               JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"), JUPYTER_CONFIG_DIR=str(tmp_path / "config"),
+               JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "ws"))
+    log = tmp_path / "lab.log"
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "jupyterlab", "--ServerApp.ip=127.0.0.1",
+                                 f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
+                                 f"--ServerApp.root_dir={root}", "--no-browser", "--allow-root"],
+                                env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    family: list = []
+    try:
+        assert _wait_status(base, token, proc) is not None, log.read_text(errors="replace")
+        family = psutil.Process(proc.pid).children(recursive=True)
+        for name, (nb, _, _) in opened.items():
+            page = new_page(browser)
+            try:
+                page.goto(f"{base}/lab/tree/{name}?token={token}")
+                want = len(_chart_cells(nb))
+                page.wait_for_selector(".js-plotly-plot .main-svg", timeout=360_000)
+                deadline = time.monotonic() + 180
+                while page.locator(".js-plotly-plot").count() < want and time.monotonic() < deadline:
+                    page.wait_for_timeout(1000)
+                assert page.locator(".js-plotly-plot").count() == want, name
+                assert page.locator(".js-plotly-plot .main-svg").count() >= want
+                assert page.js_errors == [] or all("plotly" not in e.lower() for e in page.js_errors), page.js_errors
+                if name == "quarter_overview.ipynb":
+                    rows = page.evaluate("""() => [...document.querySelectorAll('.jp-OutputArea-output table')]
+                                                  .map(t => t.querySelectorAll('tbody tr').length)""")
+                    top = next(c for c in nb.cells if c.get("id") == "c06")
+                    html = next(o["data"]["text/html"] for o in top.outputs if "text/html" in o.get("data", {}))
+                    assert html[html.index("<tbody>"):].count("<tr>") in rows and max(rows) >= 30
+            finally:
+                page.close()
+        family += psutil.Process(proc.pid).children(recursive=True)       # the kernels opened with the notebooks
+    finally:
+        _stop(proc, family)
 
 
 # ------------------------------------------------------------------ shequ notebook
