@@ -28,7 +28,8 @@ from shequ.warehouse import connect
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
-PORT = 3401                                      # this test's ports: 3401, 3402 (range 3400-3499)
+PORT = 3401                                      # this test's ports: 3401-3403 (range 3400-3499)
+PANEL = ".jp-NotebookPanel:not(.lm-mod-hidden)"  # the notebook tab on show in JupyterLab
 
 
 @pytest.fixture(scope="module")
@@ -189,16 +190,18 @@ def test_jupyterlab_draws_every_chart_and_whole_tables(executed, browser, tmp_pa
             try:
                 page.goto(f"{base}/lab/tree/{name}?token={token}")
                 want = len(_chart_cells(nb))
-                page.wait_for_selector(".js-plotly-plot .main-svg", timeout=360_000)
+                # this notebook's panel (JupyterLab also restores the tabs opened before, in the background)
+                plots = page.locator(f"{PANEL} .js-plotly-plot")
+                page.wait_for_selector(f"{PANEL} .js-plotly-plot .main-svg", timeout=360_000)
                 deadline = time.monotonic() + 180
-                while page.locator(".js-plotly-plot").count() < want and time.monotonic() < deadline:
+                while plots.count() < want and time.monotonic() < deadline:
                     page.wait_for_timeout(1000)
-                assert page.locator(".js-plotly-plot").count() == want, name
-                assert page.locator(".js-plotly-plot .main-svg").count() >= want
+                assert plots.count() == want, name
+                assert page.locator(f"{PANEL} .js-plotly-plot .main-svg").count() >= want
                 assert page.js_errors == [] or all("plotly" not in e.lower() for e in page.js_errors), page.js_errors
                 if name == "quarter_overview.ipynb":
-                    rows = page.evaluate("""() => [...document.querySelectorAll('.jp-OutputArea-output table')]
-                                                  .map(t => t.querySelectorAll('tbody tr').length)""")
+                    rows = page.locator(f"{PANEL} .jp-OutputArea-output table").evaluate_all(
+                        "ts => ts.map(t => t.querySelectorAll('tbody tr').length)")
                     top = next(c for c in nb.cells if c.get("id") == "c06")
                     html = next(o["data"]["text/html"] for o in top.outputs if "text/html" in o.get("data", {}))
                     assert html[html.index("<tbody>"):].count("<tr>") in rows and max(rows) >= 30
