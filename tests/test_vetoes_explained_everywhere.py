@@ -148,3 +148,30 @@ def test_a_veto_that_excludes_titles_is_explained_and_applied(workspace):
     assert detail.startswith("一票否决“发生重大安全责任事故或群体性事件”：重大安全责任事故/群体性事件/非正常上访本季度为 2 起"
                              "（大于 0 即否决）。后果：本季度不得评任何称号")
     assert f"这一项否决只取消评优资格，所以本社区仍列区内第 {rank} 名（共 {n} 个社区参评）。" in detail
+
+
+def test_a_veto_that_caps_the_score_is_explained(workspace, tmp_path):
+    """A scheme whose 新增违法建筑 veto caps the score at 60 (effect cap_score): the capped communities score 60.00,
+    are ranked on it, and their explanation says the score was capped and ranks follow the capped score."""
+    import yaml
+
+    from shequ.config import SCHEMES_DIR
+    from shequ.scoring import load_scheme, score_period
+
+    doc = yaml.safe_load((SCHEMES_DIR / "default.yaml").read_text(encoding="utf-8"))
+    doc["adjust"]["vetoes"] = [{"name": "新增违法建筑", "indicator": "new_illegal_structures", "op": ">", "value": 0,
+                                "effect": "cap_score", "cap": 60}]
+    path = tmp_path / "capped.yaml"
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    with connect(workspace["warehouse"]) as c:
+        score_period(c, Q, load_scheme(path), draws=20)
+        rows = c.execute("""SELECT r.score_rounded, r.rank, r.n_ranked, e.detail FROM fact_ranking r
+                            JOIN fact_explanation e ON e.entity_code = r.entity_code AND e.period_key = r.period_key
+                             AND e.scheme_id = r.scheme_id AND e.kind = 'veto'
+                            WHERE r.period_key = ? AND r.scope_level = 'district' AND r.rank IS NOT NULL""",
+                         [Q]).fetchall()
+    assert rows and all(score <= 60 for score, *_ in rows)
+    assert any(score == 60 for score, *_ in rows)
+    for score, rank, n, detail in rows:
+        assert "后果：综合得分封顶为 60.00 分。" in detail
+        assert detail.endswith(f"排名按封顶后的得分排列，本社区列区内第 {rank} 名（共 {n} 个社区参评）。")
