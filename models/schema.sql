@@ -273,7 +273,7 @@ CREATE TABLE IF NOT EXISTS fact_explanation (
     period_key      VARCHAR NOT NULL,
     scheme_id       VARCHAR NOT NULL,
     entity_code     VARCHAR NOT NULL,
-    kind            VARCHAR NOT NULL,              -- strength | weakness | movement | driver
+    kind            VARCHAR NOT NULL,              -- strength | weakness | movement | driver | veto (一票否决)
     position        INTEGER NOT NULL,              -- 1 = the largest
     node_code       VARCHAR NOT NULL,
     value           DOUBLE,                        -- gap to district median (points) | change in points

@@ -210,15 +210,16 @@ def _print_summary(con, quarters: list[str], check_rows: list) -> None:
                   + ("" if not failed else "：" + "；".join(f"{q} {c}（{s}）" for q, a, c, s in failed[:8])))
     last = qs[-1]
     top = con.execute("""
-        SELECT scope_name, entity_name, round(score, 2), rank, grade FROM fact_ranking
+        SELECT scope_name, entity_name, printf('%.2f', score_rounded), rank, grade, coalesce(vetoes, '') FROM fact_ranking
         WHERE period_key = ? AND entity_level = 'community' AND scope_level = 'city' AND rank <= 3
         ORDER BY scope_name, rank, entity_name""", [last]).fetchall()
     t = Table(title=f"{quarter_label(last)} 各市前三名社区")
-    for c in ("市", "社区", "得分", "名次", "等次"):
+    for c in ("市", "社区", "得分", "名次", "等次", "一票否决"):
         t.add_column(c)
     for r in top:
-        t.add_row(*[str(x) for x in r])
+        t.add_row(*[escape(str(x)) for x in r])
     console.print(t)
+    _print_vetoes(con, last, {r[1] for r in top})
     titles = con.execute("""SELECT campaign, tier, count(*), count(*) FILTER (WHERE tie_flag) FROM fact_award
                             WHERE period_key = ? GROUP BY 1, 2 ORDER BY 1, 2""", [last]).fetchall()
     if titles:
@@ -232,6 +233,28 @@ def _print_summary(con, quarters: list[str], check_rows: list) -> None:
             if st and not st["matches_live"]:
                 console.print(f"[yellow]{q} 已公示版本 {st['version_id']} 与本次结果不同：公示版本保持不变；"
                               f"如需更正请运行 shequ publish --quarter {q} 生成新版本（附差异清单）[/yellow]")
+
+
+def _print_vetoes(con, quarter: str, shown: set[str]) -> None:
+    """一票否决 in the summary: how many communities were hit, the rule in plain Chinese, and the explanation of
+    each vetoed community that ranks first in its district or appears in the table above (soft-wrapped, so a
+    sentence is never cut when piped)."""
+    from rich.markup import escape
+
+    from . import vetoes
+
+    for (sid,) in con.execute("SELECT DISTINCT scheme_id FROM fact_ranking WHERE period_key = ? ORDER BY 1",
+                              [quarter]).fetchall():
+        v = vetoes.explanations(con, quarter, sid)
+        if not v.height:
+            continue
+        sdef = vetoes.scheme_for(sid)
+        console.print(f"{quarter_label(quarter)} 一票否决：{v.height} 个社区触及。"
+                      + escape(vetoes.grades_text(sdef) + vetoes.rules_text(sdef)), soft_wrap=True)
+        for r in v.filter((v["rank"] == 1) | v["name"].is_in(list(shown))).iter_rows(named=True):
+            rank = f"区内第 {r['rank']} 名" if r["rank"] is not None else "未参评"
+            console.print(escape(f"  {r['district']} {r['name']}（{rank}，等次 {r['grade'] or '—'}）："
+                                 f"{r['detail'] or r['vetoes']}"), soft_wrap=True)
 
 
 # ------------------------------------------------------------------ publish
@@ -341,10 +364,15 @@ def _export_gongshi(args, quarters: list[str] | None, src: Path) -> int:
         if not n:
             console.print(f"[yellow]{q} 没有 {args.scheme} 方案的评比结果，未写出公示表[/yellow]")
             return 1
-        info = write_gongshi_xlsx(con, out, q, args.scheme)
+        info = write_gongshi_xlsx(con, out, q, args.scheme, notice=getattr(args, "notice", None))
     console.print(f"{quarter_label(q)} 公示表已写出 [bold]{out}[/bold]：称号 {info['titles']} 个，社区 "
                   f"{info['communities']} 个，" + (f"公示版本 {info['version_id']}" if info["version_id"]
                                                  else "未发布（预览）") + f"（读取 {src}）")
+    start, end = info["period"]
+    console.print(f"公示期 {start:%Y-%m-%d} 至 {end:%Y-%m-%d}；一票否决说明 {info['vetoed']} 个社区")
+    if info["unfilled"]:
+        console.print(f"[yellow]公示信息尚未填写：{'、'.join(info['unfilled'])}（表中标黄）。请在 {info['notice']} "
+                      "填写后重新导出，再打印张贴。[/yellow]")
     return 0
 
 
@@ -433,6 +461,7 @@ def _main(argv: list[str] | None = None) -> int:
     e.add_argument("--quarter", help="季度或区间，如 2024Q3、2023Q1:2024Q4（sdmx 默认：全部季度；gongshi 必填，单个季度）")
     e.add_argument("--out", help="输出文件（默认 data/exports/sdmx_<季度>.csv 或 data/exports/gongshi_<季度>.xlsx）")
     e.add_argument("--scheme", default="default", help="评价方案 ID（gongshi；默认 default）")
+    e.add_argument("--notice", help="公示信息文件：公示期、异议受理、发布单位（gongshi；默认 models/publish/gongshi.yaml）")
     e.add_argument("--warehouse", help=f"DuckDB 仓库文件（默认 SHEQU_WAREHOUSE 或 {config.DEFAULT_WAREHOUSE}；读取其快照）")
     e.set_defaults(fn=cmd_export)
     rp = sub.add_parser("report", help="季度评比报告：一个离线可用的 HTML 文件（图表脚本内嵌）")

@@ -23,10 +23,13 @@ components of the dataflow ``SHEQU:DF_COMMUNITY_INDICATORS(1.0)``:
 """
 
 import csv
+import datetime as dt
 import os
 from pathlib import Path
 
 import duckdb
+
+from . import config
 
 STRUCTURE = "dataflow"
 STRUCTURE_ID = "SHEQU:DF_COMMUNITY_INDICATORS(1.0)"
@@ -149,6 +152,12 @@ AWARD_HEADERS = ["序号", "称号", "社区", "街道", "区", "得分", "等�
 AWARD_WIDTHS = [6, 18, 18, 14, 10, 9, 8, 10, 7, 34]
 RANK_HEADERS = ["序号", "社区", "街道", "区", "得分", "区内名次", "参评数", "等次", "否决项", "资格说明"]
 RANK_WIDTHS = [6, 18, 14, 10, 9, 9, 8, 8, 16, 30]
+VETO_HEADERS = ["序号", "社区", "街道", "区", "得分", "区内名次", "等次", "否决项", "说明"]
+VETO_WIDTHS = [6, 18, 14, 10, 9, 9, 8, 16, 80]
+SCORE_FORMAT = "0.00"            # every score on every sheet: two decimals, the rounding ranks and grades use
+SCORE_HEADERS = {"得分"}
+GONGSHI_CONFIG = config.MODELS / "publish" / "gongshi.yaml"
+PLACEHOLDER = "（请在"            # an unfilled item of models/publish/gongshi.yaml starts with this
 
 
 def safe_text(value):
@@ -172,6 +181,46 @@ def _put(ws, row: int, col: int, value):
     else:
         cell.value = value
     return cell
+
+
+def gongshi_notice(path: str | os.PathLike | None = None, published_on: dt.date | None = None,
+                   today: dt.date | None = None) -> dict:
+    """The notice printed under the 公示 lists, from models/publish/gongshi.yaml (or ``path``): 公示期 start and
+    end, where objections go (office, phone, address) and the issuing office. The period starts on
+    ``period.start`` if set, else on the publication date (``published_on``), else today; it ends ``days`` (7)
+    days later. ``unfilled`` lists the items still holding the file's placeholder."""
+    import yaml
+
+    path = Path(path) if path else GONGSHI_CONFIG
+    doc = {}
+    if path.exists():
+        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if not isinstance(doc, dict):
+            raise ValueError(f"公示信息文件 {path} 不是 YAML 映射")
+    fill = f"（请在 {GONGSHI_CONFIG.relative_to(config.ROOT).as_posix()} 填写{{}}）"
+    period = doc.get("period") or {}
+    obj = doc.get("objections") or {}
+    start = period.get("start")
+    if isinstance(start, str):
+        start = dt.date.fromisoformat(start)
+    start = start or published_on or today or dt.date.today()
+    days = int(period.get("days", 7))
+    out = {"start": start, "end": start + dt.timedelta(days=days), "days": days,
+           "issuer": str(doc.get("issuer") or fill.format("发布单位")),
+           "office": str(obj.get("office") or fill.format("受理异议的科室")),
+           "phone": str(obj.get("phone") or fill.format("联系电话")),
+           "address": str(obj.get("address") or fill.format("地址"))}
+    names = {"issuer": "发布单位", "office": "受理异议的科室", "phone": "联系电话", "address": "地址"}
+    out["unfilled"] = [names[k] for k in names if out[k].startswith(PLACEHOLDER)]
+    out["path"] = str(path)
+    return out
+
+
+def notice_lines(n: dict) -> list[str]:
+    """The notice as printed: 公示期, objections, issuer."""
+    return [f"公示期：{n['start']:%Y年%m月%d日}至{n['end']:%Y年%m月%d日}（{n['days']} 天）。",
+            f"公示期间对结果有异议的，请向{n['office']}反映。联系电话：{n['phone']}；地址：{n['address']}。",
+            f"发布单位：{n['issuer']}"]
 
 
 def gongshi_rows(con: duckdb.DuckDBPyConnection, quarter: str, scheme: str = "default") -> dict:
@@ -206,10 +255,23 @@ def gongshi_rows(con: duckdb.DuckDBPyConnection, quarter: str, scheme: str = "de
         WHERE r.period_key = $q AND r.scheme_id = $s AND r.entity_level = 'community'
           AND r.scope_level = 'district'
         ORDER BY c.district, r.rank NULLS LAST, r.entity_name""", p).fetchall()
-    return {"publication": pub[0] if pub else None, "awards": awards, "ranks": ranks}
+    vetoes = con.execute(f"""
+        SELECT r.entity_name, c.street, c.district, r.score_rounded, r.rank, r.grade, r.vetoes,
+               (SELECT string_agg(e.detail, '；' ORDER BY e.position) FROM fact_explanation e
+                WHERE e.period_key = r.period_key AND e.scheme_id = r.scheme_id AND e.entity_code = r.entity_code
+                  AND e.kind = 'veto') AS detail
+        FROM {rank_src} r JOIN dim_community c USING (community_key)
+        WHERE r.period_key = $q AND r.scheme_id = $s AND r.entity_level = 'community'
+          AND r.scope_level = 'district' AND r.vetoes IS NOT NULL
+        ORDER BY c.district, r.rank NULLS LAST, r.entity_name""", p).fetchall()
+    return {"publication": pub[0] if pub else None, "awards": awards, "ranks": ranks, "vetoes": vetoes}
 
 
-def _sheet(ws, title: str, subtitle: str, headers: list[str], widths: list[int], rows: list[list]) -> None:
+def _sheet(ws, title: str, subtitle: str, headers: list[str], widths: list[int], rows: list[list],
+           notes: list[str] = ()) -> None:
+    """One printable list: title, subtitle, header row, rows, then ``notes`` (the 公示 notice) under the table.
+    Score columns (SCORE_HEADERS) carry SCORE_FORMAT whatever the value's type; a note still holding the
+    config file's placeholder is filled yellow."""
     from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
     from openpyxl.utils import get_column_letter
 
@@ -229,12 +291,23 @@ def _sheet(ws, title: str, subtitle: str, headers: list[str], widths: list[int],
         c.fill = PatternFill("solid", fgColor="DDDDDD")
         c.alignment = Alignment(horizontal="center", vertical="center", wrap_text=True)
         c.border = border
+    score_cols = {j for j, h in enumerate(headers, 1) if h in SCORE_HEADERS}
     for i, r in enumerate(rows, 4):
         for j, v in enumerate(r, 1):
             c = _put(ws, i, j, v)
             c.border = border
-            if isinstance(v, float):
-                c.number_format = "0.00"
+            if j in score_cols:
+                c.number_format = SCORE_FORMAT
+            elif isinstance(v, str) and len(v) > 40:
+                c.alignment = Alignment(wrap_text=True, vertical="top")
+    below = 4 + len(rows) + 1
+    for k, text in enumerate(notes):
+        ws.merge_cells(start_row=below + k, start_column=1, end_row=below + k, end_column=n)
+        c = _put(ws, below + k, 1, text)
+        c.alignment = Alignment(wrap_text=True, vertical="top")
+        ws.row_dimensions[below + k].height = 18 * (1 + len(text) // 90)
+        if PLACEHOLDER in text:
+            c.fill = PatternFill("solid", fgColor="FFF59D")       # still to be filled in gongshi.yaml
     for j, w in enumerate(widths, 1):
         ws.column_dimensions[get_column_letter(j)].width = w
     ws.freeze_panes = "A4"
@@ -252,44 +325,62 @@ def _sheet(ws, title: str, subtitle: str, headers: list[str], widths: list[int],
 
 
 def write_gongshi_xlsx(con: duckdb.DuckDBPyConnection, out: str | os.PathLike, quarter: str,
-                       scheme: str = "default") -> dict:
-    """The printable 公示 list of a quarter: a sheet of titles and a sheet of community scores and ranks
-    (A4 landscape, fit to width, header row repeated, frozen). Returns counts and the version shown."""
-    import datetime as dt
-
+                       scheme: str = "default", notice: str | os.PathLike | None = None,
+                       today: dt.date | None = None) -> dict:
+    """The printable 公示 list of a quarter: a sheet of titles, a sheet of community scores and ranks, and a sheet
+    explaining every 一票否决 (A4 landscape, fit to width, header row repeated, frozen). Under each list: the
+    公示期, where objections go and the issuing office (``gongshi_notice``, from models/publish/gongshi.yaml or
+    ``notice``). The subtitle names the scheme by its Chinese name. Returns counts, the version shown and the
+    notice items still to be filled."""
     from openpyxl import Workbook
 
+    from . import vetoes as veto_text
     from .periods import quarter_label
 
+    today = today or dt.date.today()
     d = gongshi_rows(con, quarter, scheme)
     label = quarter_label(quarter)
-    status = (f"公示版本：{d['publication'][0]}（发布于 {d['publication'][1]:%Y-%m-%d}）" if d["publication"]
-              else "未发布（预览）")
-    if d["publication"] and not d["publication"][2]:
+    pub = d["publication"]
+    n = gongshi_notice(notice, published_on=pub[1].date() if pub and pub[1] else None, today=today)
+    status = (f"公示版本：{pub[0]}（发布于 {pub[1]:%Y-%m-%d}）" if pub else "未发布（预览）")
+    if pub and not pub[2]:
         status += "（仓库当前结果已与此版本不同，更正须重新公示）"
-    subtitle = f"{status}　　评价方案：{scheme}　　制表日期：{dt.date.today():%Y-%m-%d}"
+    sdef = veto_text.scheme_for(scheme)
+    scheme_name = (sdef.name if sdef is not None else "") or scheme
+    version = f"（{sdef.version} 版）" if sdef is not None and sdef.version else ""
+    subtitle = f"{status}　　评价方案：{scheme_name}{version}　　制表日期：{today:%Y-%m-%d}"
+    notes = notice_lines(n)
+    rules = [r for r in (veto_text.grades_text(sdef), veto_text.rules_text(sdef)) if r]
     wb = Workbook()
     ws = wb.active
     ws.title = "称号"
     award_rows = []
     for i, (title, name, street, district, score, grade, pos, quota, tied, tie_flag) in enumerate(d["awards"], 1):
-        notes = []
+        notes_ = []
         if tie_flag:
-            notes.append("统计上并列（名次区间跨过配额线）")
+            notes_.append("统计上并列（名次区间跨过配额线）")
         if tied:
-            notes.append("配额线上同分并列入选")
-        award_rows.append([i, title, name, street, district, round(score, 2), grade, pos, quota, "；".join(notes)])
-    _sheet(ws, f"{label}社区建设三级评比结果公示（称号）", subtitle, AWARD_HEADERS, AWARD_WIDTHS, award_rows)
+            notes_.append("配额线上同分并列入选")
+        award_rows.append([i, title, name, street, district, round(score, 2), grade, pos, quota, "；".join(notes_)])
+    _sheet(ws, f"{label}社区建设三级评比结果公示（称号）", subtitle, AWARD_HEADERS, AWARD_WIDTHS, award_rows, notes)
     ws2 = wb.create_sheet("社区得分与名次")
     rank_rows = []
-    for i, (name, street, district, score, rank, n, grade, vetoes, why) in enumerate(d["ranks"], 1):
-        rank_rows.append([i, name, street, district, None if score is None else round(score, 2), rank, n, grade,
-                          vetoes, ELIGIBILITY_ZH.get(why, why)])
-    _sheet(ws2, f"{label}社区建设三级评比结果公示（社区得分与名次）", subtitle, RANK_HEADERS, RANK_WIDTHS, rank_rows)
+    for i, (name, street, district, score, rank, n_ranked, grade, vetoes, why) in enumerate(d["ranks"], 1):
+        rank_rows.append([i, name, street, district, None if score is None else round(score, 2), rank, n_ranked,
+                          grade, vetoes, ELIGIBILITY_ZH.get(why, why)])
+    _sheet(ws2, f"{label}社区建设三级评比结果公示（社区得分与名次）", subtitle, RANK_HEADERS, RANK_WIDTHS, rank_rows,
+           rules + notes)
+    ws3 = wb.create_sheet("一票否决说明")
+    veto_rows = [[i, name, street, district, None if score is None else round(score, 2), rank, grade, vetoes,
+                  detail or vetoes]
+                 for i, (name, street, district, score, rank, grade, vetoes, detail) in enumerate(d["vetoes"], 1)]
+    _sheet(ws3, f"{label}社区建设三级评比结果公示（一票否决说明）", subtitle, VETO_HEADERS, VETO_WIDTHS, veto_rows,
+           rules + notes)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     wb.save(tmp)
     os.replace(tmp, out)
-    return {"path": str(out), "titles": len(award_rows), "communities": len(rank_rows),
-            "version_id": d["publication"][0] if d["publication"] else None}
+    return {"path": str(out), "titles": len(award_rows), "communities": len(rank_rows), "vetoed": len(veto_rows),
+            "version_id": pub[0] if pub else None, "period": (n["start"], n["end"]), "unfilled": n["unfilled"],
+            "notice": n["path"]}

@@ -2,10 +2,17 @@
 
 The notebooks read ``shequ.snapshot.source_path()`` (the snapshot beside the warehouse named by
 ``SHEQU_WAREHOUSE``), so the command only passes the warehouse on through that variable and starts the
-JupyterLab of the locked environment (``python -m jupyterlab``) in the foreground; Ctrl+C stops it.
+JupyterLab of the locked environment (``python -m jupyterlab``). JupyterLab runs in a process group of its own;
+Ctrl+C, SIGTERM or SIGHUP of `shequ notebook` stops that whole group (JupyterLab shuts its kernels down on
+SIGTERM), so no server is left behind when the command is stopped by a terminal, a service manager or a test.
+
+``setup_display()`` is what each notebook calls first: plotly figures render both in JupyterLab (plotly's own
+mime type, drawn by the jupyterlab-plotly extension) and in an HTML export (nbconvert keeps the ``text/html``
+alternative, and the first call embeds plotly.js once, so the page works offline); polars tables show whole.
 """
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -13,11 +20,57 @@ import sys
 from . import config
 from .snapshot import snapshot_path
 
+PLOTLY_RENDERER = "plotly_mimetype+notebook"   # not notebook_connected: that one loads plotly.js from a CDN
+TABLE_ROWS = 500                               # polars shows up to this many rows before eliding
+
+
+def setup_display(max_rows: int = TABLE_ROWS) -> None:
+    """Plotly renderer and table display for the notebooks; does nothing to plotly outside a kernel (setting the
+    renderer there would print the whole plotly.js bundle)."""
+    import polars as pl
+
+    pl.Config.set_tbl_rows(max_rows)
+    pl.Config.set_tbl_cols(-1)
+    pl.Config.set_fmt_str_lengths(200)
+    try:
+        from IPython import get_ipython
+    except ImportError:                         # pragma: no cover - IPython comes with ipykernel
+        return
+    shell = get_ipython()
+    if shell is not None and getattr(shell, "kernel", None) is not None:
+        import plotly.io as pio
+
+        pio.renderers.default = PLOTLY_RENDERER
+
 
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class _Stop(Exception):
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop_group(proc: subprocess.Popen, grace: float = 20.0) -> None:
+    """SIGTERM to JupyterLab's process group (it stops its kernels and exits), SIGKILL after ``grace`` s."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            proc.wait(timeout=wait)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    try:                                        # anything the group left running (the leader has exited)
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def cmd_notebook(args) -> int:
@@ -36,10 +89,27 @@ def cmd_notebook(args) -> int:
         cmd.append("--allow-root")
     if args.no_browser:
         cmd.append("--no-browser")
+
+    def on_signal(signum, frame):
+        raise _Stop(signum)
+
+    stops = [s for s in (signal.SIGTERM, signal.SIGINT, getattr(signal, "SIGHUP", None)) if s is not None]
+    previous = {s: signal.signal(s, on_signal) for s in stops}
+    proc = None
     try:
-        return subprocess.call(cmd, env=env)
-    except KeyboardInterrupt:
-        return 0
+        # its own session and process group: a terminal's Ctrl+C reaches us only, and we stop the whole group
+        proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+        return proc.wait()
+    except (_Stop, KeyboardInterrupt) as e:
+        print("正在关闭 JupyterLab……", file=sys.stderr, flush=True)
+        if proc is not None:
+            _stop_group(proc)
+        return 0 if isinstance(e, KeyboardInterrupt) or e.signum == signal.SIGINT else 128 + e.signum
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+        if proc is not None and proc.poll() is None:
+            _stop_group(proc)
 
 
 def register(sub) -> None:

@@ -53,7 +53,16 @@ FONT = '"Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "Microsoft YaH
 GRADES = ["优秀", "良好", "合格", "不合格"]
 IMPORTANCE = ["HIGH", "MEDIUM", "LOW"]
 IMPORTANCE_ZH = {"HIGH": "高", "MEDIUM": "中", "LOW": "低"}
-KIND_ZH = {"strength": "优势", "weakness": "短板", "movement": "变动", "driver": "主要驱动指标"}
+KIND_ZH = {"veto": "一票否决", "strength": "优势", "weakness": "短板", "movement": "变动", "driver": "主要驱动指标"}
+# plain-Chinese names for what section 6 shows (the warehouse's table and method names stay out of the page)
+OUTLIER_METHOD_ZH = {"zscore": "与本社区往季均值相差过大（Z 分数）",
+                     "modified_zscore": "与本社区往季中位数相差过大（稳健 Z 分数）",
+                     "minmax": "超出指标的合理取值范围"}
+SUITE_ZH = {"dim_community": "社区登记表", "dim_indicator": "指标目录", "stg_value": "读入的原始数值",
+            "fact_indicator_value": "入库数值", "agg_indicator_value": "街道和区的汇总值",
+            "validation_rules": "业务校验规则", "validation_violation": "校验结果记录",
+            "quality_hold": "暂停评分的数值", "outlier_flag": "离群值记录", "completeness_report": "上报完整性统计",
+            "fact_score": "得分", "fact_ranking": "排名", "fact_award": "称号"}
 SCOPE_ZH = {"street": "街道内", "district": "区内", "city": "市内"}
 
 
@@ -184,10 +193,14 @@ def load(con: duckdb.DuckDBPyConnection, quarter: str, scheme: str = "default") 
                string_agg(CASE WHEN NOT success THEN expectation END, '；') AS failed
         FROM check_result WHERE period_key = $q GROUP BY 1 ORDER BY 1""", p)
     manual = _manual_inputs(con, p)
+    from . import vetoes
     from .appraisal.store import publication_status
 
     pub = publication_status(con, quarter, scheme)
-    return {"quarter": quarter, "scheme": scheme, "communities": comm, "areas": areas, "awards": awards,
+    sdef = vetoes.scheme_for(scheme)
+    return {"quarter": quarter, "scheme": scheme, "scheme_name": (sdef.name if sdef is not None else "") or scheme,
+            "veto_rules": vetoes.rules_text(sdef), "grade_rules": vetoes.grades_text(sdef),
+            "vetoes": vetoes.explanations(con, quarter, scheme), "communities": comm, "areas": areas, "awards": awards,
             "bump": bump, "categories": cats, "explanations": expl, "completeness": completeness,
             "violations": violations, "held": int(held), "outliers": outliers, "quarantine": quarantine,
             "checks": checks, "publication": pub, **manual}
@@ -274,6 +287,8 @@ def headline(d: dict) -> dict:
         "checks_passed": int(d["checks"]["passed"].sum()) if d["checks"].height else 0,
         "reporting_rate": rec / exp if exp else None,
         "on_time_rate": ont / exp if exp else None,
+        "vetoed": d["vetoes"].height,
+        "vetoed_first": d["vetoes"].filter(pl.col("rank") == 1).height,
         "published": d["publication"]["version_id"] if d["publication"] else None,
         "published_matches": d["publication"]["matches_live"] if d["publication"] else None,
     }
@@ -290,9 +305,11 @@ def _cards(h: dict) -> str:
         ("平均得分", "—" if h["mean_score"] is None else f"{h['mean_score']:.2f}", "已排名社区的综合得分均值"),
         ("等次", "，".join(f"{g} {n}" for g, n in h["grades"].items()), "已排名社区"),
         ("称号", f"{h['titles']} 个", titles),
+        ("一票否决", f"{h['vetoed']} 个社区", f"其中 {h['vetoed_first']} 个仍列区内第 1 名：否决只降等次或取消评优资格，"
+                                              "不改变名次（见“等次与一票否决”）"),
         ("统计上并列", f"{h['tie_flag']} 个", f"蒙特卡洛名次区间跨过配额线；配额线上并列入选 {h['tied_at_quota']} 个"),
-        ("检查通过", f"{h['checks_passed']} / {h['checks_total']}", "本季度全部质量检查项（check_result）"),
-        ("上报率", pct(h["reporting_rate"]), f"及时率 {pct(h['on_time_rate'])}（completeness_report）"),
+        ("检查通过", f"{h['checks_passed']} / {h['checks_total']}", "本季度全部质量检查项"),
+        ("上报率", pct(h["reporting_rate"]), f"及时率 {pct(h['on_time_rate'])}"),
         ("公示状态", pub, ""),
     ]
     return '<div class="cards">' + "".join(
@@ -343,6 +360,21 @@ def _ranking_sections(d: dict, top_n: int) -> str:
         if unranked.height:
             out.append(table(["社区", "街道", "未参评原因"],
                              [[r["name"], r["street"], r["eligibility_reason"]] for r in unranked.iter_rows(named=True)]))
+    return "\n".join(out)
+
+
+def _veto_section(d: dict) -> str:
+    """等次与一票否决 in plain Chinese: how grades are given, what each veto does, why a vetoed community keeps
+    its rank, and every vetoed community of the quarter with its explanation (fact_explanation)."""
+    v = d["vetoes"]
+    out = ['<h3 id="vetoes">等次与一票否决</h3>', f"<p>{esc(d['grade_rules'])}</p>", f"<p>{esc(d['veto_rules'])}</p>"]
+    if not v.height:
+        return "\n".join(out + ["<p>本季度没有社区触及一票否决。</p>"])
+    first = v.filter(pl.col("rank") == 1).height
+    out.append(f"<p>本季度 <b>{v.height}</b> 个社区触及一票否决，其中 <b>{first}</b> 个仍列所在区第 1 名。</p>")
+    out.append(table(["区", "区内名次", "社区", "等次", "否决项", "说明"],
+                     [[r["district"], r["rank"], r["name"], r["grade"], r["vetoes"], r["detail"]]
+                      for r in v.iter_rows(named=True)], "vetoes"))
     return "\n".join(out)
 
 
@@ -449,7 +481,7 @@ def _profile_table(d: dict, n: int) -> str:
 
 
 def _quality_section(d: dict) -> str:
-    out = ['<h2 id="quality">六、完整性与数据质量</h2>', "<h3>上报完整性与及时性</h3>"]
+    out = ['<h2 id="quality">六、数据是否齐全可信</h2>', "<h3>上报完整性与及时性</h3>"]
     c = d["completeness"]
     out.append(table(["层级", "地区", "应报社区", "已报社区", "上报率", "及时报送", "及时率", "应报数值", "已报数值",
                       "数值完整率", "截止日期"],
@@ -459,33 +491,41 @@ def _quality_section(d: dict) -> str:
                       for r in c.iter_rows(named=True)]))
     v = d["violations"]
     by_imp = {i: int(v.filter(pl.col("importance") == i)["n"].sum()) for i in IMPORTANCE}
-    out.append("<h3>校验规则违规（validation_violation）</h3>")
-    out.append(table(["重要性", "违规数", "其中社区级", "街道级", "区级"],
-                     [[f"{IMPORTANCE_ZH[i]}（{i}）", by_imp[i]] +
+    out.append("<h3>校验规则发现的问题</h3>")
+    out.append("<p>校验规则检查数值之间是否矛盾（例如已成立业委会的小区数不能多于住宅小区数）。"
+               "重要性为“高”的问题，有关数值暂不参与评分，核实后再计入。</p>")
+    out.append(table(["重要性", "问题数", "其中社区", "街道", "区"],
+                     [[IMPORTANCE_ZH[i], by_imp[i]] +
                       [int(v.filter((pl.col("importance") == i) & (pl.col("entity_level") == lv))["n"].sum())
                        for lv in ("community", "street", "district")] for i in IMPORTANCE]))
-    out.append(f"<p>因高重要性违规暂停参与评分的数值（quality_hold）：<b>{d['held']}</b> 个。</p>")
+    out.append(f"<p>因重要性为“高”的问题暂不参与评分的数值：<b>{d['held']}</b> 个。</p>")
     o = d["outliers"]
-    out.append("<h3>离群值（outlier_flag）</h3>")
-    out.append(f"<p>待随访（open）离群值：<b>{int(o['open'].sum()) if o.height else 0}</b> 个"
-               f"（共标记 {int(o['total'].sum()) if o.height else 0} 个）。</p>")
-    out.append(table(["方法", "待随访", "全部标记"], [[r["method"], r["open"], r["total"]] for r in o.iter_rows(named=True)]))
+    out.append("<h3>需要核实的异常数值</h3>")
+    out.append(f"<p>待核实的离群值：<b>{int(o['open'].sum()) if o.height else 0}</b> 个"
+               f"（共标记 {int(o['total'].sum()) if o.height else 0} 个）。离群值只标记、待核实，不删除，也不影响评分。</p>")
+    out.append(table(["发现方式", "待核实", "全部标记"],
+                     [[OUTLIER_METHOD_ZH.get(r["method"], r["method"]), r["open"], r["total"]]
+                      for r in o.iter_rows(named=True)]))
     qz = d["quarantine"]
-    out.append("<h3>隔离（quarantine，按原因）</h3>")
-    out.append(table(["原因代码", "单元格/文件数", "涉及文件", "示例说明"],
-                     [[r["reason"], r["n"], r["files"], r["example"]] for r in qz.iter_rows(named=True)]))
+    from .cli import reason_labels
+
+    labels = reason_labels()
+    out.append("<h3>没有入库的单元格与文件（按原因）</h3>")
+    out.append(table(["原因", "原因代码", "单元格/文件数", "涉及文件", "示例说明"],
+                     [[labels.get(r["reason"], r["reason"]), r["reason"], r["n"], r["files"], r["example"]]
+                      for r in qz.iter_rows(named=True)]))
     ch = d["checks"]
-    out.append("<h3>质量检查结果（check_result，按套件）</h3>")
-    out.append(table(["套件", "检查项", "通过", "未通过", "其中阻断性未通过", "未通过的检查项"],
-                     [[r["suite"], r["total"], r["passed"], r["total"] - r["passed"], r["failed_critical"],
-                       r["failed"]] for r in ch.iter_rows(named=True)]))
+    out.append("<h3>自动质量检查（按检查对象）</h3>")
+    out.append(table(["检查对象", "检查项", "通过", "未通过", "其中须处理后才能发布", "未通过的检查项"],
+                     [[SUITE_ZH.get(r["suite"], r["suite"]), r["total"], r["passed"], r["total"] - r["passed"],
+                       r["failed_critical"], r["failed"]] for r in ch.iter_rows(named=True)]))
     return "\n".join(out)
 
 
 def _explanation_section(d: dict) -> str:
     out = ['<h2 id="explain">七、各社区得分解释</h2>',
-           "<p>优势/短板：与本区中位数相差最大的类别；变动：综合得分与区内名次较上季度的变化；"
-           "主要驱动指标：贡献变化最大的三个指标。点击展开。</p>"]
+           "<p>一票否决：触及的否决项、数值、后果，以及为什么名次不变；优势/短板：与本区中位数相差最大的类别；"
+           "变动：综合得分与区内名次较上季度的变化；主要驱动指标：贡献变化最大的三个指标。点击展开。</p>"]
     ex = d["explanations"]
     groups = {code: g for (code,), g in ex.group_by("code", maintain_order=True)}
     for (district,), g in d["communities"].group_by("district", maintain_order=True):
@@ -494,7 +534,7 @@ def _explanation_section(d: dict) -> str:
         for r in g.iter_rows(named=True):
             e = groups.get(r["code"])
             parts = []
-            for kind in ("strength", "weakness", "movement", "driver"):
+            for kind in ("veto", "strength", "weakness", "movement", "driver"):
                 rows = [] if e is None else e.filter(pl.col("kind") == kind).sort("position")["detail"].to_list()
                 if rows:
                     parts.append(f"<dt>{KIND_ZH[kind]}</dt>" + "".join(f"<dd>{esc(t)}</dd>" for t in rows))
@@ -502,9 +542,10 @@ def _explanation_section(d: dict) -> str:
             rank = f"区内第 {r['rank_district']} 名" if r["rank_district"] is not None else \
                 f"未参评（{r['eligibility_reason']}）"
             score = "—" if r["score"] is None else f"{r['score']:.2f}"
+            veto = f"，一票否决：{esc(r['vetoes'])}" if r["vetoes"] else ""
             inner.append(f'<details class="community" data-code="{esc(r["code"])}"><summary>'
                          f"{esc(r['name'])}（{esc(r['street'])}）　得分 {esc(score)}，{esc(rank)}，"
-                         f"{esc(r['grade'])}</summary>{body}</details>")
+                         f"{esc(r['grade'])}{veto}</summary>{body}</details>")
         out.append(f'<details class="district"><summary>{esc(district)}（{g.height} 个社区）</summary>'
                    + "".join(inner) + "</details>")
     return "\n".join(out)
@@ -523,6 +564,7 @@ table{border-collapse:collapse;margin:8px 0 14px;font-size:13px}
 th,td{border:1px solid #d9e2ec;padding:3px 8px;text-align:left;vertical-align:top}
 th{background:#f0f4f8}td.num{text-align:right;font-variant-numeric:tabular-nums}td.empty{color:#7b8794}
 .tie{color:#b45309;font-weight:bold}.gap{color:#7b8794}
+table.vetoes td:nth-child(-n+5),table.vetoes th{white-space:nowrap}
 nav a{margin-right:14px}details{margin:4px 0}details.district>summary{font-weight:bold;font-size:16px}
 details.community{margin-left:18px}dl{margin:4px 0 8px 18px}dt{font-weight:bold;margin-top:4px}dd{margin-left:18px}
 @media print{details{display:block}nav{display:none}}
@@ -546,12 +588,13 @@ def render(d: dict, top_n: int = 5, generated_at: dt.datetime | None = None) -> 
     divs = {k: figure_div(f, k, top=120 if k == "fig_profiles" else 60) for k, f in figs.items()}
     body = [
         f"<h1>{esc(label)}社区建设三级评比报告</h1>",
-        f'<p class="meta">评比方案 {esc(d["scheme"])}　{pub}　生成时间 {esc(when)}</p>',
+        f'<p class="meta">评比方案 {esc(d["scheme_name"])}　{pub}　生成时间 {esc(when)}</p>',
         '<nav><a href="#summary">概况</a><a href="#rank">排名</a><a href="#titles">称号</a>'
         '<a href="#bump">名次变化</a><a href="#profiles">类别画像</a><a href="#quality">数据质量</a>'
         '<a href="#explain">得分解释</a><a href="#manual">人工更正</a></nav>',
         '<h2 id="summary">一、概况</h2>', _cards(h), divs["fig_districts"],
         _ranking_sections(d, top_n),
+        _veto_section(d),
         _award_sections(d),
         '<h2 id="bump">四、名次变化</h2>', divs["fig_bump"],
         '<h2 id="profiles">五、领先与落后社区的类别画像</h2>', divs["fig_profiles"], _profile_table(d, 5),

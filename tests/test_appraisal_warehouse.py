@@ -84,7 +84,7 @@ def test_tie_flags_only_where_the_quota_binds(relaxed, con):
 
 def test_explanations_name_strengths_weaknesses_and_drivers(con):
     e = frame(con, f"SELECT * FROM fact_explanation WHERE period_key = '{Q}'")
-    assert set(e["kind"]) == {"strength", "weakness", "movement", "driver"}
+    assert set(e["kind"]) == {"strength", "weakness", "movement", "driver", "veto"}
     assert (e.filter(e["kind"] == "strength")["value"] > 0).all()
     assert (e.filter(e["kind"] == "weakness")["value"] < 0).all()
     one = e.filter(e["entity_code"] == e["entity_code"][0])

@@ -63,7 +63,7 @@ def test_report_values_match_the_warehouse(report, con):
     for (detail,) in con.execute("SELECT detail FROM fact_explanation WHERE period_key = ?", [Q]).fetchall():
         assert f"<dd>{html.escape(detail)}</dd>" in page
     # quality summary and the preview mark
-    assert "未发布（预览）" in page and "上报完整性与及时性" in page and "待随访（open）离群值" in page
+    assert "未发布（预览）" in page and "上报完整性与及时性" in page and "待核实的离群值" in page
     passed, total = con.execute("SELECT count(*) FILTER (WHERE success), count(*) FROM check_result "
                                 "WHERE period_key = ?", [Q]).fetchall()[0]
     assert f"{passed} / {total}" in page
@@ -122,7 +122,7 @@ def test_gongshi_workbook(built, con, tmp_path):
     with connect(built["warehouse"], read_only=True) as c:
         info = write_gongshi_xlsx(c, out, Q)
     wb = load_workbook(out)
-    assert wb.sheetnames == ["称号", "社区得分与名次"]
+    assert wb.sheetnames == ["称号", "社区得分与名次", "一票否决说明"]
     titles, ranks = wb["称号"], wb["社区得分与名次"]
     assert titles["A1"].value == "2024年第二季度社区建设三级评比结果公示（称号）"
     assert "未发布（预览）" in titles["A2"].value and info["version_id"] is None
@@ -133,7 +133,8 @@ def test_gongshi_workbook(built, con, tmp_path):
     n_awards = con.execute("SELECT count(*) FROM fact_award WHERE period_key = ?", [Q]).fetchall()[0][0]
     n_comm = con.execute("""SELECT count(*) FROM fact_ranking WHERE period_key = ? AND entity_level = 'community'
                             AND scope_level = 'district'""", [Q]).fetchall()[0][0]
-    assert titles.max_row == 3 + n_awards and ranks.max_row == 3 + n_comm
+    # the lists, then a blank row and the notice (公示期, objections, issuer; the ranks also state the rules)
+    assert titles.max_row == 3 + n_awards + 1 + 3 and ranks.max_row == 3 + n_comm + 1 + 2 + 3
     ties = con.execute("SELECT count(*) FROM fact_award WHERE period_key = ? AND tie_flag", [Q]).fetchall()[0][0]
     assert sum("统计上并列" in (r[9].value or "") for r in titles.iter_rows(min_row=4)) == ties
     top = con.execute("""SELECT entity_name, score_rounded FROM fact_ranking WHERE period_key = ? AND rank = 1

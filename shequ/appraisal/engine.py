@@ -813,6 +813,37 @@ def adjust_scores(u: Units, scheme: Scheme, root: np.ndarray, names: bool = True
     return score, bonus, vetoes, effects
 
 
+def veto_hits(app: "Appraisal") -> list[dict]:
+    """One row per (unit, 一票否决 rule hit), for explanations: the rule's name, indicator, operator and threshold,
+    the value the rule read (the imputed value, as ``adjust_scores`` reads it), its effect, the grade before and
+    after the veto, and the cap of a ``cap_score`` veto. Units not hit have no row."""
+    u, scheme = app.units, app.scheme
+    vetoes = (scheme.section("adjust") or {}).get("vetoes") or []
+    if not vetoes or app.vetoes is None:
+        return []
+    grades_spec = scheme.section("grades") or {}
+    ranking = scheme.section("ranking") or {}
+    digits, mode = int(ranking.get("round", 2)), ranking.get("round_mode", "half_even")
+    gscore = round_scores(app.score, int(grades_spec.get("round", digits)), grades_spec.get("round_mode", mode))
+    before = grade_of(gscore, grades_spec.get("bands") or [])   # the grade the score alone earns
+    rows = []
+    for i in np.nonzero(np.fromiter((bool(v) for v in app.vetoes), bool, u.n))[0]:
+        pos = 0
+        for v in vetoes:
+            if v["name"] not in app.vetoes[i]:
+                continue
+            code = v["indicator"]
+            x = app.imputed[i, u.indicators.index(code)] if code in u.indicators else u.value_of(code)[i]
+            pos += 1
+            rows.append({"entity_code": str(u.codes[i]), "position": pos, "veto_name": v["name"],
+                         "indicator_code": code, "op": v.get("op", ">"), "threshold": float(v.get("value", 0)),
+                         "value": float(x), "effect": v["effect"],
+                         "cap": float(v["cap"]) if "cap" in v else None,
+                         "grade_before": before[i] if app.eligible[i] else None,
+                         "grade_after": app.grade[i] if app.eligible[i] else None})
+    return rows
+
+
 def run(u: Units, scheme: Scheme) -> Appraisal:
     D = denominate(u, scheme)
     # availability on the data as reported (COINr screens the raw set by default; `basis: imputed` screens the

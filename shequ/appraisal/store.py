@@ -4,6 +4,7 @@ fact_award / fact_explanation for that quarter and scheme in one transaction. Pu
 quarter's ranking and titles under a version id (publish()).
 """
 
+import contextlib
 import datetime as dt
 import hashlib
 import math
@@ -18,12 +19,16 @@ import pyarrow as pa
 
 from ..periods import previous_quarter, split_quarter
 from ..warehouse import bind, model_sql, transaction
-from .engine import Appraisal, Groups, Units, grade_of, rank_desc, round_scores, run, score_components
+from .engine import (Appraisal, Groups, Units, grade_of, rank_desc, round_scores, run, score_components,
+                     veto_hits)
 from .mc import AreaSeries, Series, run_uncertainty
 from .scheme import Scheme, SchemeError
 
 SCOPES = ("street", "district", "city")
 FLAG_NAMES = {1: "winsorised_high", -1: "winsorised_low", 2: "log", 3: "boxcox"}
+VETO_HIT_SCHEMA = {"entity_code": pl.String, "position": pl.Int32, "veto_name": pl.String,
+                   "indicator_code": pl.String, "op": pl.String, "threshold": pl.Float64, "value": pl.Float64,
+                   "effect": pl.String, "cap": pl.Float64, "grade_before": pl.String, "grade_after": pl.String}
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -612,9 +617,16 @@ def appraise_period(con: duckdb.DuckDBPyConnection, period_key: str, scheme: Sch
                            $sv AS scheme_version, 'community' AS entity_level FROM _ap_award""", p)
             con.unregister("_ap_award")
         sql = model_sql("explanation")
-        con.execute(f"INSERT INTO fact_explanation SELECT * FROM ({sql})",
-                    bind(sql, {"period_key": period_key, "prev_key": previous_quarter(period_key),
-                               "scheme_id": scheme.scheme_id, "root": scheme.root}))
+        # the 一票否决 rules each community hit, with the value the rule read (explanation.sql reads it as
+        # veto_hit): the value is the engine's imputed one, which the warehouse does not otherwise keep
+        con.register("veto_hit", pl.DataFrame(veto_hits(app), schema=VETO_HIT_SCHEMA))
+        try:
+            con.execute(f"INSERT INTO fact_explanation SELECT * FROM ({sql})",
+                        bind(sql, {"period_key": period_key, "prev_key": previous_quarter(period_key),
+                                   "scheme_id": scheme.scheme_id, "root": scheme.root}))
+        finally:
+            with contextlib.suppress(duckdb.Error):       # an aborted transaction refuses it; the error above wins
+                con.unregister("veto_hit")
         clock("explanations")
     clock("commit")
     counts = dict(con.execute("SELECT entity_level, count(*) FROM fact_ranking WHERE period_key = ? AND scheme_id = ? "
