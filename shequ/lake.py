@@ -311,7 +311,7 @@ def publish_quarter(con: duckdb.DuckDBPyConnection, quarter: str, cfg: LakeConfi
         run_id = run_id or f"{quarter}-{datetime.now():%Y%m%dT%H%M%S}-{os.getpid()}"
         snaps, counts = {}, {}
         for t in KEY_TABLES:
-            rows = con.execute(_embedded_select(t), [quarter]).to_arrow_table()
+            rows = con.sql(_embedded_select(t), params=[quarter]).to_arrow_table()
             snaps[t] = replace_partition(cat, (cfg.namespace, t), quarter, rows)
             counts[t] = rows.num_rows
         now = datetime.now().replace(tzinfo=None)
@@ -439,3 +439,102 @@ def status(cfg: LakeConfig | None = None) -> dict:
                        "ahead_of_manifest": bool(snap and snap.snapshot_id not in set(pins.get(t, {}).values()))})
     return {"catalog": cfg.catalog_endpoint(), "s3": f"{cfg.s3_endpoint}/{cfg.bucket}", "namespace": cfg.namespace,
             "tables": tables}
+
+
+# ------------------------------------------------------------------ shequ lake … (registered from shequ/cli.py)
+def after_refresh(warehouse: Path, quarters: list[str], failed: set[str]) -> list[str]:
+    """SHEQU_BACKEND=lake: publish each refreshed quarter (not the failed ones) into the lake after `shequ
+    refresh`; returns Chinese problem lines. Embedded (the default): does nothing."""
+    if backend() != "lake":
+        return []
+    from .warehouse import connect
+
+    problems = []
+    try:
+        cfg = LakeConfig.load()
+        with connect(warehouse, read_only=True) as con:
+            for q in quarters:
+                if q in failed:
+                    problems.append(f"{q} 未发布到湖仓：本季度刷新未成功")
+                    continue
+                r = publish_quarter(con, q, cfg)
+                print(f"  {q} 已发布到湖仓 {cfg.s3_endpoint}/{cfg.bucket}（{sum(r['rows'].values())} 行，{r['seconds']} 秒）")
+    except LakeError as e:
+        problems.append(str(e))
+    return problems
+
+
+def register(sub) -> None:
+    p = sub.add_parser("lake", help="湖仓（Iceberg + PostgreSQL 目录 + S3 对象存储）：导入、发布与状态，见 docs/lake.md")
+    lsub = p.add_subparsers(dest="lake_cmd", required=True)
+    i = lsub.add_parser("import", help="把嵌入式仓库文件的关键表（全部季度）迁入湖仓")
+    i.add_argument("--warehouse", help=f"DuckDB 仓库文件（默认 SHEQU_WAREHOUSE 或 {config.DEFAULT_WAREHOUSE}）")
+    i.set_defaults(fn=cmd_lake_import)
+    pb = lsub.add_parser("publish", help="把嵌入式仓库中一个季度的关键表原子替换到湖仓")
+    pb.add_argument("--quarter", required=True, help="季度：2024Q3 或 2024年第三季度")
+    pb.add_argument("--warehouse", help="DuckDB 仓库文件")
+    pb.set_defaults(fn=cmd_lake_publish)
+    s = lsub.add_parser("status", help="湖仓状态：表、快照、每季度行数")
+    s.add_argument("--json", action="store_true", help="输出 JSON")
+    s.set_defaults(fn=cmd_lake_status)
+
+
+def cmd_lake_import(args) -> int:
+    wh = config.warehouse_path(args.warehouse)
+    if not wh.exists():
+        print(f"仓库文件不存在：{wh}（先运行 shequ refresh）")
+        return 2
+    try:
+        cfg = LakeConfig.load()
+        t0 = time.perf_counter()
+        done = import_warehouse(wh, cfg, progress=lambda r: print(
+            f"  {r['quarter']}：{sum(r['rows'].values())} 行，{r['seconds']} 秒"))
+    except LakeError as e:
+        print(str(e))
+        return 1
+    print(f"已把 {wh} 的 {len(done)} 个季度迁入湖仓 {cfg.s3_endpoint}/{cfg.bucket}"
+          f"（命名空间 {cfg.namespace}），共 {time.perf_counter() - t0:.1f} 秒")
+    return 0
+
+
+def cmd_lake_publish(args) -> int:
+    from .periods import normalise_quarter_arg
+    from .snapshot import read_only
+
+    wh = config.warehouse_path(args.warehouse)
+    try:
+        q = normalise_quarter_arg(args.quarter)
+    except ValueError as e:
+        print(str(e))
+        return 2
+    if not wh.exists():
+        print(f"仓库文件不存在：{wh}（先运行 shequ refresh）")
+        return 2
+    try:
+        with read_only(wh) as con:
+            r = publish_quarter(con, q)
+    except LakeError as e:
+        print(str(e))
+        return 1
+    print(f"{q} 已发布到湖仓：{sum(r['rows'].values())} 行，{r['seconds']} 秒")
+    return 0
+
+
+def cmd_lake_status(args) -> int:
+    try:
+        st = status()
+    except LakeError as e:
+        print(str(e))
+        return 1
+    if args.json:
+        print(json.dumps(st, ensure_ascii=False, indent=1))
+        return 0
+    print(f"目录 {st['catalog']}　对象存储 {st['s3']}　命名空间 {st['namespace']}")
+    for t in st["tables"]:
+        if not t["exists"]:
+            print(f"  {t['table']}：尚未创建")
+            continue
+        rows = "，".join(f"{q} {n} 行" for q, n in sorted(t["rows"].items())) or "无已发布季度"
+        ahead = "（有未完成的发布：当前快照不在清单中，读者仍读清单所列快照）" if t["ahead_of_manifest"] else ""
+        print(f"  {t['table']}：{t['snapshots']} 个快照，当前 {t['current_snapshot']}；{rows}{ahead}")
+    return 0
