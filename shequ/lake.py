@@ -28,6 +28,7 @@ import json
 import os
 import random
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -44,6 +45,7 @@ KEY_TABLES = ("fact_indicator_value", "agg_indicator_value", "fact_score", "fact
 MANIFEST = "lake_manifest"
 NO_PERIOD = "__none__"        # quarantine rows without a period (unreadable period cells) live in this partition
 REPLACE_ATTEMPTS = 8
+PUBLISH_THREADS = 4
 FIX = "请运行 sudo bash scripts/install_lake.sh 启动湖仓组件，或检查 SHEQU_LAKE_* 环境变量（见 docs/lake.md）"
 
 
@@ -309,11 +311,13 @@ def publish_quarter(con: duckdb.DuckDBPyConnection, quarter: str, cfg: LakeConfi
     try:
         ensure_tables(cat, cfg.namespace)
         run_id = run_id or f"{quarter}-{datetime.now():%Y%m%dT%H%M%S}-{os.getpid()}"
-        snaps, counts = {}, {}
-        for t in KEY_TABLES:
-            rows = con.sql(_embedded_select(t), params=[quarter]).to_arrow_table()
-            snaps[t] = replace_partition(cat, (cfg.namespace, t), quarter, rows)
-            counts[t] = rows.num_rows
+        data = {t: con.sql(_embedded_select(t), params=[quarter]).to_arrow_table() for t in KEY_TABLES}
+        counts = {t: d.num_rows for t, d in data.items()}
+        # the tables' commits are independent (no multi-table transaction in Iceberg): run them side by side,
+        # the manifest waits for all of them
+        with ThreadPoolExecutor(max_workers=PUBLISH_THREADS) as pool:
+            futures = {t: pool.submit(replace_partition, cat, (cfg.namespace, t), quarter, d) for t, d in data.items()}
+            snaps = {t: f.result() for t, f in futures.items()}
         now = datetime.now().replace(tzinfo=None)
         manifest = pa.table({"period_key": [quarter] * len(KEY_TABLES), "table_name": list(KEY_TABLES),
                              "snapshot_id": [snaps[t] for t in KEY_TABLES],

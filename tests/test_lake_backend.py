@@ -272,3 +272,119 @@ def test_object_store_unreachable_fails_naming_endpoint_nothing_committed(built,
                         str(built["warehouse"])], env={**lake_env["env"], "SHEQU_LAKE_S3_ENDPOINT": dead},
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and dead in r.stdout, r.stdout + r.stderr
+
+
+class _CuttableProxy:
+    """A TCP forwarder to the object store that the test can cut: the network to S3 going away mid-publish."""
+
+    def __init__(self, target_port: int):
+        import socket
+
+        self.target = ("127.0.0.1", target_port)
+        self.srv = socket.socket()
+        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(64)
+        self.port = self.srv.getsockname()[1]
+        self.conns, self.cut_flag = [], threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import socket
+
+        while not self.cut_flag.is_set():
+            try:
+                c, _ = self.srv.accept()
+            except OSError:
+                return
+            if self.cut_flag.is_set():
+                c.close()
+                return
+            u = socket.create_connection(self.target)
+            self.conns += [c, u]
+            for a, b in ((c, u), (u, c)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _pipe(self, a, b):
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+    def cut(self):
+        import socket
+
+        self.cut_flag.set()
+        for s in [self.srv, *self.conns]:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+
+def test_object_store_lost_mid_publish_readers_keep_the_old_quarter(built, lake_env, tmp_path, monkeypatch):
+    """The network to the object store breaks after the first table of a quarter committed: the run fails naming
+    the endpoint, the manifest still names the old snapshots, so readers see the whole old quarter; a rerun
+    completes it."""
+    from shequ import lake
+    from shequ.warehouse import connect
+
+    q = "2024Q1"
+    new_wh = _changed_copy(built["warehouse"], tmp_path / "new.duckdb", q)
+    with connect(built["warehouse"], read_only=True) as con:
+        lake.publish_quarter(con, q)
+        old = _digests(con, lake.KEY_TABLES, q)
+    with connect(new_wh, read_only=True) as con:
+        new = _digests(con, lake.KEY_TABLES, q)
+    cfg = lake.LakeConfig.load()
+    cat = cfg.catalog()
+    pins_before = lake.published(cfg)
+    current = {t: cat.load_table((cfg.namespace, t)).current_snapshot().snapshot_id for t in lake.KEY_TABLES}
+
+    proxy = _CuttableProxy(int(S3_PORT))
+    endpoint = f"http://127.0.0.1:{proxy.port}"
+    monkeypatch.setenv("SHEQU_LAKE_S3_ENDPOINT", endpoint)
+    via_proxy = lake.LakeConfig.load()
+    monkeypatch.delenv("SHEQU_LAKE_S3_ENDPOINT")
+    outcome = {}
+
+    def run():
+        try:
+            with connect(new_wh, read_only=True) as con:
+                outcome["ok"] = lake.publish_quarter(con, q, via_proxy)
+        except Exception as e:  # noqa: BLE001 - asserted below
+            outcome["error"] = e
+
+    th = threading.Thread(target=run)
+    th.start()
+    deadline = time.time() + 300
+    committed = []
+    while time.time() < deadline and th.is_alive() and not committed:
+        cat = cfg.catalog()
+        committed = [t for t in lake.KEY_TABLES
+                     if cat.load_table((cfg.namespace, t)).current_snapshot().snapshot_id != current[t]]
+        time.sleep(0.05)
+    proxy.cut()
+    th.join(timeout=300)
+    assert committed, f"publish finished before any commit was seen: {outcome}"
+    assert "error" in outcome, f"the publish survived the cut: {outcome}"
+    assert isinstance(outcome["error"], lake.LakeError) and endpoint in str(outcome["error"]), outcome["error"]
+    assert lake.published(cfg) == pins_before            # the manifest was not touched
+    c = duckdb.connect()
+    lake.attach(c)
+    assert _digests(c, lake.KEY_TABLES, q) == old         # readers: the whole old quarter
+    st = lake.status(cfg)
+    assert any(t["ahead_of_manifest"] for t in st["tables"])
+    with connect(new_wh, read_only=True) as con:          # the rerun completes the quarter
+        lake.publish_quarter(con, q, cfg)
+    c = duckdb.connect()
+    lake.attach(c)
+    assert _digests(c, lake.KEY_TABLES, q) == new
