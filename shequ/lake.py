@@ -28,6 +28,7 @@ import json
 import os
 import random
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -38,6 +39,9 @@ import duckdb
 import pyarrow as pa
 
 from . import config
+
+# the first publish of a quarter has nothing to replace; pyiceberg warns about that on every such table
+warnings.filterwarnings("ignore", message="Delete operation did not match any records")
 
 BACKENDS = ("embedded", "lake")
 KEY_TABLES = ("fact_indicator_value", "agg_indicator_value", "fact_score", "fact_ranking", "fact_award",
@@ -413,6 +417,23 @@ def attach(con: duckdb.DuckDBPyConnection, cfg: LakeConfig | None = None, schema
         con.execute(f'CREATE OR REPLACE VIEW "{schema}"."{t}" AS {body}')
         out[t] = len(files)
     return out
+
+
+def open_reader(local_warehouse: str | os.PathLike | None = None, cfg: LakeConfig | None = None
+                ) -> duckdb.DuckDBPyConnection:
+    """A read node's DuckDB connection: the key tables from the lake (``attach``), every other table (dimensions,
+    lineage, quality results) from the node's local embedded warehouse when given, attached read-only. The SQL
+    models (models/sql) and the suites (expectations/) run on it unchanged."""
+    con = duckdb.connect()
+    if local_warehouse is not None:
+        path = str(local_warehouse).replace("'", "''")
+        con.execute(f"ATTACH '{path}' AS local_wh (READ_ONLY)")
+        for (t,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = 'local_wh' "
+                                "AND schema_name = 'main'").fetchall():
+            if t not in KEY_TABLES:
+                con.execute(f'CREATE VIEW "{t}" AS SELECT * FROM local_wh.main."{t}"')
+    attach(con, cfg)
+    return con
 
 
 def status(cfg: LakeConfig | None = None) -> dict:

@@ -388,3 +388,51 @@ def test_object_store_lost_mid_publish_readers_keep_the_old_quarter(built, lake_
     c = duckdb.connect()
     lake.attach(c)
     assert _digests(c, lake.KEY_TABLES, q) == new
+
+
+def test_sql_models_and_suites_run_unchanged_on_lake_tables(built, lake_env):
+    """A read node: dimensions from its local DuckDB, the key tables from the lake. The warehouse's own SQL models
+    and quality suites give the same answers as on the embedded warehouse."""
+    from shequ import lake
+    from shequ.quality import run_suite
+    from shequ.warehouse import connect, model_sql
+
+    with connect(built["warehouse"], read_only=True) as con:
+        lake.publish_quarter(con, "2024Q1")
+        lake.publish_quarter(con, "2024Q2")
+    reader = lake.open_reader(built["warehouse"])
+    assert reader.execute("SELECT count(*) FROM duckdb_views() WHERE view_name = 'fact_score' "
+                          "AND schema_name = 'main'").fetchall() == [(1,)]      # the lake's, not the local table
+    with connect(built["warehouse"], read_only=True) as emb:
+        for model in ("fact_indicator_value_current", "fact_indicator_value_rollup"):
+            sql = model_sql(model)
+            want = emb.execute(f"SELECT count(*), md5(string_agg(CAST(m AS VARCHAR), '|' ORDER BY CAST(m AS VARCHAR))) "
+                               f"FROM ({sql}) m WHERE period_key LIKE '2024%'").fetchall()
+            got = reader.execute(f"SELECT count(*), md5(string_agg(CAST(m AS VARCHAR), '|' ORDER BY CAST(m AS VARCHAR))) "
+                                 f"FROM ({sql}) m WHERE period_key LIKE '2024%'").fetchall()
+            assert got == want and want[0][0] > 0, model
+        for suite in ("fact_indicator_value", "agg_indicator_value", "fact_score", "fact_ranking", "fact_award"):
+            for q in ("2024Q1", "2024Q2"):
+                a = [(r.expectation, r.success, r.unexpected, r.checked) for r in run_suite(emb, suite, q, record=False)]
+                b = [(r.expectation, r.success, r.unexpected, r.checked)
+                     for r in run_suite(reader, suite, q, record=False)]
+                assert a == b and a, (suite, q)
+
+
+def test_refresh_publishes_to_the_lake_only_when_selected(built, lake_env, monkeypatch, capsys):
+    """`shequ refresh` ends with lake.after_refresh: embedded (the default) does nothing; lake publishes each
+    quarter that refreshed cleanly and reports the others in Chinese."""
+    from shequ import lake
+
+    monkeypatch.delenv("SHEQU_BACKEND")
+    assert lake.backend() == "embedded"
+    assert lake.after_refresh(built["warehouse"], ["2024Q1"], set()) == []
+    assert lake.published() == {}
+    monkeypatch.setenv("SHEQU_BACKEND", "lake")
+    problems = lake.after_refresh(built["warehouse"], ["2024Q1", "2024Q2"], {"2024Q2"})
+    assert problems == ["2024Q2 未发布到湖仓：本季度刷新未成功"]
+    assert set(lake.published()["fact_score"]) == {"2024Q1"}
+    assert "2024Q1 已发布到湖仓" in capsys.readouterr().out
+    monkeypatch.setenv("SHEQU_BACKEND", "cluster")
+    with pytest.raises(lake.LakeError, match="SHEQU_BACKEND"):
+        lake.backend()
