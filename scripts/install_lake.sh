@@ -75,7 +75,8 @@ if [ "$(id -u)" -ne 0 ]; then
   command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
   command -v pg_createcluster >/dev/null 2>&1 || missing="$missing postgresql"
   if [ -n "$missing" ] || [ ! -f "$HOME_DIR/postgres.json" ]; then
-    echo "安装湖仓组件需要 root 权限（缺少：${missing:- PostgreSQL 集群}）：请运行 sudo bash scripts/install_lake.sh" >&2
+    missing="${missing# }"
+    echo "安装湖仓组件需要 root 权限（缺少：${missing:-PostgreSQL 集群}）：请运行 sudo bash scripts/install_lake.sh" >&2
     exit 1
   fi
 fi
