@@ -197,7 +197,9 @@ def test_replacing_a_quarter_readers_see_old_or_new_never_a_mix(built, lake_env,
         with connect(new_wh, read_only=True) as con:
             r = lake.publish_quarter(con, q)
         print(f"\nlake publish of one sample quarter: {r['seconds']} s")
-        time.sleep(1.0)
+        n, until = len(seen), time.time() + 120
+        while len(seen) < n + 2 and time.time() < until and not errors:   # reads that began after the publish
+            time.sleep(0.1)
     finally:
         stop.set()
         th.join(timeout=120)
@@ -205,6 +207,7 @@ def test_replacing_a_quarter_readers_see_old_or_new_never_a_mix(built, lake_env,
     assert seen, "the reader never completed a read"
     for s in seen:
         assert s in (old, new), sorted(k for k in s if s[k] != old.get(k) and s[k] != new.get(k))
+    assert seen[-1] == new
     last = duckdb.connect()
     lake.attach(last)
     assert _digests(last, lake.KEY_TABLES, q) == new
