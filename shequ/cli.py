@@ -143,7 +143,11 @@ def cmd_refresh(args) -> int:
                 console.print(f"  {q} {suite} {exp}：{(detail or '')[:400]}", style="red", markup=False)
     for p in problems:
         console.print(f"[red]{p}[/red]")
-    return 1 if (blocking_failed or run_failed or problems or missing) else 0
+    from .lake import after_refresh  # SHEQU_BACKEND=lake: publish the quarters to the lake; embedded: nothing
+    lake_problems = after_refresh(wh, quarters, {q for q, _ in run_failed} | {q for q, _ in blocking_failed})
+    for p in lake_problems:
+        console.print(f"[red]{p}[/red]")
+    return 1 if (blocking_failed or run_failed or problems or missing or lake_problems) else 0
 
 
 def _print_quality(con, quarters: list[str]) -> None:
@@ -489,6 +493,8 @@ def _main(argv: list[str] | None = None) -> int:
     backup.register(sub)  # shequ backup / restore (shequ/backup.py)
     from . import serve
     serve.register(sub)  # shequ serve start|stop|status|logs (shequ/serve.py)
+    from . import lake
+    lake.register(sub)  # shequ lake import|publish|status (shequ/lake.py)
     from .notebook import register as register_notebook
 
     register_notebook(sub)
