@@ -448,9 +448,11 @@ def optimise_weights(app: Appraisal, target: dict[str, float], tolerance: float 
     best = None
     for start in (np.log([max(s.nodes[c].weight, 1e-9) for c in codes]), np.log(np.maximum(t, 1e-3))):
         res = minimize(obj, start, method="Nelder-Mead",
-                       options={"xatol": 1e-6, "fatol": 1e-12, "maxiter": 4000 * len(codes)})
+                       options={"xatol": 1e-4, "fatol": 1e-9, "maxiter": 1000 * len(codes)})
         if best is None or res.fun < best.fun:
             best = res
+        if np.abs(imp(best.x) - t).max() <= tolerance / 4:     # well inside the tolerance: no second start
+            break
     w = np.exp(best.x - best.x.max())
     w = w / w.sum()
     got = imp(best.x)
