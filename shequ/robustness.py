@@ -76,14 +76,13 @@ def cmd_optimise(args) -> int:
     t = Table(title=f"{quarter_label(q)} 按目标重要性优化的权重（方案 {scheme.scheme_id} {scheme.version}）")
     for c in ("节点", "现行权重", "建议权重", "目标重要性", "达到的重要性"):
         t.add_column(c)
-    tot = sum(scheme.nodes[c].weight for c in target)
     for c in target:
-        t.add_row(c, f"{scheme.nodes[c].weight / tot:.4f}", f"{res.weights[c]:.4f}", f"{res.target[c]:.4f}",
+        t.add_row(c, f"{scheme.nodes[c].weight:g}", f"{res.weights[c]:.2f}", f"{res.target[c]:.4f}",
                   f"{res.importance[c]:.4f}")
     console.print(t)
     console.print(res.message, markup=False)
-    # one machine-readable line: the weights as a scheme would take them (shares of the listed nodes)
-    print("weights: " + ", ".join(f"{c}={w:.4f}" for c, w in res.weights.items()))
+    # one machine-readable line: the weights as the scheme's tree takes them (the listed nodes keep their total)
+    print("weights: " + ", ".join(f"{c}={w:.2f}" for c, w in res.weights.items()))
     return 0 if res.ok else 1
 
 

@@ -398,22 +398,45 @@ def sensitivity_frame(sa: Sensitivity, app: Appraisal) -> pl.DataFrame:
 # Weight optimisation (COINr get_opt_weights)
 
 
+def _importance_fn(app: Appraisal, codes: list[str]):
+    """A function weights -> importances of ``codes``: squared Pearson correlation of each node with the index
+    re-aggregated with those weights, normalised to sum 1. Only the ancestors of ``codes`` are re-aggregated
+    (the other nodes keep the appraisal's values), over the ranked units."""
+    s, el = app.scheme, app.eligible
+    base = {**{c: app.normalised[el, j] for j, c in enumerate(app.units.indicators)},
+            **{c: v[el] for c, v in app.nodes.items()}}
+    anc = set()
+    for c in codes:
+        node = s.nodes[c]
+        while node.parent is not None:
+            anc.add(node.parent)
+            node = s.nodes[node.parent]
+    order = [n for n in s.aggregates if n in anc]
+    floor = (s.section("aggregate") or {}).get("geometric_floor")
+
+    def fn(weights: dict[str, float] | None = None) -> np.ndarray:
+        vals = dict(base)
+        for node in order:
+            kids = s.children(node)
+            C = np.column_stack([vals[k] for k in kids])
+            w = np.array([(weights or {}).get(k, s.nodes[k].weight) for k in kids], dtype=float)
+            vals[node] = aggregate_rows(C, w, s.aggregation_of(node), floor)
+        root = vals[s.root]
+        r2 = np.nan_to_num(np.array([corr(vals[c], root)[0] ** 2 for c in codes]))
+        return r2 / r2.sum() if r2.sum() > 0 else r2
+
+    return fn
+
+
 def importances(app: Appraisal, codes: list[str], weights: dict[str, float] | None = None) -> np.ndarray:
     """Squared Pearson correlation of each node with the index (re-aggregated with ``weights``), normalised
-    to sum 1 over ``codes``."""
-    s, el = app.scheme, app.eligible
-    nodes = aggregate(app.normalised, app.units, s, weights=weights)
-    root = nodes[s.root][el]
-    vals = {**{c: app.normalised[el, j] for j, c in enumerate(app.units.indicators)},
-            **{c: v[el] for c, v in nodes.items()}}
-    r2 = np.array([corr(vals[c], root)[0] ** 2 for c in codes])
-    r2 = np.nan_to_num(r2)
-    return r2 / r2.sum() if r2.sum() > 0 else r2
+    to sum 1 over ``codes`` (COINr get_opt_weights)."""
+    return _importance_fn(app, codes)(weights)
 
 
 @dataclass
 class OptResult:
-    weights: dict[str, float]        # normalised to sum 1 over the target nodes
+    weights: dict[str, float]        # in the scheme's units: the target nodes keep their total weight
     importance: dict[str, float]
     target: dict[str, float]
     max_error: float
@@ -423,9 +446,10 @@ class OptResult:
 
 def optimise_weights(app: Appraisal, target: dict[str, float], tolerance: float = 0.02) -> OptResult:
     """Weights of the ``target`` nodes (others unchanged) whose importances match the target shares
-    (normalised to sum 1). Minimises the sum of squared differences over log-weights with scipy's
-    Nelder-Mead (COINr's get_opt_weights uses R's optim, Nelder-Mead, on the same objective), from the
-    nominal weights and from the target shares, keeping the better."""
+    (normalised to sum 1). Minimises the sum of squared differences over log-weights (COINr's get_opt_weights
+    minimises the same objective with R's optim) with scipy.optimize: L-BFGS-B from the nominal weights and
+    from the target shares, then Nelder-Mead from the best point, stopping once within a quarter of the
+    tolerance."""
     from scipy.optimize import minimize
 
     s = app.scheme
@@ -438,23 +462,34 @@ def optimise_weights(app: Appraisal, target: dict[str, float], tolerance: float 
         raise SchemeError("目标重要性须为非负数且不全为 0")
     t = t / t.sum()
 
+    fn = _importance_fn(app, codes)
+    # the target nodes share out their current total weight: their siblings outside the target keep theirs
+    total = sum(s.nodes[c].weight for c in codes)
+
+    def scaled(theta):
+        e = np.exp(theta - theta.max())
+        return e / e.sum() * total
+
     def imp(theta):
-        w = np.exp(theta - theta.max())
-        return importances(app, codes, dict(zip(codes, w)))
+        return fn(dict(zip(codes, scaled(theta))))
 
     def obj(theta):
         return float(((imp(theta) - t) ** 2).sum())
 
     best = None
-    for start in (np.log([max(s.nodes[c].weight, 1e-9) for c in codes]), np.log(np.maximum(t, 1e-3))):
-        res = minimize(obj, start, method="Nelder-Mead",
-                       options={"xatol": 1e-4, "fatol": 1e-9, "maxiter": 1000 * len(codes)})
+    starts = (np.log([max(s.nodes[c].weight, 1e-9) for c in codes]), np.log(np.maximum(t, 1e-3)))
+    # L-BFGS-B (numerical gradient) first: in a dozen dimensions it converges where Nelder-Mead crawls;
+    # Nelder-Mead (COINr's choice) as a fall-back from the best point found
+    for method, start in (("L-BFGS-B", starts[0]), ("L-BFGS-B", starts[1]), ("Nelder-Mead", None)):
+        x0 = best.x if start is None else start
+        opts = {"maxiter": 500 * len(codes)} if method == "Nelder-Mead" else {"maxiter": 2000}
+        res = minimize(obj, x0, method=method, bounds=[(-12, 12)] * len(codes) if method == "L-BFGS-B" else None,
+                       options=opts)
         if best is None or res.fun < best.fun:
             best = res
-        if np.abs(imp(best.x) - t).max() <= tolerance / 4:     # well inside the tolerance: no second start
+        if np.abs(imp(best.x) - t).max() <= tolerance / 4:     # well inside the tolerance: stop here
             break
-    w = np.exp(best.x - best.x.max())
-    w = w / w.sum()
+    w = scaled(best.x)
     got = imp(best.x)
     err = float(np.abs(got - t).max())
     ok = err <= tolerance
