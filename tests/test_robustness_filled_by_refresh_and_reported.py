@@ -3,6 +3,8 @@ sensitivity as its own asset), and the report's section 稳健性与方法 shows
 
 import re
 
+import pytest
+
 from shequ.report import write_report
 from shequ.warehouse import connect
 
@@ -66,3 +68,29 @@ def test_robustness_labels_are_escaped(workspace, tmp_path):
     # chart labels go through chart_text.plain: entities, so plotly draws them as text and fills no template
     assert '&lt;a href=\\"x\\"&gt;' in sec          # the indicator name in the sunburst
     assert "&lt;b&gt;" in sec and "&#37;{x}" in sec       # the community in the rank-interval plot
+
+
+def test_optimise_weights_cli_prints_weights_that_do_what_it_says(built, capsys):
+    from shequ.appraisal.analysis import importances
+    from shequ.appraisal.store import final_appraisal
+    from shequ.cli import main
+    from shequ.scoring import load_scheme
+    from shequ.snapshot import read_only, source_path
+
+    target = {"社区服务": 0.3, "满意度": 0.3, "治安法治": 0.4}
+    rc = main(["appraise", "optimise-weights", "--quarter", Q, "--warehouse", str(built["warehouse"]),
+               "--target", "社区服务:0.3，满意度:0.3，治安法治:0.4", "--tolerance", "0.03"])
+    out = capsys.readouterr().out
+    line = [x for x in out.splitlines() if x.startswith("weights: ")][0]
+    weights = {k: float(v) for k, v in (p.split("=") for p in line[len("weights: "):].split(", "))}
+    assert set(weights) == set(target)
+    scheme = load_scheme()
+    assert sum(weights.values()) == pytest.approx(sum(scheme.nodes[c].weight for c in target), abs=0.02)
+    with read_only(source_path(built["warehouse"])) as c:
+        app, _ = final_appraisal(c, Q, scheme)
+    got = importances(app, list(target), weights)
+    err = max(abs(g - t) for g, t in zip(got, target.values()))
+    # exit 0 exactly when the printed weights meet the tolerance (2-dp rounding of the weights aside)
+    assert (rc == 0) == (err <= 0.03 + 0.002) and ("已找到权重" in out) == (rc == 0)
+    assert main(["appraise", "optimise-weights", "--quarter", Q, "--warehouse", str(built["warehouse"]),
+                 "--target", "不存在的类别:1,满意度:1"]) == 2
