@@ -26,7 +26,7 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from .engine import Appraisal, adjust_scores, aggregate, aggregate_rows, normalise, rank_desc, round_scores, treat
+from .engine import Appraisal, adjust_scores, aggregate_rows, normalise, rank_desc, round_scores, treat
 from .scheme import Scheme, SchemeError
 
 COLLINEAR = 0.9        # COINr get_corr_flags(cor_thresh = 0.9, thresh_type = "high") default
