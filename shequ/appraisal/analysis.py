@@ -335,7 +335,7 @@ def sensitivity(app: Appraisal, N: int | None = None, seed: int | None = None, n
     model = _Model(app, facs)
     g = app.units.grouping(group)
     nominal = rank_desc(model.score({}), g)
-    R = np.full((len(X), app.units.n), np.nan)
+    R = np.full((len(X), app.units.n), np.nan, dtype=np.float32)     # ranks < 2^24 are exact in float32
     for i, row in enumerate(X):
         choice = {}
         for f, x in zip(facs, row):
@@ -343,18 +343,23 @@ def sensitivity(app: Appraisal, N: int | None = None, seed: int | None = None, n
             choice[f.name] = k if f.name == "Normalisation" else f.alternatives[k]
         R[i] = rank_desc(model.score(choice), g)
     ranked = np.isfinite(nominal)
-    shift = np.nanmean(np.abs(R[:, ranked] - nominal[ranked]), axis=1)
+    shift = np.nanmean(np.abs(R[:, ranked] - nominal[ranked]), axis=1, dtype=np.float64)
     boot_rng = np.random.default_rng(np.random.SeedSequence([seed, 13]))
     index = sobol(shift, N, d, nboot, boot_rng)
     h = N // 2
     rows_half = np.concatenate([np.arange(b * N, b * N + h) for b in range(d + 2)])
     index_half = sobol(shift[rows_half], h, d)
-    units = sobol(R[:, ranked], N, d, nboot, boot_rng)
-    full = {k: np.full(v.shape[:-1] + (app.units.n,), np.nan) if np.ndim(v) else v for k, v in units.items()}
-    for k, v in units.items():
-        if np.ndim(v):
-            full[k][..., ranked] = v
-    RA = R[:2 * N]
+    # each unit's rank, in chunks of units so that the bootstrap's d x N x units terms stay small
+    cols = np.nonzero(ranked)[0]
+    full: dict = {}
+    for c0 in range(0, len(cols), 2000):
+        part = cols[c0:c0 + 2000]
+        est = sobol(R[:, part].astype(np.float64), N, d, nboot, boot_rng)
+        for k, v in est.items():
+            if k == "variance":
+                continue
+            full.setdefault(k, np.full((d, app.units.n), np.nan))[:, part] = v
+    RA = R[:2 * N].astype(np.float64)
     stats = {"mean": RA.mean(axis=0), "median": np.median(RA, axis=0),
              "q_low": np.quantile(RA, 0.05, axis=0), "q_high": np.quantile(RA, 0.95, axis=0)}
     return Sensitivity(N=N, d=d, runs=len(X), nboot=nboot, seed=seed, factors=facs, nominal_rank=nominal,
