@@ -102,3 +102,13 @@ def test_target_text_parsing():
     assert parse_target("安居:0.3，治理：0.3, 服务:40%") == {"安居": 0.3, "治理": 0.3, "服务": 0.4}
     with pytest.raises(ValueError, match="目标格式"):
         parse_target("安居=abc,治理:1")
+
+
+def test_sensitivity_needs_two_uncertain_assumptions(case, tmp_path):
+    from shequ.appraisal import SchemeError
+    from shequ.appraisal.analysis import factors, sensitivity
+
+    _, _, app = case
+    assert factors(app) == []                      # the constructed scheme declares no uncertainty section
+    with pytest.raises(SchemeError, match="uncertainty"):
+        sensitivity(app)

@@ -613,11 +613,17 @@ def sensitivity_period(con: duckdb.DuckDBPyConnection, period_key: str, scheme: 
     """Sobol sensitivity of the quarter's community ranks (within the uncertainty section's
     ``sensitivity_group``, default city_code) to the scheme's uncertain assumptions; replaces the quarter's
     analysis_sensitivity rows. Returns the row count, runs and seconds."""
-    from .analysis import sensitivity, write_sensitivity
+    from .analysis import factors, sensitivity, write_sensitivity
 
     t0 = time.perf_counter()
     app, _ = final_appraisal(con, period_key, scheme)
     spec = scheme.section("uncertainty") or {}
+    if len(factors(app, 1)) < 2 or not app.eligible.any():
+        # nothing to analyse: fewer than two uncertain assumptions declared, or no community ranked
+        with transaction(con):
+            con.execute("DELETE FROM analysis_sensitivity WHERE period_key = ? AND scheme_id = ?",
+                        [period_key, scheme.scheme_id])
+        return {"analysis_sensitivity": 0, "runs": 0, "seconds": round(time.perf_counter() - t0, 2)}
     group = spec.get("sensitivity_group", "city_code" if "city_code" in app.units.groups else None)
     sa = sensitivity(app, N=n, nboot=nboot, group=group)
     with transaction(con):
