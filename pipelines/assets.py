@@ -219,5 +219,25 @@ def fact_ranking(context: dg.AssetExecutionContext, warehouse: ShequWarehouse) -
     return _per_quarter(context, warehouse, "fact_ranking", rank)
 
 
+@dg.asset(group_name="s5_rankings", deps=[fact_ranking],
+          description="稳健性分析（重）：各不确定假设（异常值处理深度、标准化、权重、汇总方法）对社区排名的 Sobol "
+                      "一阶与总效应指数及自助法区间，写入 analysis_sensitivity；样例每季度约 1 秒（N=100，600 次重算）。"
+                      "运行标签 shequ/sensitivity=skip 跳过，shequ/sensitivity_n=N 改样本量 / Sobol sensitivity of "
+                      "ranks to the scheme's uncertain assumptions (docs/robustness.md).", **COMMON)
+def analysis_sensitivity(context: dg.AssetExecutionContext, warehouse: ShequWarehouse) -> dg.MaterializeResult:
+    tags = context.run.tags
+    if tags.get("shequ/sensitivity") == "skip":
+        context.log.info("本次运行跳过敏感性分析（标签 shequ/sensitivity=skip）")
+        return dg.MaterializeResult(metadata={"季度": quarters_of(context), "跳过": True})
+    n = int(tags["shequ/sensitivity_n"]) if tags.get("shequ/sensitivity_n") else None
+    out = {}
+    with warehouse.connection() as con:
+        for q in quarters_of(context):
+            out[q] = pipeline.stage_sensitivity(con, q, warehouse.scheme, n=n)
+    return dg.MaterializeResult(metadata={"行数": {q: v["analysis_sensitivity"] for q, v in out.items()},
+                                          "重算次数": {q: v["runs"] for q, v in out.items()},
+                                          "秒": {q: v["seconds"] for q, v in out.items()}})
+
+
 ASSETS = [inbox_files, dimensions, staged_values, fact_indicator_value, agg_indicator_value, quality_checks,
-          fact_ranking]
+          fact_ranking, analysis_sensitivity]

@@ -15,12 +15,12 @@ from shequ import config
 from shequ.report import NoDataError, write_report
 from shequ.snapshot import publish_snapshot, read_only, snapshot_path
 
-from .assets import COMMON, agg_indicator_value, fact_ranking
+from .assets import COMMON, agg_indicator_value, analysis_sensitivity, fact_ranking
 from .partitions import quarters_of
 from .resources import ShequWarehouse
 
 
-@dg.asset(group_name="s6_publish", deps=[agg_indicator_value, fact_ranking],
+@dg.asset(group_name="s6_publish", deps=[agg_indicator_value, fact_ranking, analysis_sensitivity],
           description="发布只读快照 data/snapshot.duckdb（检查点后复制并原子改名），笔记本只读快照，"
                       "不会挡住刷新 / Read-only snapshot of the warehouse (checkpoint, copy, atomic rename): "
                       "notebooks read it and never hold a lock on the live file.",

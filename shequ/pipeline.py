@@ -131,3 +131,11 @@ def stage_checks(con: duckdb.DuckDBPyConnection, stage: str, quarter: str) -> li
     if stage == "fact_ranking":  # the ranking records which checks were in force when it was produced
         dq.snapshot_release(con, quarter)
     return out
+
+
+def stage_sensitivity(con: duckdb.DuckDBPyConnection, quarter: str, scheme_path: Path = DEFAULT_SCHEME,
+                      n: int | None = None) -> dict:
+    """Sobol sensitivity of the quarter's ranks to the scheme's uncertain assumptions (heavy; its own asset)."""
+    from .appraisal.store import sensitivity_period
+
+    return sensitivity_period(con, quarter, scoring.load_scheme(scheme_path), n=n)

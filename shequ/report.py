@@ -13,7 +13,11 @@ connection, or a read-only connection the caller passes, and writes ``data/repor
 - category profiles (radar) of the five best and the five worst communities of the quarter;
 - the quality summary (completeness, validation violations by importance, open outlier flags, quarantine by
   reason, check results by suite);
-- every community's explanation (``fact_explanation``) in a collapsible ``<details>`` grouped by district.
+- every community's explanation (``fact_explanation``) in a collapsible ``<details>`` grouped by district;
+- 稳健性与方法: the titles whose Monte Carlo interval crosses the quota line with the assumption that moves each
+  community's rank most (``analysis_sensitivity``), the Sobol indices of each assumption, the city ranks with their
+  intervals, the framework as a sunburst, the correlation heatmap of the categories with the flagged pairs
+  (``analysis_correlation``) and Cronbach's alpha / first-component share (``analysis_reliability``).
 
 plotly.js is embedded inline once (``plotly.offline.get_plotlyjs()``); every figure is written without it. The
 page makes no network request. Every text from the warehouse goes through ``html.escape``: in the tables (``esc``)
@@ -135,7 +139,9 @@ def load(con: duckdb.DuckDBPyConnection, quarter: str, scheme: str = "default") 
                max(r.rank) FILTER (WHERE r.scope_level = 'city') AS rank_city,
                max(r.n_ranked) FILTER (WHERE r.scope_level = 'city') AS n_city,
                max(r.rank_low) FILTER (WHERE r.scope_level = 'district') AS low_district,
-               max(r.rank_high) FILTER (WHERE r.scope_level = 'district') AS high_district
+               max(r.rank_high) FILTER (WHERE r.scope_level = 'district') AS high_district,
+               max(r.rank_low) FILTER (WHERE r.scope_level = 'city') AS low_city,
+               max(r.rank_high) FILTER (WHERE r.scope_level = 'city') AS high_city
         FROM fact_ranking r JOIN dim_community c USING (community_key)
         WHERE r.period_key = $q AND r.scheme_id = $s AND r.entity_level = 'community'
         GROUP BY ALL ORDER BY c.city, c.district, rank_district NULLS LAST, name""", p)
@@ -203,7 +209,8 @@ def load(con: duckdb.DuckDBPyConnection, quarter: str, scheme: str = "default") 
             "vetoes": vetoes.explanations(con, quarter, scheme), "communities": comm, "areas": areas, "awards": awards,
             "bump": bump, "categories": cats, "explanations": expl, "completeness": completeness,
             "violations": violations, "held": int(held), "outliers": outliers, "quarantine": quarantine,
-            "checks": checks, "publication": pub, **manual}
+            "checks": checks, "publication": pub, **manual,
+            **load_robustness(con, quarter, scheme)}
 
 
 def _manual_inputs(con, p: dict) -> dict:
@@ -264,6 +271,50 @@ def _manual_section(d: dict) -> str:
                            "生效" if r["active"] else f"已撤销：{r['revoked_by']}，{r['revoked_at']}，{r['revoke_reason']}"]
                           for r in b.iter_rows(named=True)], "manual-bonuses"))
     return "\n".join(out)
+
+
+def _has_table(con, name: str) -> bool:
+    return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?",
+                            [name]).fetchall()[0][0])
+
+
+def load_robustness(con: duckdb.DuckDBPyConnection, quarter: str, scheme: str = "default") -> dict:
+    """The robustness analysis of the quarter (analysis_* tables; empty frames in a warehouse without them):
+    sensitivity of the rank shift and of each community's rank, correlations and reliability, and the framework
+    (each indicator's mean effective share of the index, under its category)."""
+    p = {"q": quarter, "s": scheme}
+    out = {"sensitivity": pl.DataFrame(), "sensitivity_units": pl.DataFrame(), "correlation": pl.DataFrame(),
+           "reliability": pl.DataFrame()}
+    if _has_table(con, "analysis_sensitivity"):
+        out["sensitivity"] = _q(con, """
+            SELECT factor, factor_label, si, sti, si_low, si_high, sti_low, sti_high, sti_half, n_base, n_runs, n_boot
+            FROM analysis_sensitivity WHERE period_key = $q AND scheme_id = $s AND target = 'rank_shift'
+            ORDER BY sti DESC NULLS LAST""", p)
+        out["sensitivity_units"] = _q(con, """
+            SELECT entity_code AS code, factor, factor_label, sti FROM analysis_sensitivity
+            WHERE period_key = $q AND scheme_id = $s AND target = 'rank'""", p)
+    if _has_table(con, "analysis_correlation"):
+        out["correlation"] = _q(con, """
+            SELECT a.kind, a.node_a, coalesce(ia.name_zh, a.node_a) AS name_a, a.node_b,
+                   coalesce(ib.name_zh, a.node_b) AS name_b, a.parent_code, a.level, a.r, a.flag
+            FROM analysis_correlation a LEFT JOIN dim_indicator ia ON ia.indicator_code = a.node_a
+                 LEFT JOIN dim_indicator ib ON ib.indicator_code = a.node_b
+            WHERE a.period_key = $q AND a.scheme_id = $s AND a.method = 'pearson'""", p)
+    if _has_table(con, "analysis_reliability"):
+        out["reliability"] = _q(con, """
+            SELECT node_code, level, n_children, n_units, cronbach_alpha, pc1_share FROM analysis_reliability
+            WHERE period_key = $q AND scheme_id = $s ORDER BY level DESC, node_code""", p)
+    out["framework"] = _q(con, """
+        WITH w AS (
+            SELECT node_code, avg(weight) AS share FROM fact_score
+            WHERE period_key = $q AND scheme_id = $s AND entity_level = 'community' AND node_level = 'indicator'
+              AND stage = (SELECT max(stage) FROM fact_ranking WHERE period_key = $q AND scheme_id = $s
+                           AND entity_level = 'community')
+            GROUP BY 1)
+        SELECT w.node_code AS code, coalesce(i.name_zh, w.node_code) AS name, coalesce(i.category, '其他') AS category,
+               w.share FROM w LEFT JOIN dim_indicator i ON i.indicator_code = w.node_code
+        WHERE w.share > 0 ORDER BY category, code""", p)
+    return out
 
 
 def headline(d: dict) -> dict:
@@ -480,6 +531,141 @@ def _profile_table(d: dict, n: int) -> str:
     return table(["", "社区", "区", "综合得分", *order], rows, "profile")
 
 
+def framework_figure(d: dict) -> go.Figure:
+    """The framework as a sunburst: index -> categories -> indicators, sized by each indicator's mean effective
+    share of the index (weights re-normalised over the children with data, as fact_score records them)."""
+    fw = d["framework"]
+    ids, labels, parents, values = ["root"], ["综合指数"], [""], [float(fw["share"].sum()) if fw.height else 0.0]
+    for (cat,), g in fw.group_by("category", maintain_order=True):
+        ids.append(f"c:{cat}")
+        labels.append(plain(cat))
+        parents.append("root")
+        values.append(float(g["share"].sum()))
+        for r in g.iter_rows(named=True):
+            ids.append(f"i:{r['code']}")
+            labels.append(plain(r["name"]))
+            parents.append(f"c:{cat}")
+            values.append(float(r["share"]))
+    # "remainder": a parent's own value (0) plus its children, so rounding in the sums cannot hide a branch
+    sizes = [v if i.startswith("i:") else 0.0 for i, v in zip(ids, values)]
+    fig = go.Figure(go.Sunburst(ids=ids, labels=labels, parents=parents, values=sizes, branchvalues="remainder",
+                                text=[f"{v * 100:.1f}%" for v in values],
+                                hovertemplate="%{label}：占综合指数 %{text}<extra></extra>"))
+    fig.update_layout(title=f"{quarter_label(d['quarter'])} 评价框架（扇区大小 = 实际权重）", height=620)
+    return fig
+
+
+def correlation_figure(d: dict) -> go.Figure:
+    """Heatmap of the correlations between the categories (siblings under the index), ranked communities."""
+    c = d["correlation"]
+    top = c.filter(pl.col("kind") == "within")
+    if top.height:
+        top = top.filter(pl.col("level") == top["level"].max())
+    names = sorted(set(top["name_a"].to_list()) | set(top["name_b"].to_list())) if top.height else []
+    pos = {n: i for i, n in enumerate(names)}
+    z = [[1.0 if i == j else None for j in range(len(names))] for i in range(len(names))]
+    for r in top.iter_rows(named=True):
+        i, j = pos[r["name_a"]], pos[r["name_b"]]
+        z[i][j] = z[j][i] = None if r["r"] is None else round(r["r"], 2)
+    labels = [plain(n) for n in names]
+    fig = go.Figure(go.Heatmap(z=z, x=labels, y=labels, zmin=-1, zmax=1, colorscale="RdBu", reversescale=False,
+                               text=[[("—" if v is None else f"{v:.2f}") for v in row] for row in z],
+                               texttemplate="%{text}", hovertemplate="%{y} 与 %{x}：r = %{text}<extra></extra>",
+                               colorbar=dict(title="相关系数")))
+    fig.update_layout(title=f"{quarter_label(d['quarter'])} 各类别得分之间的相关（皮尔逊）", height=640,
+                      yaxis=dict(autorange="reversed"))
+    return fig
+
+
+def uncertainty_figure(d: dict) -> go.Figure:
+    """Each ranked community's city rank with its Monte Carlo interval (5%-95%), by city (COINr plot_uncertainty)."""
+    comm = d["communities"].filter(pl.col("rank_city").is_not_null()).sort("city", "rank_city")
+    fig = go.Figure()
+    for (city,), g in comm.group_by("city", maintain_order=True):
+        lo = [None if a is None or b is None else b - a for a, b in zip(g["low_city"], g["rank_city"])]
+        hi = [None if a is None or b is None else a - b for a, b in zip(g["high_city"], g["rank_city"])]
+        fig.add_trace(go.Scatter(
+            x=g["rank_city"].to_list(), y=g["rank_city"].to_list(), mode="markers", name=plain(city),
+            error_y=dict(type="data", array=hi, arrayminus=lo, thickness=1, width=0),
+            text=[plain(f"{n}（{dd}）") for n, dd in zip(g["name"], g["district"])],
+            customdata=[[_rank_interval(a, b)] for a, b in zip(g["low_city"], g["high_city"])],
+            hovertemplate="%{text}<br>市内第 %{x} 名，区间 %{customdata[0]}<extra></extra>"))
+    fig.update_layout(title=f"{quarter_label(d['quarter'])} 市内名次与蒙特卡洛区间（5%–95%）", height=520,
+                      xaxis_title="市内名次（公布）", yaxis_title="名次（竖线：区间）", legend_title_text="市")
+    fig.update_yaxes(autorange="reversed")
+    return fig
+
+
+def _robustness_section(d: dict, divs: dict) -> str:
+    out = ['<h2 id="robust">九、稳健性与方法</h2>',
+           "<p>评比结果取决于若干方法选择：异常值处理深度、标准化方法、类别权重和汇总方法。本节说明这些选择对名次的影响，"
+           "哪些社区的称号会因选择不同而改变，以及各类别之间的相关与内部一致性。方法见 docs/robustness.md。</p>",
+           "<h3>称号是否取决于权重与方法的选择</h3>"]
+    aw = d["awards"]
+    su = d["sensitivity_units"]
+    top_factor, weight_sti = {}, {}
+    if su.height:
+        for (code,), g in su.filter(pl.col("sti").is_not_null()).group_by("code"):
+            best = g.sort("sti", descending=True).row(0, named=True)
+            top_factor[code] = best["factor_label"]
+            w = g.filter(pl.col("factor") == "Weights")
+            weight_sti[code] = w["sti"][0] if w.height else None
+    dep = aw.filter(pl.col("tie_flag").fill_null(False)) if aw.height else aw
+    if aw.height:
+        out.append(f"<p>本季度 {aw.height} 个称号中，{dep.height} 个的蒙特卡洛名次区间（5%–95%）跨过配额线："
+                   "换一组合理的权重或方法，这些社区可能落选，配额线外的社区可能入选。"
+                   "“对名次影响最大的假设”取自敏感性分析中该社区名次的总效应指数。</p>")
+        out.append(table(["称号", "社区", "区", "评比范围", "配额位次", "名次区间（5%–95%）", "对名次影响最大的假设",
+                          "权重的总效应指数"],
+                         [[r["title"], r["name"], r["district"], r["scope_name"], f"{r['quota_position']} / {r['quota']}",
+                           _rank_interval(r["rank_low"], r["rank_high"]), top_factor.get(r["code"]),
+                           None if weight_sti.get(r["code"]) is None else round(weight_sti[r["code"]], 2)]
+                          for r in dep.iter_rows(named=True)], "awards"))
+    else:
+        out.append("<p>本季度无称号。</p>")
+    out.append("<h3>各项假设对名次的影响</h3>")
+    sa = d["sensitivity"]
+    if sa.height:
+        r0 = sa.row(0, named=True)
+        out.append(f"<p>敏感性分析：按方案中声明的不确定假设重算 {r0['n_runs']} 次（基础样本 N = {r0['n_base']}），"
+                   "输出为全部参评社区市内名次相对公布名次的平均变动。一阶指数 = 只改变该假设时名次变动的方差份额；"
+                   "总效应指数 = 含与其他假设交互作用的份额。区间为自助法 5%–95%"
+                   f"（{r0['n_boot']} 次）；“半样本总效应”接近全样本时说明样本量已足够。</p>")
+        out.append(table(["假设", "一阶指数", "一阶区间", "总效应指数", "总效应区间", "半样本总效应"],
+                         [[r["factor_label"], _num(r["si"]), _iv(r["si_low"], r["si_high"]), _num(r["sti"]),
+                           _iv(r["sti_low"], r["sti_high"]), _num(r["sti_half"])] for r in sa.iter_rows(named=True)]))
+    else:
+        out.append("<p>本季度尚未做敏感性分析（资产 analysis_sensitivity 未运行）。</p>")
+    out.append("<h3>名次的不确定区间</h3>")
+    out.append(divs["fig_uncertainty"])
+    out.append("<h3>评价框架</h3>")
+    out.append(divs["fig_framework"])
+    out.append("<h3>类别之间的相关</h3>")
+    out.append(divs["fig_corr"])
+    c = d["correlation"]
+    flagged = c.filter(pl.col("flag").is_not_null()) if c.height else c
+    zh = {"collinear": "高度相关（r > 0.9，可能重复计分）", "negative": "负相关（r < −0.4，可能相互抵消）"}
+    out.append("<p>提示的指标对：同一上级之下相关系数高于 0.9 或低于 −0.4（COINr 的阈值）。</p>")
+    out.append(table(["上级", "指标甲", "指标乙", "相关系数", "提示"],
+                     [[r["parent_code"], r["name_a"], r["name_b"], _num(r["r"]), zh.get(r["flag"], r["flag"])]
+                      for r in flagged.sort("parent_code", "r").iter_rows(named=True)] if flagged.height else []))
+    rel = d["reliability"]
+    out.append("<p>内部一致性：克龙巴赫 α（0.7 以上通常视为一致）与第一主成分解释的方差份额。</p>")
+    out.append(table(["类别/指数", "下级个数", "参与计算的社区", "克龙巴赫 α", "第一主成分份额"],
+                     [["综合指数" if r["level"] == rel["level"].max() else r["node_code"], r["n_children"],
+                       r["n_units"], _num(r["cronbach_alpha"]), pct(r["pc1_share"])]
+                      for r in rel.iter_rows(named=True)] if rel.height else []))
+    return "\n".join(out)
+
+
+def _num(v) -> str:
+    return "—" if v is None else f"{v:.3f}"
+
+
+def _iv(lo, hi) -> str:
+    return "—" if lo is None or hi is None else f"{lo:.3f} – {hi:.3f}"
+
+
 def _quality_section(d: dict) -> str:
     out = ['<h2 id="quality">六、数据是否齐全可信</h2>', "<h3>上报完整性与及时性</h3>"]
     c = d["completeness"]
@@ -584,6 +770,9 @@ def render(d: dict, top_n: int = 5, generated_at: dt.datetime | None = None) -> 
         "fig_districts": district_figure(d),
         "fig_bump": bump_figure(d),
         "fig_profiles": profile_figure(d, 5),
+        "fig_uncertainty": uncertainty_figure(d),
+        "fig_framework": framework_figure(d),
+        "fig_corr": correlation_figure(d),
     }
     divs = {k: figure_div(f, k, top=120 if k == "fig_profiles" else 60) for k, f in figs.items()}
     body = [
@@ -591,7 +780,7 @@ def render(d: dict, top_n: int = 5, generated_at: dt.datetime | None = None) -> 
         f'<p class="meta">评比方案 {esc(d["scheme_name"])}　{pub}　生成时间 {esc(when)}</p>',
         '<nav><a href="#summary">概况</a><a href="#rank">排名</a><a href="#titles">称号</a>'
         '<a href="#bump">名次变化</a><a href="#profiles">类别画像</a><a href="#quality">数据质量</a>'
-        '<a href="#explain">得分解释</a><a href="#manual">人工更正</a></nav>',
+        '<a href="#explain">得分解释</a><a href="#manual">人工更正</a><a href="#robust">稳健性与方法</a></nav>',
         '<h2 id="summary">一、概况</h2>', _cards(h), divs["fig_districts"],
         _ranking_sections(d, top_n),
         _veto_section(d),
@@ -601,6 +790,7 @@ def render(d: dict, top_n: int = 5, generated_at: dt.datetime | None = None) -> 
         _quality_section(d),
         _explanation_section(d),
         _manual_section(d),
+        _robustness_section(d, divs),
         f'<p class="meta">数据来源：shequ 指标仓库只读快照；本页离线可用（图表脚本已内嵌）。</p>',
     ]
     head = (f"<title>{esc(label)}社区建设三级评比报告</title><style>{CSS}</style>"

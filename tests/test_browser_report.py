@@ -1,5 +1,5 @@
-"""The quarterly report in headless Chromium: no JavaScript error, no request leaves the file system, the three
-plotly charts are drawn, and the explanations open. Screenshots go to data/screenshots/."""
+"""The quarterly report in headless Chromium: no JavaScript error, no request leaves the file system, the six
+plotly charts are drawn (three in 稳健性与方法), and the explanations open. Screenshots go to data/screenshots/."""
 
 import os
 
@@ -19,13 +19,16 @@ def _check_page(browser, path, screenshot):
     try:
         assert errors == []                                              # no JS error, no blocked request
         plots = page.locator(".js-plotly-plot")
-        assert plots.count() == 3
-        for i in range(3):
+        assert plots.count() == 6
+        for i in range(6):
             assert plots.nth(i).locator("svg.main-svg").count() >= 1       # every chart was drawn
         titles = [t.text_content() for t in page.locator(".gtitle").all()]
         assert any("名次变化" in t for t in titles) and any("类别得分" in t for t in titles), titles
         assert page.locator("#fig_bump .scatterlayer .trace").count() >= 4
         assert page.locator("#fig_profiles .polarlayer, #fig_profiles .polar").count() >= 2
+        assert page.locator("#fig_framework .sunburstlayer path").count() > 13      # index, categories, indicators
+        assert page.locator("#fig_corr .heatmaplayer image, #fig_corr .hm image").count() >= 1
+        assert page.locator("#fig_uncertainty .scatterlayer .trace").count() >= 3    # one per city
         # the explanations are collapsed; opening a district shows its communities' sentences
         district = page.locator("details.district").first
         community = district.locator("details.community").first

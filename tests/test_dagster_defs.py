@@ -25,7 +25,7 @@ def test_assets_checks_pool_and_partitions():
     specs = {s.key.to_user_string(): s for s in defs.resolve_all_asset_specs()}
     assert set(specs) == {"inbox_files", "dimensions", "staged_values", "fact_indicator_value",
                           "agg_indicator_value", "quality_checks", "fact_ranking", "warehouse_snapshot",
-                          "quarterly_report", "data_docs"}
+                          "quarterly_report", "data_docs", "analysis_sensitivity"}
     for name in specs:
         a = defs.resolve_assets_def(name)
         assert a.partitions_def is not None
@@ -45,6 +45,12 @@ def test_assets_checks_pool_and_partitions():
     # the quarterly report is written from the published snapshot, in the publish stage
     assert {k.to_user_string() for k in graph.get(dg.AssetKey("quarterly_report")).parent_keys} == \
         {"warehouse_snapshot"}
+    # the sensitivity analysis runs after the ranking, in its stage, and the snapshot waits for it
+    assert {k.to_user_string() for k in graph.get(dg.AssetKey("analysis_sensitivity")).parent_keys} == \
+        {"fact_ranking"}
+    assert "analysis_sensitivity" in {k.to_user_string() for k in graph.get(dg.AssetKey("warehouse_snapshot")).parent_keys}
+    assert defs.resolve_assets_def("analysis_sensitivity").group_names_by_key[
+        dg.AssetKey("analysis_sensitivity")] == "s5_rankings"
     report = defs.resolve_assets_def("quarterly_report")
     assert report.group_names_by_key[dg.AssetKey("quarterly_report")] == "s6_publish"
     assert report.backfill_policy == dg.BackfillPolicy.single_run()

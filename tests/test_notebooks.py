@@ -126,3 +126,23 @@ def test_data_quality_counts_planted_problems(workspace, monkeypatch):
     v = ns["violations"]
     assert v.filter((v["季度"] == "2024Q2") & (v["重要性"] == "HIGH"))["违规数"][0] == 1
     assert ns["by_rule"]["规则"].to_list() == ["VR01"]
+
+
+def test_weights_office(env, con):
+    """The office that sets the weights: weight shares, importances, the sensitivity table, flagged pairs and a
+    proposal whose importances meet the target (checked by recomputing them with the proposed weights)."""
+    from shequ.appraisal.analysis import importances
+
+    target = {"社区服务": 0.3, "满意度": 0.3, "治安法治": 0.4}
+    ns = run_notebook(ROOT / "notebooks" / "weights_office.ipynb", QUARTER="2024Q2", TARGET=target, TOLERANCE=0.03)
+    assert ns["weights"].height == 13 and abs(ns["weights"]["名义权重份额"].sum() - 1) < 1e-9
+    assert abs(ns["importance"]["重要性"].sum() - 1) < 1e-9
+    assert set(ns["sens"]["假设"]) == {"异常值处理深度", "标准化方法", "权重", "汇总方法"}
+    assert ns["reliability"].height == 14
+    ties = con.execute("SELECT count(*) FROM fact_award WHERE period_key = '2024Q2' AND tie_flag").fetchall()[0][0]
+    assert ns["ties"].height == ties
+    opt = ns["opt"]
+    got = importances(ns["app"], list(target), opt.weights)
+    err = max(abs(g - t) for g, t in zip(got, target.values()))
+    assert abs(err - opt.max_error) < 1e-9 and opt.ok == (err <= 0.03)
+    assert set(ns["proposal"]["类别"]) == set(target)

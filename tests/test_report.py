@@ -76,7 +76,7 @@ def test_report_is_self_contained_with_one_plotly_bundle(report):
     assert not re.search(r"<(img|iframe)[^>]*\bsrc\s*=\s*[\"']?(https?:)?//", page, re.I)
     bundle = get_plotlyjs()
     assert page.count(bundle[:2000]) == 1 and page.count(bundle[-2000:]) == 1
-    assert page.count("Plotly.newPlot(") == 3                           # three figures, none with its own bundle
+    assert page.count("Plotly.newPlot(") == 6     # six figures (three in 稳健性与方法), none with its own bundle
     assert 4_500_000 < len(page.encode()) < 6_500_000
 
 

@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from ..periods import previous_quarter, split_quarter
 from ..warehouse import bind, model_sql, transaction
+from .analysis import write_quick
 from .engine import (Appraisal, Groups, Units, grade_of, rank_desc, round_scores, run, score_components,
                      veto_hits)
 from .mc import AreaSeries, Series, run_uncertainty
@@ -628,6 +629,9 @@ def appraise_period(con: duckdb.DuckDBPyConnection, period_key: str, scheme: Sch
             with contextlib.suppress(duckdb.Error):       # an aborted transaction refuses it; the error above wins
                 con.unregister("veto_hit")
         clock("explanations")
+        # robustness analysis, the cheap part (correlations, reliability; docs/robustness.md)
+        quick = write_quick(con, period_key, app)
+        clock("analysis")
     clock("commit")
     counts = dict(con.execute("SELECT entity_level, count(*) FROM fact_ranking WHERE period_key = ? AND scheme_id = ? "
                               "GROUP BY 1", [period_key, scheme.scheme_id]).fetchall())
@@ -635,6 +639,7 @@ def appraise_period(con: duckdb.DuckDBPyConnection, period_key: str, scheme: Sch
         counts[t] = con.execute(f"SELECT count(*) FROM {t} WHERE period_key = ? AND scheme_id = ?",
                                 [period_key, scheme.scheme_id]).fetchall()[0][0]
     counts["mc_draws"] = ua.draws if ua else 0
+    counts.update(quick)
     return counts
 
 
@@ -700,3 +705,44 @@ def publish(con: duckdb.DuckDBPyConnection, period_key: str, scheme: Scheme, by:
                         bind(sql, {"version_id": vid, "previous_id": prev[0][0]}))
     changes = con.execute("SELECT count(*) FROM publication_diff WHERE version_id = ?", [vid]).fetchall()[0][0]
     return {"version_id": vid, "new": True, "changes": changes, "supersedes": prev[0][0] if prev else None}
+
+
+# ------------------------------------------------------------------------------------------------------
+# Robustness analysis, the heavy part (Sobol sensitivity; docs/robustness.md)
+
+
+def final_appraisal(con: duckdb.DuckDBPyConnection, period_key: str, scheme: Scheme
+                    ) -> tuple[Appraisal, pl.DataFrame]:
+    """The run the quarter is ranked from: the communities' own values with every review stage's corrections
+    applied in stage order (as appraise_period's last run)."""
+    u_self, units_df = load_units(con, period_key, scheme)
+    stages = list((scheme.section("review") or {}).get("stages") or ["自评"])
+    rows = _reviews(con, period_key).filter(pl.col("stage").is_in(stages[1:]))
+    if rows.height:
+        rows = rows.with_columns(pl.col("stage").replace_strict({s: i for i, s in enumerate(stages)},
+                                                                 return_dtype=pl.Int32).alias("_o")).sort("_o")
+        return run(_with_overrides(u_self, rows), scheme), units_df
+    return run(u_self, scheme), units_df
+
+
+def sensitivity_period(con: duckdb.DuckDBPyConnection, period_key: str, scheme: Scheme, n: int | None = None,
+                       nboot: int = 100) -> dict[str, float]:
+    """Sobol sensitivity of the quarter's community ranks (within the uncertainty section's
+    ``sensitivity_group``, default city_code) to the scheme's uncertain assumptions; replaces the quarter's
+    analysis_sensitivity rows. Returns the row count, runs and seconds."""
+    from .analysis import factors, sensitivity, write_sensitivity
+
+    t0 = time.perf_counter()
+    app, _ = final_appraisal(con, period_key, scheme)
+    spec = scheme.section("uncertainty") or {}
+    if len(factors(app, 1)) < 2 or not app.eligible.any():
+        # nothing to analyse: fewer than two uncertain assumptions declared, or no community ranked
+        with transaction(con):
+            con.execute("DELETE FROM analysis_sensitivity WHERE period_key = ? AND scheme_id = ?",
+                        [period_key, scheme.scheme_id])
+        return {"analysis_sensitivity": 0, "runs": 0, "seconds": round(time.perf_counter() - t0, 2)}
+    group = spec.get("sensitivity_group", "city_code" if "city_code" in app.units.groups else None)
+    sa = sensitivity(app, N=n, nboot=nboot, group=group)
+    with transaction(con):
+        rows = write_sensitivity(con, period_key, app, sa)
+    return {"analysis_sensitivity": rows, "runs": sa.runs, "seconds": round(time.perf_counter() - t0, 2)}
