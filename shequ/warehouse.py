@@ -163,9 +163,16 @@ def bind(sql: str, params: dict) -> dict:
 
 def replace_period(con: duckdb.DuckDBPyConnection, table: str, model: str, params: dict,
                    where: str = "period_key = $period_key", order_by: str = "") -> int:
-    """Atomically replace one period's rows of ``table`` with the rows of SQL model ``model``. ``order_by``
-    (the primary key's leading columns) makes DuckDB's index build about a third faster."""
-    sql = model_sql(model)
+    """Atomically replace one period's rows of ``table`` with the rows of SQL model ``model``."""
+    return replace_rows(con, table, model_sql(model), params, where, order_by)
+
+
+def replace_rows(con: duckdb.DuckDBPyConnection, table: str, sql: str, params: dict,
+                 where: str = "period_key = $period_key", order_by: str = "") -> int:
+    """Atomically replace the rows of ``table`` matching ``where`` with the rows of the SELECT ``sql``, written in
+    ``order_by`` order. The big tables carry no key index (issue 11), so the cost is the delete (a scan that
+    zone maps prune to the period's row groups when rows are written period-first) plus the append: it does not
+    grow with the quarters of history already loaded (tests/test_fact_store_rerun_cost.py)."""
     with transaction(con):
         con.execute(f"DELETE FROM {table} WHERE {where}", bind(where, params))
         cols = [r[0] for r in con.execute(f"SELECT * FROM ({sql}) LIMIT 0", bind(sql, params)).description]
@@ -175,13 +182,19 @@ def replace_period(con: duckdb.DuckDBPyConnection, table: str, model: str, param
     return n
 
 
+# Write order of the fact tables: period first (one quarter's rows are contiguous, so its re-run deletes whole
+# row groups), then indicator (an indicator's values are read together by scoring and the yardstick).
+FACT_ORDER = "period_key, indicator_code, community_key"
+
+
 def build_facts(con: duckdb.DuckDBPyConnection, period_key: str) -> int:
     return replace_period(con, "fact_indicator_value", "fact_indicator_value", {"period_key": period_key},
-                          order_by="community_key, indicator_code")
+                          order_by=FACT_ORDER)
 
 
 def build_aggregates(con: duckdb.DuckDBPyConnection, period_key: str) -> int:
-    return replace_period(con, "agg_indicator_value", "agg_indicator_value", {"period_key": period_key})
+    return replace_period(con, "agg_indicator_value", "agg_indicator_value", {"period_key": period_key},
+                          order_by="period_key, indicator_code, entity_level, entity_code")
 
 
 def frame(con: duckdb.DuckDBPyConnection, sql: str, params: list | dict | None = None) -> pl.DataFrame:
