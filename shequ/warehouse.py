@@ -8,6 +8,7 @@ run that fails midway leaves the previous state of the period intact.
 import contextlib
 import datetime as dt
 import functools
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -23,6 +24,31 @@ from .registry import dim_community_frame, load_aliases, load_communities, load_
 
 SCHEMA_VERSION = 2
 CALENDAR_YEARS = (2000, 2035)
+
+
+def memory_limit() -> str:
+    """DuckDB's memory limit for this machine: SHEQU_DUCKDB_MEMORY_LIMIT (e.g. '4GB'), else a quarter of the
+    physical memory (at least 1 GB). Above the limit DuckDB spills to <warehouse>.tmp/ or fails naming it, so
+    the operating system's OOM killer never picks the refresh; the rest is left to numpy/polars in the process."""
+    env = os.environ.get("SHEQU_DUCKDB_MEMORY_LIMIT")
+    if env:
+        return env
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return "4GB"
+    return f"{max(1024, total // 4 // 2**20)}MB"
+
+
+def duckdb_threads() -> int:
+    """SHEQU_DUCKDB_THREADS, else the cores this process may use."""
+    env = os.environ.get("SHEQU_DUCKDB_THREADS")
+    if env:
+        return int(env)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return os.cpu_count() or 1
 
 
 @contextlib.contextmanager
@@ -42,6 +68,9 @@ def connect(path: str | Path, read_only: bool = False, retries: float = 30.0) ->
                 raise RuntimeError(f"无法打开仓库 {path}：{e}（是否有其他进程正在写入？）") from e
             time.sleep(0.5)
     try:
+        # SET, not connect(config=...): DuckDB refuses a second connection to an open file with another config
+        con.execute(f"SET memory_limit = '{memory_limit()}'")
+        con.execute(f"SET threads = {duckdb_threads()}")
         yield con
     finally:
         con.close()
