@@ -147,6 +147,7 @@ def run_bench(n_communities: int, n_quarters: int = 1, out: Path | None = None, 
     out = out or DATA_DIR / "bench" / str(n_communities)
     quarters = quarters_between("2024Q1", "2024Q4")[:n_quarters] if n_quarters <= 4 else \
         quarters_between("2023Q1", "2030Q4")[:n_quarters]
+    load_start = list(os.getloadavg())
     times: list[StageTime] = []
     gen: list[StageTime] = []
     shapes: list[StageTime] = []   # read rate per file shape, inside the staging stage
@@ -234,7 +235,7 @@ def run_bench(n_communities: int, n_quarters: int = 1, out: Path | None = None, 
         "stages": [{"name": s.stage, "seconds": s.seconds, "values": s.values, "values_per_second": s.rate,
                     "peak_rss_mb": s.peak_rss_mb, "rows": s.rows} for s in gen + times + yard],
         "read_by_shape": [asdict(s) | {"rate": s.rate} for s in shapes],
-        "load_average": list(os.getloadavg()),
+        "load_average_start": load_start, "load_average_end": list(os.getloadavg()),
     }
     t = Table(title=f"shequ bench：{n_communities:,} 个社区 × {n_ind} 个指标 × {len(quarters)} 个季度，"
                     f"蒙特卡洛 {draws if draws is not None else '方案默认'} 次")
