@@ -117,5 +117,11 @@ def test_0006_rebuilds_fact_tables_without_key_indexes(tmp_path):
                 "AND indicator_code = ? AND period_key = '2024Q3'", [k1, x])
     failed = [r for r in run_suite(con, "fact_indicator_value", "2024Q3") if not r.success and r.severity == "critical"]
     assert any("compound" in r.expectation for r in failed)
+    # and a reference to a community that is not in dim_community (no FK any more) is caught by the suite too
+    con.execute("INSERT INTO fact_indicator_value (community_key, indicator_code, period_key, value, unit, "
+                "source_file, file_id, n_versions, loaded_at) VALUES (987654321, ?, '2024Q3', 1, '', 'f.csv', 'f', "
+                "1, now()::TIMESTAMP)", [b])
+    failed = [r for r in run_suite(con, "fact_indicator_value", "2024Q3") if not r.success and r.severity == "critical"]
+    assert any("引用完整性" in r.expectation and r.unexpected == 1 for r in failed)
     assert migrate.migrate(con) == []
     con.close()
