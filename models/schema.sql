@@ -113,7 +113,7 @@ CREATE TABLE IF NOT EXISTS raw_file (
 -- Long values exactly as read from each file version (all versions kept: the revision history).
 -- An append-only staging log: it carries no PK/FK index because DuckDB's constraint maintenance made loading
 -- 11x slower (5.6 s vs 0.5 s per 1.16M rows, README "基准"); its uniqueness and references are asserted by
--- the critical suite expectations/stg_value.json after every load instead. Facts keep their PK and FKs.
+-- the critical suite expectations/stg_value.json after every load instead (the facts too, since issue 11).
 CREATE TABLE IF NOT EXISTS stg_value (
     file_id         VARCHAR NOT NULL,               -- raw_file.file_id
     community_key   INTEGER NOT NULL,               -- dim_community.community_key
@@ -149,10 +149,14 @@ CREATE TABLE IF NOT EXISTS quarantine (
 
 -- ---------------------------------------------------------------- facts
 -- Grain: community version x indicator x period. The latest file version wins; earlier ones stay in stg_value.
+-- No PK/FK index (issue 11: the ART index was ~80% of the file, 83 B/row vs ~17, and made the build 10x
+-- slower): the key's uniqueness and the references to dim_community / dim_indicator / dim_period are asserted
+-- by the critical suite expectations/fact_indicator_value.json in the same refresh. Rows are written in
+-- (period_key, indicator_code, community_key) order so DuckDB's zone maps prune a quarter's rows.
 CREATE TABLE IF NOT EXISTS fact_indicator_value (
-    community_key   INTEGER   NOT NULL REFERENCES dim_community (community_key),
-    indicator_code  VARCHAR   NOT NULL REFERENCES dim_indicator (indicator_code),
-    period_key      VARCHAR   NOT NULL REFERENCES dim_period (period_key),
+    community_key   INTEGER   NOT NULL,                  -- dim_community.community_key
+    indicator_code  VARCHAR   NOT NULL,                  -- dim_indicator.indicator_code
+    period_key      VARCHAR   NOT NULL,                  -- dim_period.period_key
     value           DOUBLE    NOT NULL,        -- rates: recomputed from numerator/denominator when both came
     reported_value  DOUBLE,                    -- the value as the file stated it (kept to check against)
     numerator       DOUBLE,
@@ -167,31 +171,32 @@ CREATE TABLE IF NOT EXISTS fact_indicator_value (
     file_id         VARCHAR   NOT NULL,        -- raw_file.file_id of the winning version (provenance)
     n_versions      INTEGER   NOT NULL,            -- how many file versions reported this cell
     loaded_at       TIMESTAMP NOT NULL,
-    correction_id   INTEGER,                   -- manual_correction.correction_id when a correction won (else NULL)
-    PRIMARY KEY (community_key, indicator_code, period_key)
+    correction_id   INTEGER                    -- manual_correction.correction_id when a correction won (else NULL)
+    -- key (suite): unique (community_key, indicator_code, period_key)
 );
 
--- Indicator values aggregated to street / district / city by each indicator's rule.
+-- Indicator values aggregated to street / district / city by each indicator's rule. No PK/FK index, as the
+-- facts: expectations/agg_indicator_value.json asserts the key and the references.
 CREATE TABLE IF NOT EXISTS agg_indicator_value (
     entity_level    VARCHAR NOT NULL CHECK (entity_level IN ('street', 'district', 'city')),
     entity_code     VARCHAR NOT NULL,
     entity_name     VARCHAR NOT NULL,
     parent_code     VARCHAR,
-    indicator_code  VARCHAR NOT NULL REFERENCES dim_indicator (indicator_code),
-    period_key      VARCHAR NOT NULL REFERENCES dim_period (period_key),
+    indicator_code  VARCHAR NOT NULL,              -- dim_indicator.indicator_code
+    period_key      VARCHAR NOT NULL,              -- dim_period.period_key
     value           DOUBLE,                        -- NULL when the rule cannot be applied (see method)
     numerator       DOUBLE,
     denominator     DOUBLE,
     n_reporting     INTEGER NOT NULL,
     n_expected      INTEGER NOT NULL,
-    method          VARCHAR NOT NULL,
-    PRIMARY KEY (entity_level, entity_code, indicator_code, period_key)
+    method          VARCHAR NOT NULL
+    -- key (suite): unique (entity_level, entity_code, indicator_code, period_key)
 );
 
 -- ---------------------------------------------------------------- scores, rankings, titles (三级评比)
 -- All derived by the appraisal engine (shequ/appraisal) from fact_indicator_value and a scheme file
--- (models/schemes/*.yaml); one period x scheme is replaced in one transaction. No PK indexes on the big derived
--- tables (a 6-column index made a rerun 20x slower); the suites in expectations/ assert their keys.
+-- (models/schemes/*.yaml); one period x scheme is replaced in one transaction. No PK/FK indexes on the derived
+-- tables (a 6-column index made a rerun 20x slower); the suites in expectations/ assert their keys and references.
 
 -- Per node of the scheme tree (indicator, category, index) per entity and review stage.
 -- weight = the node's effective share of the index for this entity (weights re-normalised over the children
@@ -215,11 +220,11 @@ CREATE TABLE IF NOT EXISTS fact_ranking (
     entity_level        VARCHAR NOT NULL CHECK (entity_level IN ('community', 'street', 'district')),
     entity_code         VARCHAR NOT NULL,
     entity_name         VARCHAR NOT NULL,
-    community_key       INTEGER REFERENCES dim_community (community_key),
+    community_key       INTEGER,                   -- dim_community.community_key (communities only)
     scope_level         VARCHAR NOT NULL CHECK (scope_level IN ('street', 'district', 'city')),
     scope_code          VARCHAR NOT NULL,
     scope_name          VARCHAR NOT NULL,
-    period_key          VARCHAR NOT NULL REFERENCES dim_period (period_key),
+    period_key          VARCHAR NOT NULL,          -- dim_period.period_key
     scheme_id           VARCHAR NOT NULL,
     scheme_version      VARCHAR NOT NULL,
     stage               VARCHAR,                   -- review stage whose score is ranked
@@ -236,8 +241,8 @@ CREATE TABLE IF NOT EXISTS fact_ranking (
     self_score          DOUBLE,                    -- 自评 score; self_gap = self_score - score
     self_gap            DOUBLE,
     coverage            DOUBLE  NOT NULL,          -- communities: share of weight with data; areas: share ranked
-    eligibility_reason  VARCHAR,                   -- NULL = ranked; no_data | coverage_below_min
-    PRIMARY KEY (entity_level, entity_code, scope_level, period_key, scheme_id)
+    eligibility_reason  VARCHAR                    -- NULL = ranked; no_data | coverage_below_min
+    -- key (suite): unique (entity_level, entity_code, scope_level, period_key, scheme_id)
 );
 
 -- Titles awarded tier by tier (区级 within district -> 市级 within city -> 省级 within province).
@@ -263,8 +268,8 @@ CREATE TABLE IF NOT EXISTS fact_award (
     tied_at_quota   BOOLEAN NOT NULL,              -- admitted because tied with the last place inside the quota
     rank_low        DOUBLE,                        -- Monte Carlo rank interval in the scope
     rank_high       DOUBLE,
-    tie_flag        BOOLEAN,                       -- interval crosses the quota line: statistically tied
-    PRIMARY KEY (period_key, scheme_id, campaign, tier, entity_code)
+    tie_flag        BOOLEAN                        -- interval crosses the quota line: statistically tied
+    -- key (suite): unique (period_key, scheme_id, campaign, tier, entity_code)
 );
 
 -- Why a community scored what it did: strengths and weaknesses against its district's peers (category score

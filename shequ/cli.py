@@ -430,7 +430,7 @@ def cmd_bench(args) -> int:
         return 0
 
     return run_bench(args.communities, args.quarters, Path(args.out) if args.out else None, console,
-                     keep=args.keep)
+                     keep=args.keep, draws=args.draws, json_path=Path(args.json) if args.json else None)
 
 
 def _main(argv: list[str] | None = None) -> int:
@@ -485,7 +485,8 @@ def _main(argv: list[str] | None = None) -> int:
     b.add_argument("--keep", action="store_true", help="保留临时仓库文件")
     b.add_argument("--appraisal", action="store_true",
                    help="只测评比引擎：计分、三级排名、称号与解释写入，以及蒙特卡洛（--draws）")
-    b.add_argument("--draws", type=int, default=200, help="蒙特卡洛抽样次数（--appraisal）")
+    b.add_argument("--draws", type=int, default=200, help="蒙特卡洛抽样次数（默认 200）")
+    b.add_argument("--json", help="把结果（各阶段秒数、数值/秒、峰值内存、写入行数、与裸 DuckDB 基准之比）另存为 JSON 文件")
     b.set_defaults(fn=cmd_bench)
     from . import migrate
     migrate.register(sub)  # shequ migrate (shequ/migrate.py)

@@ -10,6 +10,7 @@ explanations of one refresh, never a mix.
 import contextlib
 import datetime as dt
 import functools
+import os
 import re
 import sys
 import time
@@ -27,6 +28,31 @@ from .registry import dim_community_frame, load_aliases, load_communities, load_
 
 SCHEMA_VERSION = 2
 CALENDAR_YEARS = (2000, 2035)
+
+
+def memory_limit() -> str:
+    """DuckDB's memory limit for this machine: SHEQU_DUCKDB_MEMORY_LIMIT (e.g. '4GB'), else a quarter of the
+    physical memory (at least 1 GB). Above the limit DuckDB spills to <warehouse>.tmp/ or fails naming it, so
+    the operating system's OOM killer never picks the refresh; the rest is left to numpy/polars in the process."""
+    env = os.environ.get("SHEQU_DUCKDB_MEMORY_LIMIT")
+    if env:
+        return env
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return "4GB"
+    return f"{max(1024, total // 4 // 2**20)}MB"
+
+
+def duckdb_threads() -> int:
+    """SHEQU_DUCKDB_THREADS, else the cores this process may use."""
+    env = os.environ.get("SHEQU_DUCKDB_THREADS")
+    if env:
+        return int(env)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return os.cpu_count() or 1
 
 
 def _lock_holder(message: str) -> str:
@@ -87,6 +113,9 @@ def connect(path: str | Path, read_only: bool = False, retries: float | None = N
     ``open_connection``), then reported with the path and the process holding it."""
     con = open_connection(path, read_only, retries)
     try:
+        # SET, not connect(config=...): DuckDB refuses a second connection to an open file with another config
+        con.execute(f"SET memory_limit = '{memory_limit()}'")
+        con.execute(f"SET threads = {duckdb_threads()}")
         yield con
     finally:
         con.close()
@@ -259,9 +288,16 @@ def bind(sql: str, params: dict) -> dict:
 
 def replace_period(con: duckdb.DuckDBPyConnection, table: str, model: str, params: dict,
                    where: str = "period_key = $period_key", order_by: str = "") -> int:
-    """Atomically replace one period's rows of ``table`` with the rows of SQL model ``model``. ``order_by``
-    (the primary key's leading columns) makes DuckDB's index build about a third faster."""
-    sql = model_sql(model)
+    """Atomically replace one period's rows of ``table`` with the rows of SQL model ``model``."""
+    return replace_rows(con, table, model_sql(model), params, where, order_by)
+
+
+def replace_rows(con: duckdb.DuckDBPyConnection, table: str, sql: str, params: dict,
+                 where: str = "period_key = $period_key", order_by: str = "") -> int:
+    """Atomically replace the rows of ``table`` matching ``where`` with the rows of the SELECT ``sql``, written in
+    ``order_by`` order. The big tables carry no key index (issue 11), so the cost is the delete (a scan that
+    zone maps prune to the period's row groups when rows are written period-first) plus the append: it does not
+    grow with the quarters of history already loaded (tests/test_fact_store_rerun_cost.py)."""
     with transaction(con):
         con.execute(f"DELETE FROM {table} WHERE {where}", bind(where, params))
         cols = [r[0] for r in con.execute(f"SELECT * FROM ({sql}) LIMIT 0", bind(sql, params)).description]
@@ -271,13 +307,19 @@ def replace_period(con: duckdb.DuckDBPyConnection, table: str, model: str, param
     return n
 
 
+# Write order of the fact tables: period first (one quarter's rows are contiguous, so its re-run deletes whole
+# row groups), then indicator (an indicator's values are read together by scoring and the yardstick).
+FACT_ORDER = "period_key, indicator_code, community_key"
+
+
 def build_facts(con: duckdb.DuckDBPyConnection, period_key: str) -> int:
     return replace_period(con, "fact_indicator_value", "fact_indicator_value", {"period_key": period_key},
-                          order_by="community_key, indicator_code")
+                          order_by=FACT_ORDER)
 
 
 def build_aggregates(con: duckdb.DuckDBPyConnection, period_key: str) -> int:
-    return replace_period(con, "agg_indicator_value", "agg_indicator_value", {"period_key": period_key})
+    return replace_period(con, "agg_indicator_value", "agg_indicator_value", {"period_key": period_key},
+                          order_by="period_key, indicator_code, entity_level, entity_code")
 
 
 def frame(con: duckdb.DuckDBPyConnection, sql: str, params: list | dict | None = None) -> pl.DataFrame:

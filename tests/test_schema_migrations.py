@@ -81,3 +81,47 @@ def test_cli_migrate(tmp_path, capsys):
     _old_warehouse(wh)
     assert main(["migrate", "--warehouse", str(wh)]) == 0
     assert "结构版本" in capsys.readouterr().out
+
+
+def test_0006_rebuilds_fact_tables_without_key_indexes(tmp_path):
+    """Issue 11: an old warehouse's fact tables lose their PK/FK (ART) indexes, keep every row and NOT NULL, and
+    hold the rows in (period, indicator, community) order; the key is then the suites' job."""
+    wh = tmp_path / "old.duckdb"
+    _old_warehouse(wh)
+    con = duckdb.connect(str(wh))
+    from shequ.warehouse import load_dimensions
+    load_dimensions(con)            # the dimension tables are unchanged since release 2
+    k1, k2 = (r[0] for r in con.execute("SELECT community_key FROM dim_community ORDER BY community_key LIMIT 2"
+                                        ).fetchall())
+    x, b = (r[0] for r in con.execute("SELECT indicator_code FROM dim_indicator ORDER BY indicator_code DESC "
+                                      "LIMIT 2").fetchall())
+    for k, ind, q in [(k2, x, "2024Q3"), (k1, x, "2024Q3"), (k1, b, "2024Q3"), (k2, b, "2024Q2")]:
+        con.execute("INSERT INTO fact_indicator_value (community_key, indicator_code, period_key, value, unit, "
+                    "source_file, file_id, n_versions, loaded_at) VALUES (?, ?, ?, 1.5, '', 'f.csv', 'f', 1, "
+                    "now()::TIMESTAMP)", [k, ind, q])
+    assert con.execute("SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'fact_indicator_value' "
+                       "AND constraint_type IN ('PRIMARY KEY', 'FOREIGN KEY')").fetchall()[0][0] == 4
+    ensure_schema(con)
+    assert migrate.warehouse_version(con) >= 6
+    for t in ("fact_indicator_value", "agg_indicator_value", "fact_ranking", "fact_award"):
+        assert con.execute("SELECT count(*) FROM duckdb_constraints() WHERE table_name = ? AND constraint_type "
+                           "IN ('PRIMARY KEY', 'FOREIGN KEY', 'UNIQUE')", [t]).fetchall()[0][0] == 0, t
+    assert con.execute("SELECT period_key, indicator_code, community_key FROM fact_indicator_value").fetchall() == [
+        ("2024Q2", b, k2), ("2024Q3", b, k1), ("2024Q3", x, k1), ("2024Q3", x, k2)]
+    with pytest.raises(duckdb.ConstraintException):      # NOT NULL survives the rebuild
+        con.execute("INSERT INTO fact_indicator_value (community_key, indicator_code, period_key, value) "
+                    "VALUES (?, ?, '2024Q1', NULL)", [k1, x])
+    # a duplicate key is no longer refused by DDL: the critical suite catches it
+    from shequ.quality import run_suite
+    con.execute("INSERT INTO fact_indicator_value SELECT * FROM fact_indicator_value WHERE community_key = ? "
+                "AND indicator_code = ? AND period_key = '2024Q3'", [k1, x])
+    failed = [r for r in run_suite(con, "fact_indicator_value", "2024Q3") if not r.success and r.severity == "critical"]
+    assert any("compound" in r.expectation for r in failed)
+    # and a reference to a community that is not in dim_community (no FK any more) is caught by the suite too
+    con.execute("INSERT INTO fact_indicator_value (community_key, indicator_code, period_key, value, unit, "
+                "source_file, file_id, n_versions, loaded_at) VALUES (987654321, ?, '2024Q3', 1, '', 'f.csv', 'f', "
+                "1, now()::TIMESTAMP)", [b])
+    failed = [r for r in run_suite(con, "fact_indicator_value", "2024Q3") if not r.success and r.severity == "critical"]
+    assert any("引用完整性" in r.expectation and r.unexpected == 1 for r in failed)
+    assert migrate.migrate(con) == []
+    con.close()

@@ -5,6 +5,11 @@ Each draw re-treats (cached per winsorisation depth), re-normalises the relative
 with noisy weights and re-ranks. Per unit and ranked series the result is the mean,
 median and declared quantiles (R type 7) of its rank over the draws. Draw i uses its own generator spawned
 from the scheme's seed, so the result does not depend on thread scheduling: same seed, same numbers.
+
+Draws run in chunks of CHUNK (issue 11: 200 draws x 600,000 units x 8 series held as one array peaked at 11 GB);
+after each chunk the ranks are folded into per-series counts (RankCounts), so peak memory does not grow with the
+draw count. Ranks are small integers, so exact quantiles come from the counts: the k-th smallest rank of a
+unit is the first rank value whose running count exceeds k, identical to sorting the unit's draws.
 """
 
 import os
@@ -68,8 +73,12 @@ def _ranks_in_order(order: np.ndarray, score: np.ndarray, mask: np.ndarray, g: G
     return r
 
 
+CHUNK = 25     # draws held at once (ranks of every series for these draws), then folded into counts
+
+
 def run_uncertainty(app: Appraisal, series: list[Series], draws: int | None = None, seed: int | None = None,
-                    threads: int | None = None, areas: list[AreaSeries] = ()) -> Uncertainty:
+                    threads: int | None = None, areas: list[AreaSeries] = (), chunk: int = CHUNK
+                    ) -> Uncertainty:
     """``areas``: streets / districts re-scored from each draw's community index scores and ranked within their
     parent; their statistics are returned under the area series' names (ranks of the areas, in label order)."""
     scheme, u = app.scheme, app.units
@@ -96,9 +105,9 @@ def run_uncertainty(app: Appraisal, series: list[Series], draws: int | None = No
     by_node: dict[str, list[int]] = {}
     for k, s in enumerate(series):
         by_node.setdefault(s.node, []).append(k)
-    ranks = [np.zeros((draws, u.n), dtype=np.int32) for _ in series]
-    area_ranks = [np.zeros((draws, a.members.n), dtype=np.int32) for a in areas]
+    acc = [RankCounts(u.n, draws, m, g) for m, g in zip(masks, groups)]
     area_groups = [Groups(a.parent) for a in areas]
+    area_acc = [RankCounts(a.members.n, draws, a.eligible, ag) for a, ag in zip(areas, area_groups)]
     elig_finite = app.eligible & np.isfinite(app.score)      # members counted in the nominal area means
     a_counts = {a.name: np.bincount(a.members.inv, weights=elig_finite.astype(float), minlength=a.members.n)
                 for a in areas}
@@ -154,7 +163,7 @@ def run_uncertainty(app: Appraisal, series: list[Series], draws: int | None = No
     params: list[dict] = [{}] * draws
     floor = (scheme.section("aggregate") or {}).get("geometric_floor")
 
-    def one(i: int) -> None:
+    def one(i: int, ranks: list[np.ndarray], aranks: list[np.ndarray], row: int) -> None:
         rng = np.random.default_rng(seqs[i])
         w = winmaxes[int(rng.integers(len(winmaxes)))]
         ni = int(rng.integers(len(norms)))
@@ -177,13 +186,13 @@ def run_uncertainty(app: Appraisal, series: list[Series], draws: int | None = No
             v = np.where(app.eligible, v, np.nan)
             order = np.argsort(-v, kind="stable")          # NaN last; one sort per node
             for k in ks:   # each series ranks its own units (eligible units, or a tier's candidates)
-                ranks[k][i] = _ranks_in_order(order, v, masks[k], groups[k])
+                ranks[k][row] = _ranks_in_order(order, v, masks[k], groups[k])
         if areas:
             # the area score is the mean of the eligible members' (unrounded) index scores, as _area_rows; one
             # bincount per level (sequential over the units: ~6x faster than a gather by group at 600,000 units)
             ok_u = app.eligible & np.isfinite(score)
             member = np.where(ok_u, score, 0.0)
-            for a, ag, R in zip(areas, area_groups, area_ranks):
+            for a, ag, R in zip(areas, area_groups, aranks):
                 cnt = a_counts[a.name] if np.array_equal(ok_u, elig_finite) else \
                     np.bincount(a.members.inv, weights=ok_u.astype(float), minlength=a.members.n)
                 with np.errstate(invalid="ignore", divide="ignore"):
@@ -193,23 +202,128 @@ def run_uncertainty(app: Appraisal, series: list[Series], draws: int | None = No
                     v = round_scores(v, digits, mode)
                 ok = a.eligible & np.isfinite(v)
                 v = np.where(ok, v, np.nan)
-                R[i] = _ranks_in_order(np.argsort(-v, kind="stable"), v, ok, ag)
+                R[row] = _ranks_in_order(np.argsort(-v, kind="stable"), v, ok, ag)
         params[i] = {"winmax": w, "normalise": (norms[ni] or {}).get("method"), "aggregation": agg,
                      "weights": {k: round(v, 6) for k, v in weights.items()}}
 
     n_threads = threads or min(2, os.cpu_count() or 1)
-    if n_threads > 1 and draws > 1:
-        with ThreadPoolExecutor(n_threads) as ex:
-            list(ex.map(one, range(draws)))
-    else:
-        for i in range(draws):
-            one(i)
+    ex = ThreadPoolExecutor(n_threads) if n_threads > 1 and draws > 1 else None
+    try:
+        for start in range(0, draws, chunk):
+            idx = range(start, min(start + chunk, draws))
+            ranks = [np.zeros((len(idx), u.n), dtype=np.int32) for _ in series]
+            aranks = [np.zeros((len(idx), a.members.n), dtype=np.int32) for a in areas]
+            if ex is not None:
+                list(ex.map(lambda i: one(i, ranks, aranks, i - start), idx))
+            else:
+                for i in idx:
+                    one(i, ranks, aranks, i - start)
+            for a, R in zip(acc, ranks):
+                a.add(R)
+            for a, R in zip(area_acc, aranks):
+                a.add(R)
+            del ranks, aranks
+    finally:
+        if ex is not None:
+            ex.shutdown()
     stats = {}
-    for s, R, m in zip(series, ranks, masks):
-        stats[s.name] = _rank_stats(R, m, (q_lo, q_hi))
-    for a, R in zip(areas, area_ranks):
-        stats[a.name] = _rank_stats(R, a.eligible, (q_lo, q_hi))
+    for s, a, m in zip(series, acc, masks):
+        stats[s.name] = a.stats(m, (q_lo, q_hi))
+    for a, ac in zip(areas, area_acc):
+        stats[a.name] = ac.stats(a.eligible, (q_lo, q_hi))
     return Uncertainty(draws=draws, seed=seed, params=params, stats=stats, quantiles=(q_lo, q_hi))
+
+
+class RankCounts:
+    """Per unit, how many draws gave it each rank: the exact distribution of its rank, in memory that does not
+    grow with the draw count. Written by hand (no library keeps exact per-row integer histograms in a window).
+
+    A series whose ranks never exceed WINDOW - 1 (a street, a district of up to WINDOW - 1 units) keeps dense
+    counts of ranks 0..max. Larger scopes keep, per unit, WINDOW counts for ranks base..base+WINDOW-1, the window
+    centred on the ranks of the first chunk; the rare rank outside its unit's window is kept as a (unit, rank)
+    pair and merged exactly at the end. Rank 0 means "not ranked in that draw" (no finite score) and counts like
+    any other value, as it did when whole draw arrays were sorted."""
+
+    WINDOW = 128
+
+    def __init__(self, n: int, draws: int, mask: np.ndarray, g: Groups | None):
+        self.n, self.draws = n, draws
+        self.units = np.flatnonzero(mask)              # only these units' statistics are reported
+        biggest = n if g is None else (int(g.counts.max()) if g.n else 0)
+        self.width = min(biggest + 1, self.WINDOW)
+        self.dense = biggest + 1 <= self.WINDOW
+        self.base: np.ndarray | None = np.zeros(len(self.units), np.int64) if self.dense else None
+        dtype = np.uint8 if draws < 2**8 else np.uint16 if draws < 2**16 else np.uint32
+        self.counts = np.zeros((len(self.units), self.width), dtype)
+        self.total = np.zeros(len(self.units), np.int64)
+        # ranks outside the window, as sorted distinct keys (position in units) * (n + 1) + rank with their counts:
+        # bounded by the distinct (unit, rank) pairs, not by the draws
+        self.out_key = np.zeros(0, np.int64)
+        self.out_cnt = np.zeros(0, np.int64)
+
+    def add(self, R: np.ndarray) -> None:
+        """Fold a chunk of draws (chunk x n ranks) into the counts."""
+        V = R[:, self.units].astype(np.int64)          # chunk x units
+        self.total += V.sum(axis=0)
+        if self.base is None:                          # centre each unit's window on its first ranks
+            lo, hi = V.min(axis=0), V.max(axis=0)
+            self.base = np.maximum(0, (lo + hi) // 2 - self.width // 2)
+        off = V - self.base
+        inside = (off >= 0) & (off < self.width)
+        rows = np.arange(len(self.units))
+        for d in range(V.shape[0]):    # one draw gives each unit one rank: no repeated index in one increment
+            ins = inside[d]
+            self.counts[rows[ins], off[d, ins]] += 1
+        if not inside.all():
+            r, c = np.nonzero(~inside)
+            keys, inv = np.unique(np.concatenate([self.out_key, c * (self.n + 1) + V[r, c]]), return_inverse=True)
+            cnt = np.bincount(inv, weights=np.r_[self.out_cnt, np.ones(len(c), np.int64)], minlength=len(keys))
+            self.out_key, self.out_cnt = keys, cnt.astype(np.int64)
+
+    def _kth(self, ks: list[int], block: int = 65_536) -> list[np.ndarray]:
+        """The k-th smallest rank (0-based) of every unit, for each k."""
+        res = [np.empty(len(self.units), np.int64) for _ in ks]
+        for s in range(0, len(self.units), block):   # blocks of units bound the running-count array
+            cum = np.cumsum(self.counts[s:s + block], axis=1, dtype=np.int32)
+            for r, k in zip(res, ks):
+                r[s:s + block] = self.base[s:s + block] + (cum <= k).sum(axis=1)
+        if len(self.out_key):   # units with ranks outside their window: merge window and outside ranks exactly
+            ou, orank = self.out_key // (self.n + 1), self.out_key % (self.n + 1)   # sorted by unit
+            units, starts = np.unique(ou, return_index=True)
+            ends = np.r_[starts[1:], len(ou)]
+            for j, a, b in zip(units, starts, ends):
+                vals = np.concatenate([np.arange(self.base[j], self.base[j] + self.width), orank[a:b]])
+                cnt = np.concatenate([self.counts[j].astype(np.int64), self.out_cnt[a:b]])
+                o = np.argsort(vals, kind="stable")
+                sorted_vals = np.repeat(vals[o], cnt[o])
+                for r, k in zip(res, ks):
+                    r[j] = sorted_vals[k]
+        return res
+
+    def stats(self, eligible: np.ndarray, q: tuple[float, float]) -> dict:
+        """Mean, median and quantiles (R type 7, as _rank_stats) of each unit's rank over the draws."""
+        n, draws = self.n, self.draws
+        if not draws:
+            nan = np.full(n, np.nan)
+            return {"mean": nan, "median": nan, "q_low": nan, "q_high": nan}
+        ps = [0.5, q[0], q[1]]
+        pos = []
+        for p in ps:
+            h = (draws - 1) * p
+            lo = int(np.floor(h))
+            pos.append((h, lo, min(lo + 1, draws - 1)))
+        kth = dict(zip(sorted({k for _, lo, hi in pos for k in (lo, hi)}),
+                       self._kth(sorted({k for _, lo, hi in pos for k in (lo, hi)}))))
+        res = {"mean": np.full(n, np.nan)}
+        res["mean"][self.units] = self.total / draws     # exact integer sum / draws == mean of the draws
+        for name, (h, lo, hi) in zip(("median", "q_low", "q_high"), pos):
+            out = np.full(n, np.nan)
+            a, b = kth[lo].astype(np.int32), kth[hi].astype(np.int32)
+            out[self.units] = a + (h - lo) * (b.astype(np.float64) - a)
+            res[name] = out
+        for k in res:
+            res[k] = np.where(eligible, res[k], np.nan)
+        return res
 
 
 def _rank_stats(R: np.ndarray, eligible: np.ndarray, q: tuple[float, float]) -> dict:
