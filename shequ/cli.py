@@ -450,6 +450,8 @@ def _main(argv: list[str] | None = None) -> int:
     backup.register(sub)  # shequ backup / restore (shequ/backup.py)
     from . import serve
     serve.register(sub)  # shequ serve start|stop|status|logs (shequ/serve.py)
+    from . import fuzz
+    fuzz.register(sub)  # shequ fuzz (shequ/fuzz.py)
     from .notebook import register as register_notebook
 
     register_notebook(sub)
