@@ -34,7 +34,6 @@ FORMULA_ERROR = "formula_error"        # #DIV/0!, #N/A …
 UNPARSEABLE = "unparseable_value"
 UNIT_MISMATCH = "unit_mismatch"
 PERCENT_SCALE = "percent_out_of_scale"
-MAX_VALUE_CHARS = 200  # a value cell longer than this is no number (约700余人…以上 fits many times over)
 
 MISSING_MARKERS = {"", "空", "空白", "—", "——", "–", "-", "--", "/", "\\", "暂无", "未统计", "不详", "缺", "null", "none",
                    "nan", "na", "n/a"}
@@ -96,8 +95,6 @@ def _cn_number(tok: str) -> float | None:
 def parse_text(raw: str, value_kind: str, target_unit: str, column_unit: str = "", table_unit: str = "") -> Parsed:
     """Parse one cell. ``column_unit`` comes from the header (办公用房面积（平方米）), ``table_unit`` from a
     单位：万元 line above the table; a unit written in the cell beats both."""
-    if len(raw) > MAX_VALUE_CHARS:  # the unit and qualifier regexes below are quadratic on long text (fuzz)
-        return _reject(UNPARSEABLE, f"单元格文本过长（{len(raw)} 个字符），不是一个数值：{raw[:40]!r}…")
     text = t2s(_PINYIN.sub("", unicodedata.normalize("NFKC", raw).strip()))  # 優(yōu)秀, 萬元, 不適用, 暫無 as in Simplified
     if text.startswith("'"):  # Excel's text marker: '45 is the number 45 typed as text
         text = text[1:].strip()
