@@ -338,7 +338,9 @@ def mut_huge_number(m):
 
 def mut_line_separator(m):
     cell = m.value_cell(plain_only=True)
-    name, sep = m.rng.choice(sorted(SEPARATORS.items()))
+    # XML 1.0 cannot hold VT or FF: an xlsx cell gets the three separators a worksheet can hold
+    seps = sorted((k, v) for k, v in SEPARATORS.items() if m.s.kind != "xlsx" or v not in "\x0b\x0c")
+    name, sep = m.rng.choice(seps)
     raw = m.s.cells[cell][2].strip()
     inner = f"{raw}{sep}{m.rng.randint(1, 9)}"
     if m.rng.random() < 0.5:   # inside the number: not one value
@@ -392,6 +394,11 @@ HOSTILE_LABEL = ["=HYPERLINK(\"http://x.invalid\",\"{n}\")", "<b>{n}</b>", "\u20
                  "..", "-", "{n}" + "长" * 5000, "'; DROP TABLE dim_community; --", "javascript:alert('{n}')", ""]
 
 
+def _sep_class(text: str, kind: str) -> str:
+    """A label or header holding a line separator counts as a line_separator mutation (one class per cause)."""
+    return "line_separator" if any(sep in text for sep in SEPARATORS.values()) else kind
+
+
 def mut_label(m):
     cell = m.value_cell()
     loc = m.label_cells(cell)[0]
@@ -399,7 +406,7 @@ def mut_label(m):
         return mut_markup(m)
     n = m.meta_text(loc)
     text = m.rng.choice(HOSTILE_LABEL).format(n=n)
-    return "hostile_label", f"社区名称 {n!r} 改为 {text[:60]!r}", m.set_meta(loc, text), {}
+    return _sep_class(text, "hostile_label"), f"社区名称 {n!r} 改为 {text[:60]!r}", m.set_meta(loc, text), {}
 
 
 def mut_header(m):
@@ -409,7 +416,7 @@ def mut_header(m):
         return mut_markup(m)
     h = m.meta_text(loc)
     text = m.rng.choice(HOSTILE_LABEL).format(n=h)
-    return "hostile_header", f"表头 {h!r} 改为 {text[:60]!r}", m.set_meta(loc, text), {}
+    return _sep_class(text, "hostile_header"), f"表头 {h!r} 改为 {text[:60]!r}", m.set_meta(loc, text), {}
 
 
 JSON_LITERALS = {"1e999": "1e999", "-1e999": "-1e999", "NaN": "NaN", "Infinity": "Infinity",
