@@ -474,7 +474,9 @@ def mut_json_literal(m):
     name = m.rng.choice(sorted(JSON_LITERALS))
     token = "\u0000FUZZ\u0000"
     data = m.set_cells({cell: token}).decode("utf-8").replace(json.dumps(token), JSON_LITERALS[name], 1)
-    return "json_literal", f"JSON 数值改为字面量 {name}", data.encode("utf-8"), {cell: Intent("not_land", text=name)}
+    # JSON true is 是 for a yes/no indicator (1) and no number for any other: it lands as 1 or is quarantined
+    intent = Intent("values", (1.0,), name) if name == "true" else Intent("not_land", text=name)
+    return "json_literal", f"JSON 数值改为字面量 {name}", data.encode("utf-8"), {cell: intent}
 
 
 def _csv_or(m, fn):
