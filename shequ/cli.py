@@ -498,6 +498,8 @@ def _main(argv: list[str] | None = None) -> int:
     lake.register(sub)  # shequ lake import|publish|status (shequ/lake.py)
     from . import robustness
     robustness.register(sub)  # shequ appraise optimise-weights|sensitivity (shequ/robustness.py)
+    from . import fuzz
+    fuzz.register(sub)  # shequ fuzz (shequ/fuzz.py)
     from .notebook import register as register_notebook
 
     register_notebook(sub)

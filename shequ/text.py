@@ -119,11 +119,21 @@ def clean_text(text: str) -> str:
     if text is None:
         return ""
     t = unicodedata.normalize("NFKC", str(text)).replace("\u3000", " ").strip()
-    if "(" in t:
-        t = _PINYIN.sub("", t)
+    while "(" in t:  # until none is left: removing x(a(b))'s inner annotation exposes an outer one
+        t, n = _PINYIN.subn("", t)
+        if not n:
+            break
     return t2s(t)
 
 
 def squash(text: str) -> str:
     """clean_text without any whitespace (南 湖 社 区 -> 南湖社区)."""
-    return re.sub(r"\s+", "", clean_text(text))
+    out = re.sub(r"\s+", "", clean_text(text))
+    # dropping the spaces can expose an annotation (南湖(nán hú)社区 -> 南湖社区) or let NFKC compose what a space
+    # kept apart (A´ -> A + space + U+0301 -> Á): normalise again until nothing changes (twice at most in practice)
+    for _ in range(4):
+        again = re.sub(r"\s+", "", clean_text(out))
+        if again == out:
+            break
+        out = again
+    return out
