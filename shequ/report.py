@@ -632,8 +632,8 @@ def _robustness_section(d: dict, divs: dict) -> str:
                    "总效应指数 = 含与其他假设交互作用的份额。区间为自助法 5%–95%"
                    f"（{r0['n_boot']} 次）；“半样本总效应”接近全样本时说明样本量已足够。</p>")
         out.append(table(["假设", "一阶指数", "一阶区间", "总效应指数", "总效应区间", "半样本总效应"],
-                         [[r["factor_label"], _num(r["si"]), _iv(r["si_low"], r["si_high"]), _num(r["sti"]),
-                           _iv(r["sti_low"], r["sti_high"]), _num(r["sti_half"])] for r in sa.iter_rows(named=True)]))
+                         [[r["factor_label"], _num3(r["si"]), _iv(r["si_low"], r["si_high"]), _num3(r["sti"]),
+                           _iv(r["sti_low"], r["sti_high"]), _num3(r["sti_half"])] for r in sa.iter_rows(named=True)]))
     else:
         out.append("<p>本季度尚未做敏感性分析（资产 analysis_sensitivity 未运行）。</p>")
     out.append("<h3>名次的不确定区间</h3>")
@@ -647,18 +647,19 @@ def _robustness_section(d: dict, divs: dict) -> str:
     zh = {"collinear": "高度相关（r > 0.9，可能重复计分）", "negative": "负相关（r < −0.4，可能相互抵消）"}
     out.append("<p>提示的指标对：同一上级之下相关系数高于 0.9 或低于 −0.4（COINr 的阈值）。</p>")
     out.append(table(["上级", "指标甲", "指标乙", "相关系数", "提示"],
-                     [[r["parent_code"], r["name_a"], r["name_b"], _num(r["r"]), zh.get(r["flag"], r["flag"])]
+                     [[r["parent_code"], r["name_a"], r["name_b"], _num3(r["r"]), zh.get(r["flag"], r["flag"])]
                       for r in flagged.sort("parent_code", "r").iter_rows(named=True)] if flagged.height else []))
     rel = d["reliability"]
     out.append("<p>内部一致性：克龙巴赫 α（0.7 以上通常视为一致）与第一主成分解释的方差份额。</p>")
     out.append(table(["类别/指数", "下级个数", "参与计算的社区", "克龙巴赫 α", "第一主成分份额"],
                      [["综合指数" if r["level"] == rel["level"].max() else r["node_code"], r["n_children"],
-                       r["n_units"], _num(r["cronbach_alpha"]), pct(r["pc1_share"])]
+                       r["n_units"], _num3(r["cronbach_alpha"]), pct(r["pc1_share"])]
                       for r in rel.iter_rows(named=True)] if rel.height else []))
     return "\n".join(out)
 
 
-def _num(v) -> str:
+def _num3(v) -> str:
+    """Robustness statistics (indices, correlations, alpha) to three decimals."""
     return "—" if v is None else f"{v:.3f}"
 
 

@@ -38,7 +38,7 @@ def test_report_section_shows_the_tables(built, con, tmp_path):
     out = tmp_path / "r.html"
     write_report(Q, out=out, warehouse=built["warehouse"])
     page = out.read_text(encoding="utf-8")
-    sec = page[page.index('<h2 id="robust">八、稳健性与方法</h2>'):]
+    sec = page[page.index('<h2 id="robust">九、稳健性与方法</h2>'):]
     for h in ("称号是否取决于权重与方法的选择", "各项假设对名次的影响", "名次的不确定区间", "评价框架", "类别之间的相关"):
         assert f"<h3>{h}</h3>" in sec
     # the Sobol table carries the warehouse's numbers, with Chinese names of the assumptions
