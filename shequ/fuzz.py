@@ -110,6 +110,17 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _same_json_record(a: tuple, b: tuple) -> bool:
+    """Two names of the same JSON record's cell: the flat-record reader names a record "[0]", the path walker
+    (used for the whole file once one record holds an object) "$.记录[0]"; the value was already found equal,
+    so the same record index means the same source."""
+    import re
+
+    ia, ib = re.search(r"\[(\d+)\]", str(a[1] or "")), re.search(r"\[(\d+)\]", str(b[1] or ""))
+    return (a[0] or "") == (b[0] or "") and bool(ia and ib) and ia.group(1) == ib.group(1) \
+        and str(a[1]).startswith(("[", "$")) and str(b[1]).startswith(("[", "$"))
+
+
 def _close(a, b) -> bool:
     if a is None or b is None:
         return a is None and b is None
@@ -726,7 +737,7 @@ def judge(mu: Mutant, src: Source, res: dict) -> dict:
             problems.append((where, "（未变异文件没有该社区×指标）", f"{key} = {v!r}（原文 {rawtext[:40]!r}）"))
         elif not _close(v, base[2]):
             problems.append((where, f"{base[2]!r}（原文 {base[3][:40]!r}）", f"{v!r}（原文 {rawtext[:40]!r}）"))
-        elif mu.check_cells and at != (base[0], base[1]):
+        elif mu.check_cells and at != (base[0], base[1]) and not _same_json_record(at, (base[0], base[1])):
             problems.append((where, f"来源单元格 {base[1]}", f"来源单元格 {cell}（值 {v!r}）"))
     touched_keys = {src.cells[c][0][:3] for c in mu.touched if c in src.cells}
     for fk, (v, rv, n, d) in res["facts"].get(mu.file_id, {}).items():
