@@ -90,9 +90,11 @@ CREATE TABLE IF NOT EXISTS community_alias (
 );
 
 -- ---------------------------------------------------------------- raw and staged
--- One row per distinct file content (sha256) ever seen. Never updated; a new version is a new row.
+-- One row per distinct file content (sha256) ever seen. Never updated (but for the object_* columns when the
+-- same object key uploads the same bytes again); a new version is a new row.
 CREATE TABLE IF NOT EXISTS raw_file (
-    file_id        VARCHAR   NOT NULL PRIMARY KEY,  -- sha256 of the bytes
+    file_id        VARCHAR   NOT NULL PRIMARY KEY,  -- sha256 of the bytes ('object:' + sha256 of source_uri and
+                                                    -- version for an object rejected before download)
     ingest_seq     BIGINT    NOT NULL UNIQUE,       -- order of ingestion; later supersedes earlier
     source_file    VARCHAR   NOT NULL,              -- path relative to the inbox
     size_bytes     BIGINT    NOT NULL,
@@ -107,7 +109,12 @@ CREATE TABLE IF NOT EXISTS raw_file (
     n_loaded       INTEGER   NOT NULL,
     n_quarantined  INTEGER   NOT NULL,
     ingested_at    TIMESTAMP NOT NULL,
-    notes          VARCHAR[]                        -- footers, hidden columns, transposed sheets, 小计 check
+    notes          VARCHAR[],                       -- footers, hidden columns, transposed sheets, 小计 check
+    -- an inbox in object storage (migration 0008; NULL for a local inbox folder): where the bytes came from
+    source_uri     VARCHAR,                         -- s3://bucket/key
+    object_key     VARCHAR,                         -- key inside the bucket
+    object_version VARCHAR,                         -- VersionId (NULL when the bucket keeps no versions)
+    object_etag    VARCHAR                          -- ETag without quotes
 );
 
 -- Long values exactly as read from each file version (all versions kept: the revision history).

@@ -27,11 +27,23 @@ def warehouse_path(explicit: str | os.PathLike | None = None) -> Path:
     return Path(env) if env else DEFAULT_WAREHOUSE
 
 
-def inbox_path(explicit: str | os.PathLike | None = None) -> Path:
-    if explicit:
-        return Path(explicit)
-    env = os.environ.get("SHEQU_INBOX")
-    return Path(env) if env else DEFAULT_INBOX
+OBJECT_INBOX_SCHEMES = ("s3://",)
+
+
+def is_object_inbox(inbox) -> bool:
+    """An inbox in object storage (s3://bucket/prefix, shequ/object_inbox.py) rather than a local folder."""
+    return isinstance(inbox, str) and inbox.strip().lower().startswith(OBJECT_INBOX_SCHEMES)
+
+
+def inbox_path(explicit: str | os.PathLike | None = None) -> Path | str:
+    """--inbox beats SHEQU_INBOX beats data/inbox. An object-storage inbox (s3://bucket/prefix) is returned as
+    the URI string: a Path would fold its "//"."""
+    value = explicit or os.environ.get("SHEQU_INBOX")
+    if not value:
+        return DEFAULT_INBOX
+    if is_object_inbox(str(value)):
+        return str(value).strip()
+    return Path(value)
 
 
 def reviews_path(explicit: str | os.PathLike | None = None) -> Path:

@@ -15,12 +15,13 @@ import re
 import time
 import traceback
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import duckdb
 import polars as pl
 
 from .catalogue import HeaderMatcher, load_catalogue, load_unit_limits
+from .config import is_object_inbox
 from .periods import classify_period, excel_date_period, explicit_year, period_end, quarter_of_key, ytd_quarter
 from .readers import CELL_COLUMNS, READERS, FileRead, FileRejected, read_file
 from .privacy import mask_frame, mask_list, mask_text
@@ -31,6 +32,9 @@ from .warehouse import frame, transaction
 
 log = logging.getLogger(__name__)
 REVISION_MARK = re.compile(r"修改|更正|修订|重报|补报|v\d+|_r\d+", re.I)
+RAW_FILE_COLUMNS = ["file_id", "ingest_seq", "source_file", "size_bytes", "modified_at", "file_format", "encoding",
+                    "period_keys", "status", "reason_code", "message", "n_cells", "n_loaded", "n_quarantined",
+                    "ingested_at", "notes", "source_uri", "object_key", "object_version", "object_etag"]
 QUARANTINE_COLUMNS = ["file_id", "source_file", "source_sheet", "source_row", "source_column", "source_cell",
                       "community_raw", "header_raw", "period_key", "raw_text", "reason_code", "message",
                       "quarantined_at"]
@@ -65,8 +69,13 @@ def inventory(inbox: Path) -> list[Path]:
 def path_quarter(path: Path, inbox: Path) -> str | None:
     """The quarter the file name or folder names, a named month counting for its quarter (None when only the
     contents can tell)."""
-    rel = path.relative_to(inbox) if path.is_relative_to(inbox) else Path(path.name)
-    for part in (path.stem, *reversed(rel.parent.parts)):
+    return rel_quarter(path.relative_to(inbox) if path.is_relative_to(inbox) else Path(path.name))
+
+
+def rel_quarter(rel: str | PurePosixPath | Path) -> str | None:
+    """path_quarter on a path relative to the inbox (an object key under the inbox prefix works the same)."""
+    rel = PurePosixPath(rel)
+    for part in (rel.stem, *reversed(rel.parent.parts)):
         key, _ = classify_period(part)
         if key:
             return quarter_of_key(key)
@@ -98,11 +107,20 @@ class Ingestor:
         # only loaded files are final; a rejected file is read again (a registry, catalogue or code fix may
         # let it load), and its earlier rejection is replaced
         self.known = {r[0]: r[1] for r in con.execute("SELECT file_id, status FROM raw_file").fetchall()}
+        self._rel: str | None = None     # set for the duration of one ingest() call
+        self._origin = None
 
     # -------------------------------------------------------------- one file
-    def ingest(self, path: Path) -> FileSummary:
+    def ingest(self, path: Path, rel: str | None = None, origin=None) -> FileSummary:
+        """Read one file. ``rel`` names it relative to the inbox (default: its path under self.inbox); ``origin``
+        is the object it was downloaded from (shequ.object_inbox.InboxObject: uri, key, version_id, etag, size,
+        modified), recorded as the raw_file row's provenance."""
         t0 = time.perf_counter()
-        summary = self._ingest(path)
+        self._rel, self._origin = rel, origin
+        try:
+            summary = self._ingest(path)
+        finally:
+            self._rel = self._origin = None
         summary.seconds = time.perf_counter() - t0
         # what the CLI prints and Dagster keeps as run metadata: masked like the stored copies
         summary.message, summary.notes = mask_text(summary.message), mask_list(summary.notes) or []
@@ -110,9 +128,11 @@ class Ingestor:
         return summary
 
     def _ingest(self, path: Path) -> FileSummary:
-        rel = str(path.relative_to(self.inbox)) if path.is_relative_to(self.inbox) else path.name
+        rel = self._rel or (str(path.relative_to(self.inbox)) if path.is_relative_to(self.inbox) else path.name)
         file_id = sha256(path)
         if self.known.get(file_id) == "loaded":
+            if self._origin is not None:
+                self._same_bytes_again(file_id, self._origin)
             return FileSummary(rel, file_id, "unchanged")
         now = dt.datetime.now()
         hidden_dir = next((part for part in Path(rel).parts[:-1] if part.startswith(".")), None)
@@ -144,6 +164,26 @@ class Ingestor:
         return FileSummary(rel, file_id, "loaded", None, None, n_cells, staged.height, quarantined.height,
                            by_reason, periods, fr.notes, f"{fr.file_format}/{fr.encoding}" if fr.encoding
                            else fr.file_format)
+
+    def _same_bytes_again(self, file_id: str, origin) -> None:
+        """A new version of an object holding bytes already loaded from the same key: the row keeps its content
+        and takes the new version, so the next refresh does not download it again (shequ.object_inbox)."""
+        self.con.execute("UPDATE raw_file SET object_version = ?, object_etag = ? WHERE file_id = ? AND source_uri = ?",
+                         [origin.version_id, origin.etag, file_id, origin.uri])
+
+    def reject_object(self, origin, rel: str, reason: str, message: str) -> FileSummary:
+        """An object rejected before its bytes are here (gone since the listing, too large by its listed size):
+        its raw_file row carries an id made from its URI and version, 'object:' + sha256."""
+        key = f"{origin.uri}\n{origin.version_id or ''}\n{origin.etag}"
+        file_id = "object:" + hashlib.sha256(key.encode("utf-8")).hexdigest()
+        self._origin = origin
+        try:
+            summary = self._reject(Path(PurePosixPath(rel).name), rel, file_id, dt.datetime.now(), reason, message)
+        finally:
+            self._origin = None
+        summary.message = mask_text(summary.message)
+        summary.file_format = Path(rel).suffix.lstrip(".").lower()
+        return summary
 
     def _unknown_district(self, fr: FileRead, path: Path) -> str | None:
         """A district the title or file name names (鼓楼区) that the registry does not hold."""
@@ -498,7 +538,14 @@ class Ingestor:
                                  header_column="header_raw", value_column="raw_text", quote_column="message")
         if staged is not None:
             staged = mask_frame(staged, ["raw_text", "source_sheet"])
-        stat = path.stat()
+        origin = self._origin
+        if origin is not None:      # an object: its listed size and upload time (the bytes may never have come)
+            size, modified = origin.size, origin.modified
+            provenance = [origin.uri, origin.key, origin.version_id, origin.etag]
+        else:
+            stat = path.stat()
+            size, modified = stat.st_size, dt.datetime.fromtimestamp(stat.st_mtime)
+            provenance = [None, None, None, None]
         n_loaded = 0 if staged is None else staged.height
         with transaction(self.con):
             if file_id in self.known:  # an earlier rejection of the same bytes is replaced by this reading
@@ -506,10 +553,11 @@ class Ingestor:
                 self.con.execute("DELETE FROM raw_file WHERE file_id = ?", [file_id])
             seq = self.con.execute("SELECT coalesce(max(ingest_seq), 0) + 1 FROM raw_file").fetchall()[0][0]
             self.con.execute(
-                "INSERT INTO raw_file VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [file_id, seq, rel, stat.st_size, dt.datetime.fromtimestamp(stat.st_mtime),
+                f"INSERT INTO raw_file ({', '.join(RAW_FILE_COLUMNS)}) "
+                f"VALUES ({', '.join('?' for _ in RAW_FILE_COLUMNS)})",
+                [file_id, seq, rel, size, modified,
                  fr.file_format if fr else path.suffix.lstrip(".").lower(), fr.encoding if fr else None,
-                 periods, status, reason, msg, n_cells, n_loaded, quarantined.height, now, notes])
+                 periods, status, reason, msg, n_cells, n_loaded, quarantined.height, now, notes, *provenance])
             if staged is not None and staged.height:
                 self.con.register("_staged", staged)
                 self.con.execute("INSERT INTO stg_value SELECT * FROM _staged")
@@ -524,7 +572,12 @@ class Ingestor:
 def ingest_inbox(con: duckdb.DuckDBPyConnection, inbox: Path, quarter: str | None = None,
                  on_file=None) -> list[FileSummary]:
     """Ingest every new file of the inbox (or only those whose name/folder names ``quarter``, plus those whose
-    name does not say, which are read to find out). Returns one summary per file considered."""
+    name does not say, which are read to find out). Returns one summary per file considered. An inbox in object
+    storage (s3://bucket/prefix) is read by shequ.object_inbox with the same rules."""
+    if is_object_inbox(inbox):
+        from .object_inbox import ingest_objects
+
+        return ingest_objects(con, inbox, quarter, on_file)
     inbox = Path(inbox)
     if not inbox.is_dir():
         raise FileNotFoundError(f"收件箱目录不存在：{inbox}")

@@ -61,7 +61,12 @@ def _over(name: str, measured: float, where: str = "", prefix: str = "", at_leas
 
 # ------------------------------------------------------------------ every file
 def check_file_size(path: Path) -> None:
-    size_mb = Path(path).stat().st_size / (1 << 20)
+    check_size(Path(path).stat().st_size)
+
+
+def check_size(n_bytes: int) -> None:
+    """The file-size limit on a size known before the bytes are here (an object's size in a bucket listing)."""
+    size_mb = n_bytes / (1 << 20)
     if size_mb > config.limits()["max_file_mb"]:
         raise _over("max_file_mb", size_mb)
 
@@ -297,5 +302,5 @@ def check_json_records(n: int) -> None:
         raise _over("max_rows", n, prefix="JSON 记录")
 
 
-__all__ = ["TooLarge", "check_file_size", "check_xlsx", "check_delimited", "check_width", "check_json_depth",
-           "check_json_records", "json_depth"]
+__all__ = ["TooLarge", "check_file_size", "check_size", "check_xlsx", "check_delimited", "check_width",
+           "check_json_depth", "check_json_records", "json_depth"]
