@@ -15,7 +15,7 @@ from pathlib import Path
 import dagster as dg
 
 from shequ import config
-from shequ.ingest import inventory, sha256
+from shequ.ingest import inventory, rel_quarter, sha256
 from shequ.periods import last_completed_quarter, quarter_to_partition
 
 SHANGHAI = zoneinfo.ZoneInfo("Asia/Shanghai")
@@ -42,10 +42,11 @@ def quarterly_refresh_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunR
 CURSOR_VERSION = 2
 
 
-def recorded_file_ids(warehouse: Path) -> set[str]:
+def recorded_file_ids(warehouse: Path, column: str = "file_id") -> set[str]:
     """Content hashes (raw_file.file_id, the sha256 ingest gives a file) of every file the warehouse has
-    recorded, loaded or rejected: what a first sensor tick must not queue again. The live warehouse is opened
-    read-only for a moment; while a run holds it, the last published snapshot is read instead."""
+    recorded, loaded or rejected: what a first sensor tick must not queue again (column="object_etag": the ETags
+    of the objects read from an inbox in object storage). The live warehouse is opened read-only for a moment;
+    while a run holds it, the last published snapshot is read instead."""
     from shequ.snapshot import snapshot_path
     from shequ.warehouse import connect
 
@@ -55,10 +56,11 @@ def recorded_file_ids(warehouse: Path) -> set[str]:
             continue
         try:
             with connect(path, read_only=True, retries=5.0) as con:
-                if not con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'raw_file'"
-                                   ).fetchall()[0][0]:
-                    return set()
-                return {r[0] for r in con.execute("SELECT file_id FROM raw_file").fetchall()}
+                if not con.execute("SELECT count(*) FROM information_schema.columns WHERE table_name = 'raw_file' "
+                                   "AND column_name = ?", [column]).fetchall()[0][0]:
+                    return set()     # no raw_file yet, or a warehouse from before the column
+                return {r[0] for r in con.execute(f"SELECT {column} FROM raw_file WHERE {column} IS NOT NULL"
+                                                  ).fetchall()}
         except Exception as e:  # the file is held by a writer: try the snapshot
             errors.append(f"{path}: {e}")
     if errors:
@@ -83,14 +85,7 @@ def inbox_changes(inbox: Path, cursor: str | None, warehouse: Path) -> tuple[lis
     inbox is taken as it is and only files whose content the warehouse has not recorded count; afterwards a
     file counts when its content is new to the inbox (a new file, or a changed one; a renamed or touched copy
     of the same bytes does not)."""
-    prev = None
-    if cursor:
-        try:
-            data = json.loads(cursor)
-            if isinstance(data, dict) and data.get("v") == CURSOR_VERSION:
-                prev = data["files"]
-        except ValueError:
-            prev = None
+    prev = _cursor(cursor).get("files")
     known = {v[2] for v in prev.values()} if prev is not None else recorded_file_ids(warehouse)
     now: dict[str, list] = {}
     quarters: set[str] = set()
@@ -109,14 +104,50 @@ def inbox_changes(inbox: Path, cursor: str | None, warehouse: Path) -> tuple[lis
     return sorted(quarters), new_cursor, causes
 
 
+def _cursor(cursor: str | None) -> dict:
+    """The sensor's cursor as a dict ({} for none, another format, or another inbox kind)."""
+    try:
+        data = json.loads(cursor) if cursor else {}
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) and data.get("v") == CURSOR_VERSION else {}
+
+
+def object_inbox_changes(uri: str, cursor: str | None, warehouse: Path) -> tuple[list[str], str, list[str]]:
+    """inbox_changes for an inbox in object storage (SHEQU_INBOX=s3://bucket/prefix, shequ/object_inbox.py).
+
+    The cursor records every object as [size, ETag, VersionId] (the listing gives them: nothing is downloaded
+    to tell what changed). Without a cursor for this inbox only objects whose ETag the warehouse has not
+    recorded count; afterwards an object counts when its ETag is new to the inbox: a new object, or a new
+    version with other bytes (a copy of the same bytes under another key, or uploaded again, does not)."""
+    from shequ.object_inbox import ObjectInbox, new_objects
+
+    data = _cursor(cursor)
+    prev = data.get("objects") if data.get("inbox") == uri else None
+    ob = ObjectInbox(uri)
+    state, new = new_objects(ob, prev, recorded_file_ids(warehouse, "object_etag") if prev is None else set())
+    quarters: set[str] = set()
+    for o in new:
+        q = rel_quarter(o.rel)
+        # as for a local file: the key says, else the contents say, else the last completed quarter
+        quarters.update([q] if q else ob.content_quarters(o)
+                        or [last_completed_quarter(dt.datetime.now(SHANGHAI).date())])
+    new_cursor = json.dumps({"v": CURSOR_VERSION, "inbox": uri, "objects": state}, ensure_ascii=False,
+                            sort_keys=True)
+    return sorted(quarters), new_cursor, [o.rel for o in new]
+
+
 @dg.sensor(job=refresh_job, minimum_interval_seconds=int(os.environ.get("SHEQU_SENSOR_INTERVAL", "60")),
            default_status=dg.DefaultSensorStatus.RUNNING if AUTOMATION_ON else dg.DefaultSensorStatus.STOPPED,
            description="收件箱出现新文件或文件内容变化时，刷新这些文件所属的季度（首次运行只记录收件箱现状，"
                        "仓库中已有的文件不再刷新） / New or changed inbox files: refresh their quarters (the first "
                        "tick records the inbox and skips files the warehouse already holds)")
 def inbox_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-    inbox = Path(config.inbox_path())
-    quarters, cursor, causes = inbox_changes(inbox, context.cursor, Path(config.warehouse_path()))
+    inbox = config.inbox_path()
+    if config.is_object_inbox(inbox):    # s3://bucket/prefix: an unreachable store fails the tick, naming it
+        quarters, cursor, causes = object_inbox_changes(inbox, context.cursor, Path(config.warehouse_path()))
+    else:
+        quarters, cursor, causes = inbox_changes(Path(inbox), context.cursor, Path(config.warehouse_path()))
     # the run key names the inbox state (content hashes): one run per state and quarter
     state = hashlib.sha256(cursor.encode()).hexdigest()[:16]
     requests = [dg.RunRequest(run_key=f"inbox-{q}-{state}", partition_key=quarter_to_partition(q),

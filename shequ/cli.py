@@ -50,10 +50,21 @@ def cmd_refresh(args) -> int:
 
     wh = config.warehouse_path(args.warehouse)
     inbox = config.inbox_path(args.inbox)
-    if not inbox.is_dir():
+    in_objects = config.is_object_inbox(inbox)
+    if in_objects:      # s3://bucket/prefix (shequ/object_inbox.py): listed first, before anything is written
+        from rich.markup import escape
+
+        from .object_inbox import ObjectStoreError
+        try:
+            inbox_files = scan_inbox(None, inbox)
+        except ObjectStoreError as e:
+            console.print(f"[red]{escape(str(e))}[/red]")
+            return 1
+    elif not inbox.is_dir():
         console.print(f"[red]收件箱不存在：{inbox}[/red]")
         return 2
-    inbox_files = scan_inbox(None, inbox)
+    else:
+        inbox_files = scan_inbox(None, inbox)
     files_by_quarter: dict[str, list[str]] = {}
     for f in inbox_files:
         for fq in f.quarters:
@@ -118,6 +129,9 @@ def cmd_refresh(args) -> int:
         _print_quality(con, quarters)
         from .suggest import print_refresh_hints
         print_refresh_hints(console, con, quarters)  # corrections in force, candidates for unknown names
+        if in_objects:  # an object's file id (the hash of its bytes) is known once the refresh has read it
+            from .object_inbox import file_ids_by_quarter
+            files_by_quarter = file_ids_by_quarter(con, inbox_files)
         problems = quarter_problems(con, quarters, files_by_quarter)
     from pipelines.publish import data_docs_dir
 
@@ -444,7 +458,7 @@ def _main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("refresh", help="读取收件箱，建仓、校验、排名并打印摘要")
     r.add_argument("--quarter", help="季度：2024Q3、2024年第三季度或区间 2023Q1:2024Q4（默认：收件箱中出现的全部季度）")
-    r.add_argument("--inbox", help=f"收件箱目录（默认 SHEQU_INBOX 或 {config.DEFAULT_INBOX}）")
+    r.add_argument("--inbox", help=f"收件箱目录，或对象存储前缀 s3://桶/前缀（默认 SHEQU_INBOX 或 {config.DEFAULT_INBOX}）")
     r.add_argument("--warehouse", help=f"DuckDB 仓库文件（默认 SHEQU_WAREHOUSE 或 {config.DEFAULT_WAREHOUSE}）")
     r.set_defaults(fn=cmd_refresh)
     pb = sub.add_parser("publish", help="公示：冻结某季度的排名与称号为新版本，并列出与上一版本的差异")

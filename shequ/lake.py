@@ -83,10 +83,11 @@ class LakeConfig:
     namespace: str = "shequ"
 
     @classmethod
-    def load(cls) -> "LakeConfig":
+    def load(cls, need_catalog: bool = True) -> "LakeConfig":
         """$SHEQU_HOME/lake/lake.json (written by scripts/install_lake.sh), each value overridable by SHEQU_LAKE_*
         (SHEQU_LAKE_CATALOG_URL, SHEQU_LAKE_S3_ENDPOINT, SHEQU_LAKE_BUCKET, SHEQU_LAKE_S3_ACCESS_KEY,
-        SHEQU_LAKE_S3_SECRET_KEY, SHEQU_LAKE_S3_REGION, SHEQU_LAKE_NAMESPACE) for a province's own servers."""
+        SHEQU_LAKE_S3_SECRET_KEY, SHEQU_LAKE_S3_REGION, SHEQU_LAKE_NAMESPACE) for a province's own servers.
+        need_catalog=False: only the object store is needed (the inbox in object storage); catalog_url may be ""."""
         env = os.environ.get
         lake_dir = _home() / "lake"
         info: dict = {}
@@ -95,7 +96,7 @@ class LakeConfig:
             info = json.loads(lj.read_text(encoding="utf-8"))
         cat, s3 = info.get("catalog", {}), info.get("s3", {})
         url = env("SHEQU_LAKE_CATALOG_URL")
-        if not url and cat:
+        if not url and cat and need_catalog:
             pw_file = (lake_dir / cat.get("password_file", "../pg_password")).resolve()
             if not pw_file.exists():
                 raise LakeError(f"缺少目录数据库密码文件 {pw_file}。{FIX}")
@@ -111,12 +112,13 @@ class LakeConfig:
             cred = json.loads(cf.read_text(encoding="utf-8"))
             access, secret = access or cred["access_key"], secret or cred["secret_key"]
         endpoint = env("SHEQU_LAKE_S3_ENDPOINT") or s3.get("endpoint")
-        missing = [n for n, v in (("目录数据库（SHEQU_LAKE_CATALOG_URL）", url),
+        missing = [n for n, v in (("目录数据库（SHEQU_LAKE_CATALOG_URL）", url or not need_catalog),
                                   ("对象存储端点（SHEQU_LAKE_S3_ENDPOINT）", endpoint),
                                   ("对象存储凭据（SHEQU_LAKE_S3_ACCESS_KEY / SHEQU_LAKE_S3_SECRET_KEY）",
                                    access and secret)) if not v]
         if missing:
             raise LakeError(f"湖仓未配置：缺少{'、'.join(missing)}；未找到 {lj}。{FIX}")
+        url = url or ""
         if url.startswith(("postgresql://", "postgres://")):   # SQLAlchemy 2.1 maps plain postgresql:// to psycopg 3
             url = "postgresql+psycopg2://" + url.split("://", 1)[1]
         return cls(catalog_url=url, s3_endpoint=endpoint.rstrip("/"),
@@ -137,11 +139,13 @@ class LakeConfig:
         return f"s3://{self.bucket}/warehouse"
 
     # -- clients
-    def filesystem(self):
-        """An fsspec s3fs filesystem (DuckDB reads s3:// through it; short timeouts so an outage fails fast)."""
+    def filesystem(self, version_aware: bool = False):
+        """An fsspec s3fs filesystem (DuckDB reads s3:// through it; short timeouts so an outage fails fast).
+        version_aware: listings carry each object's VersionId (the inbox in object storage)."""
         import s3fs
 
         return s3fs.S3FileSystem(key=self.access_key, secret=self.secret_key, endpoint_url=self.s3_endpoint,
+                                 version_aware=version_aware,
                                  client_kwargs={"region_name": self.region},
                                  config_kwargs={"connect_timeout": 3, "read_timeout": 30,
                                                 "retries": {"max_attempts": 2}},

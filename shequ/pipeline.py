@@ -17,7 +17,7 @@ import duckdb
 
 from . import dq, ingest, quality, scoring, warehouse
 from .progress import emit
-from .config import DEFAULT_SCHEME, REGISTRY_DIR
+from .config import DEFAULT_SCHEME, REGISTRY_DIR, is_object_inbox
 from .periods import classify_period, quarter_of_key
 from .readers import FileRejected, read_file
 
@@ -40,6 +40,7 @@ class InboxFile:
     size: int
     quarters: list[str]
     known_status: str | None  # status in raw_file when this exact content was ingested before
+    origin: object = None     # object_inbox.InboxObject for an object inbox (file_id "" until it is read)
 
 
 def file_quarters(path: Path, inbox: Path) -> list[str]:
@@ -64,7 +65,12 @@ def file_quarters(path: Path, inbox: Path) -> list[str]:
 
 
 def scan_inbox(con: duckdb.DuckDBPyConnection | None, inbox: Path) -> list[InboxFile]:
-    """The raw-files stage: every supported file in the inbox with its content hash and quarters."""
+    """The raw-files stage: every supported file in the inbox with its content hash and quarters (an inbox in
+    object storage, s3://bucket/prefix: shequ.object_inbox.scan)."""
+    if is_object_inbox(inbox):
+        from .object_inbox import scan
+
+        return scan(con, inbox)
     inbox = Path(inbox)
     known = dict(con.execute("SELECT file_id, status FROM raw_file").fetchall()) if con is not None else {}
     out = []
@@ -88,7 +94,7 @@ def stage_dimensions(con: duckdb.DuckDBPyConnection, registry_dir: Path = REGIST
 def stage_staged(con: duckdb.DuckDBPyConnection, inbox: Path, quarter: str, on_file=None
                  ) -> list[ingest.FileSummary]:
     """Read the quarter's new files (those whose name says the quarter, or that do not say) into stg_value."""
-    return ingest.ingest_inbox(con, Path(inbox), quarter, on_file)
+    return ingest.ingest_inbox(con, inbox if is_object_inbox(inbox) else Path(inbox), quarter, on_file)
 
 
 def stage_facts(con: duckdb.DuckDBPyConnection, quarter: str) -> int:

@@ -492,7 +492,8 @@ def start(host: str = "127.0.0.1", port: int = 3000, out=print) -> int:
         pg.check()
         code_port = _free_port()
         write_config(home, pg, code_port)
-        inbox, wh = config.inbox_path().resolve(), config.warehouse_path().resolve()
+        inbox, wh = config.inbox_path(), config.warehouse_path().resolve()
+        inbox = inbox if config.is_object_inbox(inbox) else inbox.resolve()   # s3://bucket/prefix stays as is
         url = _url(host, port)
         env = {**os.environ, **instance_env(home, pg), "SHEQU_INBOX": str(inbox), "SHEQU_WAREHOUSE": str(wh),
                "PYTHONUNBUFFERED": "1"}
