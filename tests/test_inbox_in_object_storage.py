@@ -231,6 +231,33 @@ def test_unreachable_object_store_names_endpoint_and_changes_nothing(built, buck
                                                              "fact_ranking")] == old
 
 
+def test_store_lost_mid_read_keeps_files_read_and_fails_naming_endpoint(template, bucket, tmp_path):
+    """The store goes away after the first object: that file stays loaded whole, the read fails with the
+    endpoint in the message, the second object leaves no row (the next refresh reads it)."""
+    import dataclasses
+
+    from shequ.object_inbox import ObjectInbox, ObjectStoreError, ingest_objects
+    from shequ.warehouse import connect
+
+    wh = tmp_path / "w.duckdb"
+    shutil.copy(template, wh)
+    _put(bucket, "2024Q3/天桥区_2024Q3_1.csv", _csv(90))
+    _put(bucket, "2024Q3/天桥区_2024Q3_2.csv", _csv(80, "北园东社区"))
+    endpoint = f"http://127.0.0.1:{_closed_port()}"
+    ob = ObjectInbox(bucket["uri"])
+
+    def lose_store(summary):                 # from now on every request goes to a port nobody listens on
+        ob.cfg = dataclasses.replace(ob.cfg, s3_endpoint=endpoint)
+        ob.endpoint, ob._fs = endpoint, None
+
+    with connect(wh) as con:
+        with pytest.raises(ObjectStoreError, match=endpoint.replace(".", r"\.")):
+            ingest_objects(con, ob, "2024Q3", on_file=lose_store)
+        rows = con.execute("SELECT source_file, status, n_loaded FROM raw_file").fetchall()
+        staged = con.execute("SELECT count(*) FROM stg_value").fetchall()[0][0]
+    assert rows == [("2024Q3/天桥区_2024Q3_1.csv", "loaded", 1)] and staged == 1
+
+
 def test_sensor_queues_quarters_of_new_or_changed_objects(template, bucket, tmp_path, monkeypatch):
     import dagster as dg
 
