@@ -11,9 +11,13 @@ Every cell either lands in stg_value or is written to quarantine with a reason c
 import datetime as dt
 import hashlib
 import logging
+import os
 import re
+import sys
 import time
 import traceback
+from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -94,21 +98,37 @@ class Ingestor:
     """Holds what every file needs (catalogue, header matcher, registry frame) for one refresh."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, inbox: Path):
+        # only loaded files are final; a rejected file is read again (a registry, catalogue or code fix may
+        # let it load), and its earlier rejection is replaced
+        self._setup(con, inbox, frame(con, "SELECT * FROM dim_community"),
+                    frame(con, "SELECT * FROM community_alias"),
+                    {r[0]: r[1] for r in con.execute("SELECT file_id, status FROM raw_file").fetchall()})
+
+    def _setup(self, con, inbox: Path, dim_community: pl.DataFrame, aliases: pl.DataFrame, known: dict[str, str]):
         self.con = con
         self.inbox = Path(inbox)
         self.catalogue = load_catalogue()
         self.unit_limits = load_unit_limits()
         self.matcher = HeaderMatcher(self.catalogue)
-        self.dim_community = frame(con, "SELECT * FROM dim_community")
+        self.dim_community = dim_community
+        self.aliases = aliases
         protect_registry_names(self.dim_community["name"].unique().to_list()
                                + self.dim_community["street"].unique().to_list())
-        self.registry = match_frame(self.dim_community, frame(con, "SELECT * FROM community_alias"))
+        self.registry = match_frame(self.dim_community, aliases)
         self.districts = sorted(set(self.dim_community["district"].to_list()), key=len, reverse=True)
-        # only loaded files are final; a rejected file is read again (a registry, catalogue or code fix may
-        # let it load), and its earlier rejection is replaced
-        self.known = {r[0]: r[1] for r in con.execute("SELECT file_id, status FROM raw_file").fetchall()}
+        self.known = known
+        self.deferred: dict | None = None   # a reading worker keeps its write here instead of writing (see below)
         self._rel: str | None = None     # set for the duration of one ingest() call
         self._origin = None
+
+    @classmethod
+    def for_worker(cls, inbox: Path, dim_community: pl.DataFrame, aliases: pl.DataFrame,
+                   known: dict[str, str]) -> "Ingestor":
+        """An Ingestor without a warehouse connection, for a staging worker process: it reads and normalises a
+        file and hands back what to write (`prepare`); the parent writes it (`commit`)."""
+        ing = cls.__new__(cls)
+        ing._setup(None, inbox, dim_community, aliases, known)
+        return ing
 
     # -------------------------------------------------------------- one file
     def ingest(self, path: Path, rel: str | None = None, origin=None) -> FileSummary:
@@ -125,6 +145,29 @@ class Ingestor:
         # what the CLI prints and Dagster keeps as run metadata: masked like the stored copies
         summary.message, summary.notes = mask_text(summary.message), mask_list(summary.notes) or []
         summary.file_format = summary.file_format or path.suffix.lstrip(".").lower()
+        return summary
+
+    def prepare(self, path: Path) -> tuple[FileSummary, dict | None]:
+        """Read and normalise one file without writing: the summary and the write the parent must commit (None
+        when there is nothing to write: the file was loaded before)."""
+        self.deferred = {}
+        try:
+            summary = self.ingest(path)
+            return summary, self.deferred.get("write")
+        finally:
+            self.deferred = None
+
+    def commit(self, summary: FileSummary, write: dict | None) -> FileSummary:
+        """Write what `prepare` produced (in a worker) in this process's warehouse, in inventory order, so
+        ingest_seq and every stored row are those a serial run gives. Bytes another file of the same run has
+        loaded meanwhile are "unchanged", as they would be serially."""
+        if write is None:
+            return summary
+        if self.known.get(write["file_id"]) == "loaded":
+            return FileSummary(summary.source_file, summary.file_id, "unchanged", file_format=summary.file_format)
+        t0 = time.perf_counter()
+        self._commit_write(write)
+        summary.seconds += time.perf_counter() - t0
         return summary
 
     def _ingest(self, path: Path) -> FileSummary:
@@ -546,18 +589,26 @@ class Ingestor:
             stat = path.stat()
             size, modified = stat.st_size, dt.datetime.fromtimestamp(stat.st_mtime)
             provenance = [None, None, None, None]
-        n_loaded = 0 if staged is None else staged.height
+        write = {"file_id": file_id, "row": [
+            file_id, None, rel, size, modified,
+            fr.file_format if fr else path.suffix.lstrip(".").lower(), fr.encoding if fr else None,
+            periods, status, reason, msg, n_cells, 0 if staged is None else staged.height, quarantined.height, now,
+            notes, *provenance], "staged": staged, "quarantined": quarantined}
+        if self.deferred is not None:   # a staging worker: the parent commits it
+            self.deferred["write"] = write
+        else:
+            self._commit_write(write)
+
+    def _commit_write(self, write: dict):
+        file_id, row, staged, quarantined = write["file_id"], list(write["row"]), write["staged"], write["quarantined"]
+        status = row[8]
         with transaction(self.con):
             if file_id in self.known:  # an earlier rejection of the same bytes is replaced by this reading
                 self.con.execute("DELETE FROM quarantine WHERE file_id = ?", [file_id])
                 self.con.execute("DELETE FROM raw_file WHERE file_id = ?", [file_id])
-            seq = self.con.execute("SELECT coalesce(max(ingest_seq), 0) + 1 FROM raw_file").fetchall()[0][0]
-            self.con.execute(
-                f"INSERT INTO raw_file ({', '.join(RAW_FILE_COLUMNS)}) "
-                f"VALUES ({', '.join('?' for _ in RAW_FILE_COLUMNS)})",
-                [file_id, seq, rel, size, modified,
-                 fr.file_format if fr else path.suffix.lstrip(".").lower(), fr.encoding if fr else None,
-                 periods, status, reason, msg, n_cells, n_loaded, quarantined.height, now, notes, *provenance])
+            row[1] = self.con.execute("SELECT coalesce(max(ingest_seq), 0) + 1 FROM raw_file").fetchall()[0][0]
+            self.con.execute(f"INSERT INTO raw_file ({', '.join(RAW_FILE_COLUMNS)}) "
+                             f"VALUES ({', '.join('?' for _ in RAW_FILE_COLUMNS)})", row)
             if staged is not None and staged.height:
                 self.con.register("_staged", staged)
                 self.con.execute("INSERT INTO stg_value SELECT * FROM _staged")
@@ -569,11 +620,31 @@ class Ingestor:
         self.known[file_id] = status
 
 
+def stage_workers() -> int:
+    """Reading processes for a large inbox: SHEQU_STAGE_WORKERS, else the cores this process may use."""
+    env = os.environ.get("SHEQU_STAGE_WORKERS")
+    if env:
+        return max(1, int(env))
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def parallel_min_bytes() -> int:
+    """Below this many bytes of files to read (SHEQU_STAGE_PARALLEL_MIN_MB, default 16) an inbox is read in this
+    process: starting reading processes costs about as much as reading a district's few megabytes."""
+    return int(float(os.environ.get("SHEQU_STAGE_PARALLEL_MIN_MB", "16")) * 2**20)
+
+
 def ingest_inbox(con: duckdb.DuckDBPyConnection, inbox: Path, quarter: str | None = None,
                  on_file=None) -> list[FileSummary]:
     """Ingest every new file of the inbox (or only those whose name/folder names ``quarter``, plus those whose
     name does not say, which are read to find out). Returns one summary per file considered. An inbox in object
-    storage (s3://bucket/prefix) is read by shequ.object_inbox with the same rules."""
+    storage (s3://bucket/prefix) is read by shequ.object_inbox with the same rules.
+
+    A large local inbox is read and normalised by `stage_workers()` processes at once, and each file's rows are
+    written here, one transaction per file, in inventory order: what lands is what a serial run writes."""
     if is_object_inbox(inbox):
         from .object_inbox import ingest_objects
 
@@ -586,10 +657,91 @@ def ingest_inbox(con: duckdb.DuckDBPyConnection, inbox: Path, quarter: str | Non
     ing = Ingestor(con, inbox)
     out = []
     todo = [p for p in inventory(inbox) if not (quarter and (pq := path_quarter(p, inbox)) and pq != quarter)]
-    for i, path in enumerate(todo, start=1):
+
+    def done(i: int, path: Path, s: FileSummary):
         emit("staged", quarter, i, len(todo), str(path.relative_to(inbox)))
-        s = ing.ingest(path)
         out.append(s)
         if on_file:
             on_file(s)
+
+    workers = min(stage_workers(), len(todo))
+    if workers > 1 and sum(p.stat().st_size for p in todo) >= parallel_min_bytes():
+        start = _ingest_parallel(ing, todo, workers, done)
+    else:
+        start = 0
+    for i, path in enumerate(todo[start:], start=start + 1):
+        done(i, path, ing.ingest(path))
     return out
+
+
+# ---------------------------------------------------------------- reading processes
+# The standard library's process pool is the tool: the work per file is CPU-bound Python and polars (the GIL
+# rules out threads), and the pool's `spawn` start method keeps DuckDB's and polars' threads out of the children.
+_WORKER: Ingestor | None = None
+
+
+def _worker_init(inbox: Path, dim_community: pl.DataFrame, aliases: pl.DataFrame, known: dict[str, str]):
+    global _WORKER
+    _WORKER = Ingestor.for_worker(inbox, dim_community, aliases, known)
+
+
+def _worker_prepare(path: Path):
+    return _WORKER.prepare(path)
+
+
+@contextmanager
+def _main_hidden():
+    """A `spawn` child first re-runs the parent's main script (as __mp_main__) unless it is hidden: a notebook or
+    an analyst's script without an `if __name__ == "__main__"` guard would then run again in every reading
+    process. The readers need nothing from it, so while the pool runs the main module names no file or spec."""
+    main = sys.modules.get("__main__")
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if main is not None and k in main.__dict__}
+    try:
+        if "__file__" in saved:
+            del main.__dict__["__file__"]
+        if "__spec__" in saved:
+            main.__dict__["__spec__"] = None
+        yield
+    finally:
+        if main is not None:
+            main.__dict__.update(saved)
+
+
+def _ingest_parallel(ing: Ingestor, todo: list[Path], workers: int, done) -> int:
+    """Read `todo` in `workers` processes, at most two files ahead per process (bounded memory), and commit each
+    in order. Returns how many files were committed: if a reading process dies (killed, out of memory), the rest
+    are read here, one by one, as a serial run would."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    committed = 0
+    ctx = multiprocessing.get_context("spawn")
+    with _main_hidden():
+        pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
+                                   initargs=(ing.inbox, ing.dim_community, ing.aliases, dict(ing.known)))
+        procs = {}
+        pending = deque()
+        nxt = 0
+        try:
+            while committed < len(todo):
+                while nxt < len(todo) and len(pending) < 2 * workers:
+                    pending.append(pool.submit(_worker_prepare, todo[nxt]))
+                    nxt += 1
+                procs.update(getattr(pool, "_processes", None) or {})
+                summary, write = pending.popleft().result()
+                done(committed + 1, todo[committed], ing.commit(summary, write))
+                committed += 1
+        except BrokenProcessPool:
+            log.warning("读取进程意外退出，其余 %d 个文件改在本进程逐个读取", len(todo) - committed)
+        finally:
+            # a dead reader leaves the pool unable to shut down cleanly (the survivors wait on a broken queue),
+            # and after any failure here nothing they read is wanted: stop them rather than wait for them
+            clean = committed == len(todo)
+            pool.shutdown(wait=clean, cancel_futures=True)
+            if not clean:
+                for p in procs.values():
+                    if p.is_alive():
+                        p.kill()
+                        p.join(5)
+    return committed
