@@ -15,6 +15,7 @@ import io
 import json
 import re
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from xml.etree import ElementTree
@@ -546,6 +547,9 @@ _MERGE = re.compile(rb'<mergeCell ref="([A-Z]+)(\d+):([A-Z]+)(\d+)"')
 # an error cell (#DIV/0!, #N/A): fastexcel reads it as empty, which would make an error look like a blank
 _ERROR_CELL = re.compile(rb'<c r="([A-Z]+\d+)"[^>]*\bt="e"[^>]*>\s*(?:<f[^>]*?(?:/>|>[^<]*</f>)\s*)?<v>([^<]*)</v>')
 _COL = re.compile(rb'<col\s[^>]*>')
+# a hidden row (hidden by hand or by an autofilter): <row r="12" … hidden="1">, attributes in any order
+_HIDDEN_ROW = re.compile(rb'<row\s[^>]*\bhidden="(?:1|true)"[^>]*>')
+_ROW_NUMBER = re.compile(rb'\br="(\d+)"')
 # fastexcel's grid starts at the first row and column that hold a value: cell references are offset by that origin
 _VALUE_CELL = re.compile(rb'<c r="([A-Z]+)(\d+)"[^>]*>\s*(?:<f[^>]*?(?:/>|>[^<]*</f>)\s*)?(?:<v>[^<]|<is>)')
 _ATTR = re.compile(rb'(\w+)="([^"]*)"')
@@ -555,7 +559,7 @@ _FORMULA_NO_VALUE = re.compile(
 
 
 def _xlsx_structure(path: Path) -> dict[str, dict]:
-    """Per sheet name: merged ranges, hidden columns and formula cells without a cached value.
+    """Per sheet name: merged ranges, hidden columns and rows (1-based), formula cells without a cached value.
 
     Read from the sheet XML with byte regexes because neither fastexcel nor openpyxl's streaming mode
     exposes merged ranges, and openpyxl's full mode builds a Python object per cell (minutes at 100k rows)."""
@@ -578,19 +582,21 @@ def _xlsx_structure(path: Path) -> dict[str, dict]:
                 a = dict(_ATTR.findall(tag))
                 if a.get(b"hidden") in (b"1", b"true"):
                     hidden.update(range(int(a[b"min"]) - 1, int(a[b"max"])))
+            hidden_rows = {int(m.group(1)) for tag in _HIDDEN_ROW.findall(xml) if (m := _ROW_NUMBER.search(tag))}
             no_value = [m.decode() for m in _FORMULA_NO_VALUE.findall(xml)]
             errors = {ref.decode(): v.decode() for ref, v in _ERROR_CELL.findall(xml)}
             refs = _VALUE_CELL.findall(xml)
             origin = (min(int(r) for _, r in refs) - 1, min(col_index(c.decode()) for c, _ in refs)) if refs else (0, 0)
-            out[s.get("name")] = {"merged": merged, "hidden": hidden, "formula_no_value": no_value,
+            out[s.get("name")] = {"merged": merged, "hidden": hidden, "hidden_rows": hidden_rows,
+                                  "formula_no_value": no_value,
                                   "errors": errors, "origin": origin, "state": s.get("state") or "visible"}
     return out
 
 
 def _xls_structure(path: Path) -> dict[str, dict]:
-    """Per sheet of a legacy BIFF8 .xls (or a WPS .et saved as BIFF8): merged ranges, hidden columns and sheet
-    visibility, read with xlrd (fastexcel 0.21 exposes only sheet visibility, not merged ranges or hidden
-    columns). Values still come from fastexcel/calamine."""
+    """Per sheet of a legacy BIFF8 .xls (or a WPS .et saved as BIFF8): merged ranges, hidden columns, hidden rows
+    (1-based) and sheet visibility, read with xlrd (fastexcel 0.21 exposes only sheet visibility, not merged ranges
+    or hidden rows and columns). Values still come from fastexcel/calamine."""
     import xlrd
 
     out: dict[str, dict] = {}
@@ -601,9 +607,165 @@ def _xls_structure(path: Path) -> dict[str, dict]:
         origin = (min(r for r, _ in cells), min(c for _, c in cells)) if cells else (0, 0)
         out[sh.name] = {"merged": [(r0, c0, r1 - 1, c1 - 1) for r0, r1, c0, c1 in sh.merged_cells],
                         "hidden": {c for c, info in sh.colinfo_map.items() if info.hidden},
+                        "hidden_rows": {r + 1 for r, info in sh.rowinfo_map.items() if info.hidden},
                         "formula_no_value": [], "errors": {}, "origin": origin,
                         "state": {0: "visible", 1: "hidden"}.get(sh.visibility, "veryhidden")}
     return out
+
+
+_ODF = {"table": "urn:oasis:names:tc:opendocument:xmlns:table:1.0",
+        "office": "urn:oasis:names:tc:opendocument:xmlns:office:1.0",
+        "style": "urn:oasis:names:tc:opendocument:xmlns:style:1.0",
+        "calcext": "urn:org:documentfoundation:names:experimental:calc:xmlns:calcext:1.0"}
+
+
+def _odf(qname: str) -> str:
+    ns, local = qname.split(":")
+    return f"{{{_ODF[ns]}}}{local}"
+
+
+_T_TABLE, _T_COLUMN, _T_ROW = _odf("table:table"), _odf("table:table-column"), _odf("table:table-row")
+_T_CELLS = (_odf("table:table-cell"), _odf("table:covered-table-cell"))
+_S_STYLE, _S_TABLE_PROPS = _odf("style:style"), _odf("style:table-properties")
+# a cell calamine reads as a value (not Empty): any of these attributes, a string cell (even an empty one) or a formula
+_VALUE_ATTRS = tuple(_odf(f"office:{a}") for a in ("value", "string-value", "date-value", "time-value",
+                                                   "boolean-value"))
+_A = {k: _odf(k) for k in ("table:name", "table:style-name", "table:visibility", "table:number-rows-repeated",
+                           "table:number-columns-repeated", "table:number-columns-spanned",
+                           "table:number-rows-spanned", "table:formula", "office:value-type", "style:name",
+                           "table:display", "calcext:value-type")}
+
+
+def _odf_count(elem, attr: str, where: str) -> int:
+    raw = elem.get(_A[attr])
+    if raw is None:
+        return 1
+    if not raw.isdigit() or len(raw) > 12 or int(raw) < 1:
+        raise FileRejected("file_unreadable", f"content.xml 中 {attr}=“{raw[:20]}” 不是正整数，文件已损坏", where)
+    return int(raw)
+
+
+def _ods_structure(path: Path) -> dict[str, dict]:
+    """Per sheet of an OpenDocument spreadsheet (.ods from LibreOffice or WPS): merged ranges
+    (table:number-columns-spanned / -rows-spanned), hidden columns and rows (table:visibility="collapse" or
+    "filter" on table:table-column / table:table-row, with their repeat counts), hidden sheets (a table style
+    with table:display="false"), error cells and formulas without a value, and the origin of calamine's grid.
+
+    One streamed pass over content.xml with defusedxml (no DTD, entity or external reference is expanded), each
+    cell and row element cleared once read; the zip stops each part at its declared size and checks its CRC.
+    The furthest row and column holding a value are bounded as they are found (limits.check_extent): repeat
+    counts are expanded by calamine, so one row repeated a billion times is rejected here, before calamine
+    allocates it. Written by hand because fastexcel 0.21 exposes only sheet visibility for ods, and odfpy
+    builds the whole document tree in memory."""
+    import defusedxml
+    from defusedxml.ElementTree import iterparse
+
+    out: dict[str, dict] = {}
+    styles_hidden: set[str] = set()
+    style = None
+    t = None          # the sheet being read
+    try:
+        with zipfile.ZipFile(path) as z:
+            if "content.xml" not in z.namelist():
+                raise FileRejected("file_unreadable", "ods 文件中没有 content.xml（不是有效的 OpenDocument 电子表格）")
+            fh = z.open("content.xml")
+            for event, el in iterparse(fh, events=("start", "end"), forbid_dtd=True):
+                tag = el.tag
+                if event == "start":
+                    if tag == _S_STYLE:
+                        style = el.get(_A["style:name"])
+                    elif tag == _S_TABLE_PROPS and style and el.get(_A["table:display"]) == "false":
+                        styles_hidden.add(style)
+                    elif tag == _T_TABLE:
+                        if t is not None:
+                            raise FileRejected("file_unreadable", f"工作表 {t['name']} 中嵌套了表格，无法确定单元格位置",
+                                               t["name"])
+                        name = el.get(_A["table:name"]) or ""
+                        t = {"name": name, "row": 0, "col": 0, "hidden_cols": [], "hidden_rows": [], "merged": [],
+                             "errors": {}, "formula_no_value": [], "rmin": None, "rmax": -1, "cmin": None,
+                             "cmax": -1, "state": "hidden" if el.get(_A["table:style-name"]) in styles_hidden
+                             else "visible"}
+                    elif tag == _T_ROW and t is not None:
+                        t["cells_at"], t["row_value"] = 0, False
+                    continue
+                if t is None:
+                    if tag == _S_STYLE:
+                        style = None
+                    continue
+                if tag in _T_CELLS:
+                    _ods_cell(t, el)
+                    el.clear()
+                elif tag == _T_ROW:
+                    n = _odf_count(el, "table:number-rows-repeated", t["name"])
+                    if el.get(_A["table:visibility"]) in ("collapse", "filter"):
+                        t["hidden_rows"].append((t["row"], t["row"] + n))
+                    if t["row_value"]:
+                        t["rmin"] = t["row"] if t["rmin"] is None else t["rmin"]
+                        t["rmax"] = t["row"] + n - 1
+                        limits.check_extent(t["rmax"] - t["rmin"] + 1, t["cmax"] + 1, t["name"])
+                    t["row"] += n
+                    el.clear()
+                elif tag == _T_COLUMN:
+                    n = _odf_count(el, "table:number-columns-repeated", t["name"])
+                    if el.get(_A["table:visibility"]) in ("collapse", "filter"):
+                        t["hidden_cols"].append((t["col"], t["col"] + n))
+                    t["col"] += n
+                elif tag == _T_TABLE:
+                    out[t["name"]] = _ods_sheet(t)
+                    t = None
+                    el.clear()
+    except zipfile.BadZipFile as e:
+        # a part whose bytes do not match its declared size (CRC): the directory lied, nothing more is read
+        raise FileRejected("too_large", "压缩包部件 content.xml 的实际内容与目录声明的大小或校验和不符，文件未读取",
+                           "content.xml") from e
+    except defusedxml.DefusedXmlException as e:
+        raise FileRejected("file_unreadable", f"content.xml 含文档类型或实体声明（{type(e).__name__}），"
+                                              f"出于安全原因不解析") from e
+    except ElementTree.ParseError as e:
+        raise FileRejected("file_unreadable", f"content.xml 不是完整的 XML（{e}），文件可能已损坏或加密") from e
+    except (zlib.error, EOFError, NotImplementedError, RuntimeError) as e:
+        # corrupt deflate data, an unsupported compression method, an encrypted part
+        raise FileRejected("file_unreadable", f"content.xml 无法解压（{type(e).__name__}），文件已损坏或加密") from e
+    return out
+
+
+def _ods_cell(t: dict, el) -> None:
+    """One table:table-cell (or covered cell) of the current row: its columns, value, merge, error, formula."""
+    n = _odf_count(el, "table:number-columns-repeated", t["name"])
+    c, r = t["cells_at"], t["row"]
+    t["cells_at"] = c + n
+    is_string = el.get(_A["office:value-type"]) == "string"
+    has_value = is_string or any(el.get(a) is not None for a in _VALUE_ATTRS)
+    formula = el.get(_A["table:formula"])
+    if not (has_value or formula):
+        return
+    t["row_value"] = True
+    t["cmin"] = c if t["cmin"] is None else min(t["cmin"], c)
+    t["cmax"] = max(t["cmax"], c + n - 1)
+    limits.check_extent(1, t["cmax"] + 1, t["name"])
+    spans = (_odf_count(el, "table:number-rows-spanned", t["name"]),
+             _odf_count(el, "table:number-columns-spanned", t["name"]))
+    if spans != (1, 1):
+        t["merged"].append((r, c, r + spans[0] - 1, c + spans[1] - 1))
+    ref = f"{col_letter(c)}{r + 1}"
+    if el.get(_A["calcext:value-type"]) == "error":   # #DIV/0! is written as an empty string value
+        t["errors"][ref] = "".join(el.itertext()).strip() or "#错误"
+    elif formula and not has_value:
+        t["formula_no_value"].append(ref)
+
+
+def _ods_sheet(t: dict) -> dict:
+    """Hidden rows as 1-based row numbers and hidden columns as 0-based indexes, both clipped to the area that
+    holds values (a sheet often hides the million empty rows below its table with one repeated row)."""
+    if t["rmin"] is None:
+        return {"merged": [], "hidden": set(), "hidden_rows": set(), "formula_no_value": [], "errors": {},
+                "origin": (0, 0), "state": t["state"]}
+    # a merge is clipped to that area too: 合并 A5:A1048576 must not make a million-row fill list
+    merged = [(r0, c0, min(r1, t["rmax"]), min(c1, t["cmax"])) for r0, c0, r1, c1 in t["merged"]]
+    rows = {r + 1 for a, b in t["hidden_rows"] for r in range(max(a, t["rmin"]), min(b, t["rmax"] + 1))}
+    cols = {c for a, b in t["hidden_cols"] for c in range(max(a, t["cmin"]), min(b, t["cmax"] + 1))}
+    return {"merged": merged, "hidden": cols, "hidden_rows": rows, "formula_no_value": t["formula_no_value"],
+            "errors": t["errors"], "origin": (t["rmin"], t["cmin"]), "state": t["state"]}
 
 
 def _short(e: BaseException) -> str:
@@ -613,24 +775,40 @@ def _short(e: BaseException) -> str:
 
 
 def read_xls(path: Path) -> FileRead:
-    return read_xlsx(path, legacy=True)
+    return read_xlsx(path, kind="xls")
 
 
-def read_xlsx(path: Path, legacy: bool = False) -> FileRead:
-    fr = FileRead(cells=pl.DataFrame(schema=CELL_SCHEMA), file_format="xls" if legacy else "xlsx")
+def read_ods(path: Path) -> FileRead:
+    return read_xlsx(path, kind="ods")
+
+
+_LABEL = {"xlsx": "xlsx", "xls": "xls/et（BIFF8）", "ods": "ods（OpenDocument）"}
+
+
+def read_xlsx(path: Path, kind: str = "xlsx") -> FileRead:
+    """A workbook: values from fastexcel (calamine), structure (merged ranges, hidden rows, columns and sheets,
+    errors, formulas without a cached value) from the sheet XML (xlsx), xlrd (xls/et) or content.xml (ods)."""
+    fr = FileRead(cells=pl.DataFrame(schema=CELL_SCHEMA), file_format=kind)
     # declared sizes, compression ratio, furthest row and column: before calamine sees the file
-    _within_limits(limits.check_xls if legacy else limits.check_xlsx, path)
+    _within_limits({"xlsx": limits.check_xlsx, "xls": limits.check_xls, "ods": limits.check_ods}[kind], path)
     try:
-        structure = _xls_structure(path) if legacy else _xlsx_structure(path)
-        reader = fastexcel.read_excel(str(path))
+        structure = {"xlsx": _xlsx_structure, "xls": _xls_structure, "ods": _ods_structure}[kind](path)
+        # calamine picks its format by the extension: a workbook under another extension (an xlsx saved as .xls)
+        # is handed over as bytes, which calamine identifies by content (the file is within max_file_mb)
+        same = path.suffix.lower() in {"xlsx": (".xlsx", ".xlsm"), "xls": (".xls", ".et"), "ods": (".ods",)}[kind]
+        reader = fastexcel.read_excel(str(path) if same else path.read_bytes())
+    except FileRejected:
+        raise
+    except limits.TooLarge as e:   # the ods scan measures the furthest row and column while it reads the structure
+        raise FileRejected(e.reason, e.message, e.where) from e
     except (zipfile.BadZipFile, KeyError, ElementTree.ParseError) as e:
-        raise FileRejected("file_unreadable", f"不是有效的 xlsx 文件：{e}") from e
+        raise FileRejected("file_unreadable", f"不是有效的 {_LABEL[kind]} 文件：{_short(e)}") from e
     except Exception as e:  # fastexcel raises its own error types for corrupt workbooks
-        raise FileRejected("file_unreadable", f"xlsx 读取失败：{e}") from e
+        raise FileRejected("file_unreadable", f"{_LABEL[kind]} 读取失败：{_short(e)}") from e
     frames = []
     for name in reader.sheet_names:
-        st = structure.get(name, {"merged": [], "hidden": set(), "formula_no_value": [], "errors": {},
-                                  "origin": (0, 0), "state": "visible"})
+        st = structure.get(name, {"merged": [], "hidden": set(), "hidden_rows": set(), "formula_no_value": [],
+                                  "errors": {}, "origin": (0, 0), "state": "visible"})
         if st["state"] != "visible":
             fr.notes.append(f"跳过隐藏工作表 {name}")
             continue
@@ -642,7 +820,9 @@ def read_xlsx(path: Path, legacy: bool = False) -> FileRead:
             continue
         try:
             r0, c0 = st["origin"]
-            merged = [(a - r0, b - c0, c - r0, d - c0) for a, b, c, d in st["merged"]]
+            # clipped to the grid read: a merge over a whole column (A5:A1048576) fills only the rows that exist
+            merged = [(a - r0, b - c0, min(c - r0, df.height - 1), min(d - c0, df.width - 1))
+                      for a, b, c, d in st["merged"]]
             hidden = frozenset(c - c0 for c in st["hidden"] if c >= c0)
             cells = _sheet_to_cells(df.cast(pl.String), name, merged, True, fr, row_offset=r0, col_offset=c0,
                                     hidden=hidden)
@@ -654,6 +834,14 @@ def read_xlsx(path: Path, legacy: bool = False) -> FileRead:
         if st["errors"]:
             cells = cells.with_columns(pl.col("source_cell").replace_strict(
                 st["errors"], default=pl.col("raw_text"), return_dtype=pl.String).alias("raw_text"))
+        hidden_rows = sorted(st["hidden_rows"] & set(cells["source_row"].unique().to_list())) \
+            if st["hidden_rows"] else []
+        if hidden_rows:
+            # a hidden row is read like a hidden column: it loads unless it repeats a visible row of the same
+            # community, indicator and period (then the visible one wins: shequ/duplicates.py)
+            cells = cells.with_columns((pl.col("hidden") | pl.col("source_row").is_in(hidden_rows)).alias("hidden"))
+            shown = ",".join(map(str, hidden_rows[:20])) + ("…" if len(hidden_rows) > 20 else "")
+            fr.notes.append(f"工作表 {name} 含隐藏行 {shown}（仍读取；与可见行重复同一社区、指标、期间时只取可见行）")
         if st["hidden"]:
             fr.notes.append(f"工作表 {name} 含隐藏列 {','.join(col_letter(c) for c in sorted(st['hidden']))}"
                             f"（仍读取；与可见列对应同一指标时只取可见列）")
@@ -989,7 +1177,7 @@ def _read_json_records(doc, fr: FileRead) -> FileRead:
     return fr
 
 
-READERS = {".xls": read_xls, ".et": read_xls, ".xlsx": read_xlsx, ".xlsm": read_xlsx, ".csv": read_delimited, ".tsv": read_delimited,
+READERS = {".xls": read_xls, ".et": read_xls, ".ods": read_ods, ".xlsx": read_xlsx, ".xlsm": read_xlsx, ".csv": read_delimited, ".tsv": read_delimited,
            ".txt": read_delimited, ".json": read_json}
 
 
@@ -1016,6 +1204,11 @@ def read_file(path: Path) -> FileRead:
     if wrong:
         raise FileRejected("wrong_file_type", wrong[1])
     _within_limits(limits.check_file_size, path)
+    actual = real_kind(path) if path.suffix.lower() in (".xls", ".et") else None
+    if actual in ("xlsx", "ods"):   # a workbook saved under an old extension: read as what it is
+        reader = read_xlsx if actual == "xlsx" else read_ods
     fr = reader(path)
+    if actual in ("xlsx", "ods"):
+        fr.notes.append(f"扩展名为 {path.suffix}，内容为{KINDS[actual]}，按 {actual} 读取")
     fr.notes = mask_list(fr.notes)   # footers (填表人：王芳 …) keep their label only: shequ/privacy.py
     return fr
