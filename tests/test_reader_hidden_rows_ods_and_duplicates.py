@@ -14,15 +14,12 @@ import zipfile
 import polars as pl
 import pytest
 import xlwt
-from odf.opendocument import OpenDocumentSpreadsheet
-from odf.style import Style, TableProperties
-from odf.table import CoveredTableCell, Table, TableCell, TableColumn, TableRow
-from odf.text import P
 from openpyxl import Workbook
 
 from shequ.filetypes import real_kind
 from shequ.readers import FileRejected, read_file
-from test_reading_office_shapes_corpus import IND, TITLE, _expected, _ingest, _loaded, _reasons, sample  # noqa: F401
+from test_reading_office_shapes_corpus import (IND, TITLE, _expected, _ingest, _loaded, _ods_bytes,  # noqa: F401
+                                              _reasons, sample)
 
 STALE = 50   # a stale row's values differ from the current ones by this much
 
@@ -72,55 +69,6 @@ def _xls(header, rows, hidden_rows=(), hidden_cols=()):
     for c in hidden_cols:
         ws.col(c).hidden = True
     return book
-
-
-def _cell(v, **kw):
-    if v is None:
-        return TableCell(**kw)
-    if isinstance(v, (int, float)):
-        c = TableCell(valuetype="float", value=v, **kw)
-    else:
-        c = TableCell(valuetype="string", **kw)
-    c.addElement(P(text=str(v)))
-    return c
-
-
-def _ods_bytes(sheets) -> bytes:
-    """sheets: [(name, rows, options)] with options hidden_rows, hidden_cols (0-based indexes into rows / columns),
-    merges {(row, col): (rows_spanned, cols_spanned)}, hidden_sheet, lead_rows/lead_cols (empty rows and columns
-    before the table, written as one repeated row and one repeated cell)."""
-    doc = OpenDocumentSpreadsheet()
-    hide = Style(name="taHidden", family="table")
-    hide.addElement(TableProperties(display="false"))
-    doc.automaticstyles.addElement(hide)
-    for name, rows, opt in sheets:
-        t = Table(name=name, **({"stylename": hide} if opt.get("hidden_sheet") else {}))
-        width = max(len(r) for r in rows) + opt.get("lead_cols", 0)
-        for c in range(width):
-            hidden = (c - opt.get("lead_cols", 0)) in opt.get("hidden_cols", ())
-            t.addElement(TableColumn(visibility="collapse") if hidden else TableColumn())
-        if opt.get("lead_rows"):
-            t.addElement(TableRow(numberrowsrepeated=opt["lead_rows"]))
-        covered = set()
-        for (r0, c0), (rs, cs) in opt.get("merges", {}).items():
-            covered |= {(r, c) for r in range(r0, r0 + rs) for c in range(c0, c0 + cs)} - {(r0, c0)}
-        for r, row in enumerate(rows):
-            tr = TableRow(visibility="collapse") if r in opt.get("hidden_rows", ()) else TableRow()
-            if opt.get("lead_cols"):
-                tr.addElement(TableCell(numbercolumnsrepeated=opt["lead_cols"]))
-            for c, v in enumerate(row):
-                if (r, c) in covered:
-                    tr.addElement(CoveredTableCell())
-                elif (r, c) in opt.get("merges", {}):
-                    rs, cs = opt["merges"][(r, c)]
-                    tr.addElement(_cell(v, numberrowsspanned=rs, numbercolumnsspanned=cs))
-                else:
-                    tr.addElement(_cell(v))
-            t.addElement(tr)
-        doc.spreadsheet.addElement(t)
-    buf = io.BytesIO()
-    doc.write(buf)
-    return buf.getvalue()
 
 
 def _ods(header, rows, hidden_rows=(), hidden_cols=()):
