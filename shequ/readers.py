@@ -1,11 +1,11 @@
 """Survey files -> a long frame of cells with provenance, plus file context (title lines, table unit).
 
-Supported: xlsx (title/填报 block, multi-row merged headers, 小计/合计 rows, 填表人/注 footers, one sheet per
-period), CSV/TSV/TXT in any encoding the decode ladder reads, JSON (long records, wide records, nested).
+Supported: xlsx, xls/et (BIFF8) and ods workbooks (title/填报 block, multi-row merged headers, 小计/合计 rows,
+填表人/注 footers, one sheet per period, hidden rows, columns and sheets), CSV/TSV/TXT in any encoding the decode ladder reads, JSON (long records, wide records, nested).
 
 Output columns of ``read_file(...).cells`` (String unless said):
     sheet, source_row (Int32), source_column, source_cell, street_raw, community_raw, header_raw, period_raw,
-    raw_text, hidden (Boolean: the cell sits in a hidden column), block (the table's top-left cell when a sheet
+    raw_text, hidden (Boolean: the cell sits in a hidden column or a hidden row), block (the table's top-left cell when a sheet
     holds several tables), header_pos (where the cell's header sits: its column in a wide table, its row in a
     transposed one, its key in a record; two header positions of one table feeding one indicator are a clash)
 """
