@@ -264,7 +264,7 @@ def test_ods_repeat_counts_beyond_the_limits_are_too_large_before_calamine_reads
         assert e.value.reason == "too_large", (name, e.value.message)
     summaries, *_ = _ingest(tmp_path, {"建邺区_行.ods": _hand_ods(huge_rows)})
     assert summaries[0].status == "rejected" and summaries[0].reason_code == "too_large"
-    assert "工作表 表1 的行数 1,000,000,001 行 超过上限" in summaries[0].message
+    assert "工作表 第 1 个工作表 的行数 1,000,000,001 行 超过上限" in summaries[0].message
 
 
 def test_ods_with_entity_declarations_is_refused_unparsed(tmp_path):
