@@ -36,7 +36,8 @@ KINDS = {
     "exe": "Windows 可执行程序",
     "ofd": "OFD 版式文档",
 }
-_BY_EXT = {".pdf": "pdf", ".xlsx": "xlsx", ".ods": "ods", ".odt": "odt", ".odp": "odp", ".xlsm": "xlsx", ".docx": "docx", ".pptx": "pptx", ".zip": "zip",
+_BY_EXT = {".pdf": "pdf", ".xlsx": "xlsx", ".xlsm": "xlsx", ".docx": "docx", ".pptx": "pptx", ".zip": "zip",
+           ".ods": "ods", ".odt": "odt", ".odp": "odp",
            ".xls": "ole2", ".doc": "ole2", ".ppt": "ole2", ".msi": "ole2", ".png": "png", ".jpg": "jpg",
            ".jpeg": "jpg", ".gif": "gif", ".bmp": "bmp", ".tif": "tif", ".tiff": "tif", ".webp": "webp",
            ".rar": "rar", ".7z": "7z", ".gz": "gz", ".tgz": "gz", ".exe": "exe", ".dll": "exe"}
@@ -98,7 +99,9 @@ def check_extension(path: Path) -> tuple[str, str] | None:
     allowed = ALLOWED.get(ext)
     if allowed is None or kind in allowed:
         return None
-    if kind is None and ext in (".xlsx", ".xlsm", ".ods"):
-        return None   # not a zip at all: the workbook reader names it unreadable with its own reason
+    if ext in (".xlsx", ".xlsm", ".ods") and (kind is None or (kind == "zip" and not zipfile.is_zipfile(path))):
+        # not a zip at all, or a zip cut short (its central directory lost): not some other kind of file, a broken
+        # workbook, which the workbook reader names unreadable with its own reason
+        return None
     return kind, (f"文件扩展名为 {ext}，但内容实为{KINDS[kind]}：请向报送单位索取原始数据表，"
                   f"或按实际类型改正扩展名后重新放入收件箱")

@@ -686,7 +686,11 @@ def _ods_structure(path: Path) -> dict[str, dict]:
     styles_hidden: set[str] = set()
     t = None          # the sheet being read (created by its first column or row, named by its end tag)
     try:
-        with zipfile.ZipFile(path) as z:
+        z = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as e:
+        raise FileRejected("file_unreadable", f"不是有效的 ods 文件（不是完整的 zip 压缩包：{_short(e)}）") from e
+    try:
+        with z:
             if "content.xml" not in z.namelist():
                 raise FileRejected("file_unreadable", "ods 文件中没有 content.xml（不是有效的 OpenDocument 电子表格）")
             with z.open("content.xml") as fh:

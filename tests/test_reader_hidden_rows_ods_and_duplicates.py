@@ -302,3 +302,13 @@ def test_ods_is_named_by_its_mimetype_and_a_renamed_document_is_refused(tmp_path
     with pytest.raises(FileRejected) as e:
         read_file(odt)
     assert e.value.reason == "wrong_file_type" and "OpenDocument 文本" in e.value.message
+    not_zip = tmp_path / "表.ods"
+    not_zip.write_text("社区名称,志愿者组织数\n", encoding="utf-8")
+    with pytest.raises(FileRejected) as e:
+        read_file(not_zip)
+    assert e.value.reason == "file_unreadable" and "不是有效的 ods 文件" in e.value.message
+    truncated = tmp_path / "截断.ods"
+    truncated.write_bytes(ods.read_bytes()[:-200])
+    with pytest.raises(FileRejected) as e:
+        read_file(truncated)
+    assert e.value.reason == "file_unreadable", e.value.message
