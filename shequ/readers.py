@@ -1217,6 +1217,28 @@ def _read_json_records(doc, fr: FileRead) -> FileRead:
     return fr
 
 
+def _legacy_text_kind(path: Path) -> str | None:
+    """What an .xls/.et that is no workbook holds: "html" (a web page table), "xml" (Excel 2003 SpreadsheetML),
+    "text" (delimited text in an encoding the decode ladder reads) or None (binary: left to the xls reader, which
+    names it unreadable)."""
+    with open(path, "rb") as fh:
+        head = fh.read(4096)
+    for cut in range(4 if len(head) == 4096 else 1):   # the 4 KB may end inside a character
+        try:
+            text, _ = decode_bytes(head[:len(head) - cut])
+            break
+        except DecodeError:
+            continue
+    else:
+        return None
+    if "\x00" in text:
+        return None
+    start = text.lstrip("\ufeff \t\r\n").lower()
+    if start.startswith("<"):
+        return "xml" if "urn:schemas-microsoft-com:office:spreadsheet" in text or "excel.sheet" in start else "html"
+    return "text"
+
+
 READERS = {".xls": read_xls, ".et": read_xls, ".ods": read_ods, ".xlsx": read_xlsx, ".xlsm": read_xlsx, ".csv": read_delimited, ".tsv": read_delimited,
            ".txt": read_delimited, ".json": read_json}
 
@@ -1247,8 +1269,17 @@ def read_file(path: Path) -> FileRead:
     actual = real_kind(path) if path.suffix.lower() in (".xls", ".et") else None
     if actual in ("xlsx", "ods"):   # a workbook saved under an old extension: read as what it is
         reader = read_xlsx if actual == "xlsx" else read_ods
+    text_kind = _legacy_text_kind(path) if path.suffix.lower() in (".xls", ".et") and actual is None else None
+    if text_kind in ("html", "xml"):
+        what = "网页（HTML）表格" if text_kind == "html" else "Excel 2003 XML 表格（SpreadsheetML）"
+        raise FileRejected("unsupported_format", f"扩展名为 {path.suffix}，内容实为{what}（业务系统常这样导出），"
+                                                 f"不读取：请用 Excel 或 WPS 打开后另存为 xlsx 再放入收件箱")
+    if text_kind == "text":         # tab- or comma-separated text saved as .xls by a reporting system
+        reader = read_delimited
     fr = reader(path)
     if actual in ("xlsx", "ods"):
         fr.notes.append(f"扩展名为 {path.suffix}，内容为{KINDS[actual]}，按 {actual} 读取")
+    if text_kind == "text":
+        fr.notes.append(f"扩展名为 {path.suffix}，内容为分隔文本，按 {fr.file_format} 读取")
     fr.notes = mask_list(fr.notes)   # footers (填表人：王芳 …) keep their label only: shequ/privacy.py
     return fr

@@ -312,3 +312,22 @@ def test_ods_is_named_by_its_mimetype_and_a_renamed_document_is_refused(tmp_path
     with pytest.raises(FileRejected) as e:
         read_file(truncated)
     assert e.value.reason == "file_unreadable", e.value.message
+
+
+def test_an_xls_that_is_a_web_page_or_delimited_text(tmp_path, sample):
+    """Reporting systems save HTML tables, Excel 2003 XML and tab-separated text under .xls: text is read as the
+    table it is (GBK or UTF-16 alike), the others are refused with what they really are."""
+    rows = [(n, sample["value"][(c, "volunteer_orgs")]) for s, n, c in sample["rows"] if s == "兴隆街道"]
+    tab = f"{TITLE}\n街道\t社区名称\t志愿者组织数\n" + "".join(f"兴隆街道\t{n}\t{v}\n" for n, v in rows)
+    files = {"建邺区_系统导出.xls": tab.encode("gbk"), "建邺区_系统导出2.et": tab.encode("utf-16"),
+             "建邺区_网页.xls": f"<html><body><table><tr><td>社区名称</td></tr></table>{TITLE}</body></html>".encode(),
+             "建邺区_xml.xls": ('<?xml version="1.0"?><?mso-application progid="Excel.Sheet"?>'
+                               '<Workbook xmlns="urn:schemas-microsoft-com:office:spreadsheet"/>').encode()}
+    summaries, staged, q, _ = _ingest(tmp_path, files)
+    by = {s.source_file.split("/")[-1]: s for s in summaries}
+    assert by["建邺区_网页.xls"].reason_code == "unsupported_format" and "网页（HTML）表格" in by["建邺区_网页.xls"].message
+    assert by["建邺区_xml.xls"].reason_code == "unsupported_format" and "SpreadsheetML" in by["建邺区_xml.xls"].message
+    assert by["建邺区_系统导出.xls"].status == by["建邺区_系统导出2.et"].status == "loaded"
+    codes = [c for s, n, c in sample["rows"] if s == "兴隆街道"]
+    assert staged.height == 2 * len(codes) and _reasons(q) == {"unsupported_format": 2}   # the two file rows
+    assert _loaded(staged) == _expected(sample, codes, ["volunteer_orgs"])
