@@ -61,8 +61,8 @@ def reviews_path(explicit: str | os.PathLike | None = None) -> Path:
 LIMIT_SETTINGS = {
     # name: (environment variable, default, Chinese label, unit)
     "max_file_mb": ("SHEQU_MAX_FILE_MB", 100, "文件大小", "MB"),
-    "max_inflated_mb": ("SHEQU_MAX_INFLATED_MB", 256, "xlsx 解压后总大小", "MB"),
-    "max_compression_ratio": ("SHEQU_MAX_COMPRESSION_RATIO", 200, "xlsx 压缩比", "倍"),
+    "max_inflated_mb": ("SHEQU_MAX_INFLATED_MB", 256, "xlsx/ods 解压后总大小", "MB"),
+    "max_compression_ratio": ("SHEQU_MAX_COMPRESSION_RATIO", 200, "xlsx/ods 压缩比", "倍"),
     "max_rows": ("SHEQU_MAX_ROWS", 200_000, "行数", "行"),
     "max_columns": ("SHEQU_MAX_COLUMNS", 1_000, "列数", "列"),
     "max_cells": ("SHEQU_MAX_CELLS", 5_000_000, "单元格数（行数 × 列数）", "个"),

@@ -520,7 +520,8 @@ def mut_shuffle(m):
 
 
 def mut_duplicate(m):
-    """A header column or a data row repeated at the end, same values or conflicting ones: the first is kept."""
+    """A header column or a data row repeated at the end, same values or conflicting ones: equal copies load once,
+    conflicting ones are all quarantined, a repeated column is ambiguous (shequ/duplicates.py, never first wins)."""
     s = m.s
     conflict = m.rng.random() < 0.5
     if s.kind == "json":

@@ -26,6 +26,7 @@ import polars as pl
 
 from .catalogue import HeaderMatcher, load_catalogue, load_unit_limits
 from .config import is_object_inbox
+from .duplicates import split_duplicates
 from .periods import classify_period, excel_date_period, explicit_year, period_end, quarter_of_key, ytd_quarter
 from .readers import CELL_COLUMNS, READERS, FileRead, FileRejected, read_file
 from .privacy import mask_frame, mask_list, mask_text
@@ -426,11 +427,7 @@ class Ingestor:
             pl.when(pl.col("is_preparatory").fill_null(False))
             .then(pl.concat_str([pl.col("qualifier"), pl.lit("preparatory")], separator=",", ignore_nulls=True))
             .otherwise(pl.col("qualifier")).alias("qualifier"))
-        key = ["community_key", "indicator_code", "period_key", "role"]
-        dup = good.select(pl.int_range(pl.len()).over(key) > 0).to_series()
-        dups = good.filter(dup).with_columns(pl.lit("duplicate_in_file").alias("reason"),
-                                             pl.lit("同一社区、指标、期间在文件中重复出现，保留第一次").alias("message"))
-        good = good.filter(~dup)
+        good, dups = split_duplicates(good, rel)   # hidden copy, conflicting or equal copies: shequ/duplicates.py
         good, parts_bad = self._check_ratio_parts(good, rel)
         staged = good.select(
             pl.lit(file_id).alias("file_id"), pl.col("community_key").cast(pl.Int32), "indicator_code", "period_key",

@@ -10,6 +10,9 @@ Every check looks at the file without materialising it:
   be caught): the furthest reference is what has to be bounded, not the number of cells. The sheet's
   ``<dimension>`` element is not trusted (calamine ignores it too). ``zipfile`` stops each part at its declared
   size and checks its CRC, so a part that lies about its size is caught here, not by calamine;
+- ods: the same central-directory checks; the furthest row and column (counting table:number-rows-repeated and
+  table:number-columns-repeated, which calamine expands) are bounded during the reader's streamed pass over
+  content.xml, before calamine opens the file;
 - CSV/TSV/TXT: line count in 1 MB chunks of bytes, fields of the widest line among the first ones;
 - JSON: nesting depth by an iterative scan before ``json.loads`` (deep nesting makes the parser raise
   RecursionError, or exhaust the C stack when the recursion limit is raised).
@@ -105,14 +108,7 @@ def check_xlsx(path: Path) -> dict:
     except (zipfile.BadZipFile, OSError):
         return {}          # not a zip: the reader reports it as file_unreadable
     with z:
-        infos = z.infolist()
-        declared = sum(i.file_size for i in infos)
-        if declared > lim["max_inflated_mb"] * (1 << 20):
-            raise _over("max_inflated_mb", declared / (1 << 20), prefix="按压缩包目录声明，")
-        for i in infos:
-            ratio = i.file_size / max(i.compress_size, 1)
-            if i.file_size >= RATIO_MIN_BYTES and ratio > lim["max_compression_ratio"]:
-                raise _over("max_compression_ratio", ratio, where=i.filename)
+        infos = _check_zip_directory(z, lim)
         worst = {"inflated_bytes": 0, "rows": 0, "columns": 0, "cells": 0}
         for i in infos:
             if i.is_dir():
@@ -122,6 +118,45 @@ def check_xlsx(path: Path) -> dict:
             for k in ("rows", "columns", "cells"):
                 worst[k] = max(worst[k], m[k])
         return worst
+
+
+def _check_zip_directory(z: zipfile.ZipFile, lim: dict) -> list[zipfile.ZipInfo]:
+    """Declared inflated sizes and per-part compression ratio, from the central directory alone."""
+    infos = z.infolist()
+    declared = sum(i.file_size for i in infos)
+    if declared > lim["max_inflated_mb"] * (1 << 20):
+        raise _over("max_inflated_mb", declared / (1 << 20), prefix="按压缩包目录声明，")
+    for i in infos:
+        ratio = i.file_size / max(i.compress_size, 1)
+        if i.file_size >= RATIO_MIN_BYTES and ratio > lim["max_compression_ratio"]:
+            raise _over("max_compression_ratio", ratio, where=i.filename)
+    return infos
+
+
+# ------------------------------------------------------------------ ods (OpenDocument)
+def check_ods(path: Path) -> None:
+    """The zip's central directory (declared sizes, compression ratio). The furthest row and column are measured
+    by the reader's own streamed pass over content.xml (readers._ods_structure calls check_extent per row):
+    an ods repeats rows and cells by a count (table:number-rows-repeated), so the extent calamine will allocate
+    is only known from those counts, not from the number of tags."""
+    try:
+        z = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError):
+        return             # not a zip: the reader reports it as file_unreadable
+    with z:
+        _check_zip_directory(z, config.limits())
+
+
+def check_extent(rows: int, columns: int, where: str = "") -> None:
+    """The dense grid calamine builds for one sheet: rows x columns from its first to its furthest value."""
+    lim = config.limits()
+    prefix = f"工作表 {where} 的" if where else ""
+    if rows > lim["max_rows"]:
+        raise _over("max_rows", rows, where, prefix=prefix)
+    if columns > lim["max_columns"]:
+        raise _over("max_columns", columns, where, prefix=prefix)
+    if rows * columns > lim["max_cells"]:
+        raise _over("max_cells", rows * columns, where, prefix=prefix)
 
 
 def _max_number(digits: list[bytes]) -> int:
@@ -302,5 +337,5 @@ def check_json_records(n: int) -> None:
         raise _over("max_rows", n, prefix="JSON 记录")
 
 
-__all__ = ["TooLarge", "check_file_size", "check_size", "check_xlsx", "check_delimited", "check_width",
-           "check_json_depth", "check_json_records", "json_depth"]
+__all__ = ["TooLarge", "check_file_size", "check_size", "check_xlsx", "check_ods", "check_extent", "check_delimited",
+           "check_width", "check_json_depth", "check_json_records", "json_depth"]

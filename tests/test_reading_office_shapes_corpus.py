@@ -1,6 +1,6 @@
 """A mutation corpus: the project's own sample values (shequ.sample.generate_values for 建邺区, 2024Q3) written
-in the shapes district offices and reporting systems send, each file generated here by openpyxl, xlwt, csv or
-json (nothing committed). Every shape either loads exactly the sample's numbers or is quarantined with the
+in the shapes district offices and reporting systems send, each file generated here by openpyxl, xlwt, odfpy (.ods),
+csv or json (nothing committed). Every shape either loads exactly the sample's numbers or is quarantined with the
 expected reason, and every value cell is accounted for: loaded + quarantined = cells written.
 
 建邺区 has a 新村社区 in 南湖街道 and another in 兴隆街道, so the street context of every layout is tested by a
@@ -13,6 +13,10 @@ import json
 import polars as pl
 import pytest
 import xlwt
+from odf.opendocument import OpenDocumentSpreadsheet
+from odf.style import Style, TableProperties
+from odf.table import CoveredTableCell, Table, TableCell, TableColumn, TableRow
+from odf.text import P
 from openpyxl import Workbook
 
 from shequ import pipeline
@@ -88,6 +92,56 @@ def _reasons(q) -> dict:
     return dict(q.group_by("reason_code").len().iter_rows()) if q.height else {}
 
 
+# ------------------------------------------------------------------ OpenDocument writer (odfpy)
+def _cell(v, **kw):
+    if v is None:
+        return TableCell(**kw)
+    if isinstance(v, (int, float)):
+        c = TableCell(valuetype="float", value=v, **kw)
+    else:
+        c = TableCell(valuetype="string", **kw)
+    c.addElement(P(text=str(v)))
+    return c
+
+
+def _ods_bytes(sheets) -> bytes:
+    """sheets: [(name, rows, options)] with options hidden_rows, hidden_cols (0-based indexes into rows / columns),
+    merges {(row, col): (rows_spanned, cols_spanned)}, hidden_sheet, lead_rows/lead_cols (empty rows and columns
+    before the table, written as one repeated row and one repeated cell)."""
+    doc = OpenDocumentSpreadsheet()
+    hide = Style(name="taHidden", family="table")
+    hide.addElement(TableProperties(display="false"))
+    doc.automaticstyles.addElement(hide)
+    for name, rows, opt in sheets:
+        t = Table(name=name, **({"stylename": hide} if opt.get("hidden_sheet") else {}))
+        width = max(len(r) for r in rows) + opt.get("lead_cols", 0)
+        for c in range(width):
+            hidden = (c - opt.get("lead_cols", 0)) in opt.get("hidden_cols", ())
+            t.addElement(TableColumn(visibility="collapse") if hidden else TableColumn())
+        if opt.get("lead_rows"):
+            t.addElement(TableRow(numberrowsrepeated=opt["lead_rows"]))
+        covered = set()
+        for (r0, c0), (rs, cs) in opt.get("merges", {}).items():
+            covered |= {(r, c) for r in range(r0, r0 + rs) for c in range(c0, c0 + cs)} - {(r0, c0)}
+        for r, row in enumerate(rows):
+            tr = TableRow(visibility="collapse") if r in opt.get("hidden_rows", ()) else TableRow()
+            if opt.get("lead_cols"):
+                tr.addElement(TableCell(numbercolumnsrepeated=opt["lead_cols"]))
+            for c, v in enumerate(row):
+                if (r, c) in covered:
+                    tr.addElement(CoveredTableCell())
+                elif (r, c) in opt.get("merges", {}):
+                    rs, cs = opt["merges"][(r, c)]
+                    tr.addElement(_cell(v, numberrowsspanned=rs, numbercolumnsspanned=cs))
+                else:
+                    tr.addElement(_cell(v))
+            t.addElement(tr)
+        doc.spreadsheet.addElement(t)
+    buf = io.BytesIO()
+    doc.write(buf)
+    return buf.getvalue()
+
+
 # ------------------------------------------------------------------ 2. hidden and duplicated columns
 @pytest.mark.parametrize("hidden_first", [False, True])
 def test_hidden_stale_column_never_loads_and_the_visible_one_does(tmp_path, sample, hidden_first):
@@ -118,6 +172,17 @@ def test_hidden_stale_column_in_a_legacy_xls(tmp_path, sample):
             ws.write(r, c, x)
     ws.col(2).hidden = True
     _, staged, q, _ = _ingest(tmp_path, {"建邺区_文体.xls": wb})
+    assert _loaded(staged) == _expected(sample, inds=["culture_teams"])
+    assert staged.height == len(sample["rows"]) and _reasons(q) == {"hidden_duplicate_column": len(sample["rows"])}
+
+
+def test_hidden_stale_column_in_an_ods(tmp_path, sample):
+    rows = [["街道", "社区（居委会）名称", "群众文体队伍数", "群众文体队伍数"]]
+    for street, name, code in sample["rows"]:
+        v = sample["value"][(code, "culture_teams")]
+        rows.append([street, name, v + 7, v])
+    data = _ods_bytes([("2024年第三季度", rows, {"hidden_cols": {2}})])
+    _, staged, q, _ = _ingest(tmp_path, {"建邺区_文体.ods": data})
     assert _loaded(staged) == _expected(sample, inds=["culture_teams"])
     assert staged.height == len(sample["rows"]) and _reasons(q) == {"hidden_duplicate_column": len(sample["rows"])}
 
@@ -179,9 +244,15 @@ def test_street_from_a_cell_merged_down_its_block(tmp_path, sample):
             sh.write(r + i, 1, name)
             sh.write(r + i, 2, sample["value"][(code, "volunteer_orgs")])
         r += len(members)
-    _, staged, q, _ = _ingest(tmp_path, {"建邺区_合并.xlsx": wb, "建邺区_合并旧版.xls": book})
+    ods_rows, merges = [["街道", "社区名称", "志愿者组织数"]], {}
+    for street, members in _by_street(sample).items():
+        merges[(len(ods_rows), 0)] = (len(members), 1)
+        ods_rows.extend([street if i == 0 else None, name, sample["value"][(code, "volunteer_orgs")]]
+                        for i, (name, code) in enumerate(members))
+    ods = _ods_bytes([("2024年第三季度", ods_rows, {"merges": merges})])
+    _, staged, q, _ = _ingest(tmp_path, {"建邺区_合并.xlsx": wb, "建邺区_合并旧版.xls": book, "建邺区_合并.ods": ods})
     assert _loaded(staged) == _expected(sample, inds=["volunteer_orgs"])
-    assert staged.height == 2 * len(sample["rows"]) and _reasons(q) == {}
+    assert staged.height == 3 * len(sample["rows"]) and _reasons(q) == {}
 
 
 def test_street_from_the_sheet_name_and_from_the_title(tmp_path, sample):
@@ -442,3 +513,33 @@ def test_a_remarks_column_set_apart_is_not_a_block_of_values(tmp_path, sample):
     assert _loaded(staged) == _expected(sample, inds=["volunteer_orgs"]) and q.height == 0
     assert staged.height == len(sample["rows"])
     assert any("为备注列，不作数值读取" in n for n in summaries[0].notes)
+
+
+# ------------------------------------------------------------------ hidden rows and repeated records
+@pytest.mark.parametrize("fmt", ["xlsx", "ods"])
+def test_filtered_rows_load_and_stale_hidden_rows_do_not(tmp_path, sample, fmt):
+    """One sheet: the 兴隆街道 rows hidden by a filter (no visible copy: they load), and under the table last
+    quarter's 南湖街道 rows, hidden, with other numbers (a visible copy exists: quarantined)."""
+    inds = ("志愿者组织数", "群众文体队伍数")
+    rows = [["街道", "社区名称", *inds]]
+    hidden = set()
+    for street, name, code in sample["rows"]:
+        if street == "兴隆街道":
+            hidden.add(len(rows))
+        rows.append([street, name, *[sample["value"][(code, IND[h])] for h in inds]])
+    nanhu = [(s, n, c) for s, n, c in sample["rows"] if s == "南湖街道"]
+    for street, name, code in nanhu:
+        hidden.add(len(rows))
+        rows.append([street, name, *[sample["value"][(code, IND[h])] + 11 for h in inds]])
+    if fmt == "xlsx":
+        data = Workbook()
+        for r in rows:
+            data.active.append(r)
+        for i in hidden:
+            data.active.row_dimensions[i + 1].hidden = True
+    else:
+        data = _ods_bytes([("2024年第三季度", rows, {"hidden_rows": hidden})])
+    _, staged, q, _ = _ingest(tmp_path, {f"建邺区_筛选.{fmt}": data})
+    assert _loaded(staged) == _expected(sample, inds=[IND[h] for h in inds])
+    assert staged.height == 2 * len(sample["rows"])
+    assert _reasons(q) == {"hidden_duplicate_row": 2 * len(nanhu)}      # loaded + quarantined = cells written

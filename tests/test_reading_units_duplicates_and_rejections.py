@@ -150,12 +150,15 @@ def test_fullwidth_digits_in_the_vectorised_path():
     assert sorted(parse_cells(df)["value"].to_list()) == [12.0, 12.0]
 
 
-def test_first_duplicate_in_source_order_is_kept(workspace):
+def test_conflicting_duplicates_are_both_refused_never_first_wins(workspace):
     p = workspace["inbox"] / "2024Q1" / "天桥区_2024Q1_重复行.csv"
-    p.write_bytes("街道,居委会,志愿者组织数\r\n北村街道,北村社区,约5\r\n北村街道,北村社区,3\r\n".encode("gbk"))
+    p.write_bytes("街道,居委会,志愿者组织数,群众文体队伍数\r\n北村街道,北村社区,约5,2\r\n北村街道,北村社区,3,2\r\n"
+                  .encode("gbk"))
     assert run_quarter(workspace["warehouse"], workspace["inbox"], "2024Q1").success
-    assert _fact(workspace["warehouse"], "北村社区", "volunteer_orgs")[0][0] == 5.0
-    assert _quarantine(workspace["warehouse"], "重复行") == {"duplicate_in_file": 1}
+    # neither 5 nor 3 comes from this file (the district's own file still supplies the fact); the equal 2 loads once
+    assert all("重复行" not in f[3] for f in _fact(workspace["warehouse"], "北村社区", "volunteer_orgs"))
+    assert [f[0] for f in _fact(workspace["warehouse"], "北村社区", "culture_teams") if "重复行" in f[3]] == [2.0]
+    assert _quarantine(workspace["warehouse"], "重复行") == {"conflicting_duplicate": 2, "duplicate_in_file": 1}
 
 
 def test_a_crashing_file_is_rejected_and_the_rest_loads(workspace, monkeypatch):
