@@ -33,11 +33,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import ingest, pipeline
-from .config import DEFAULT_SCHEME, REGISTRY_DIR
+from .config import DEFAULT_SCHEME, REGISTRY_DIR, ROOT
+
 from .lake import LakeConfig, LakeError, _first_line
 from .warehouse import DerivedBuild, transaction
 
 STAGED_TABLES = ("raw_file", "stg_value", "quarantine")
+CATALOGUE_DIR = ROOT / "models" / "catalogue"
+# community_key is a surrogate key numbered by each database's registry history, so a staged value also carries
+# the community version's natural key (community_code, valid_from); the merge maps it to the node's own key.
+STAGED_SELECT = {"stg_value": "SELECT s.*, d.community_code AS nk_community_code, d.valid_from AS nk_valid_from "
+                              "FROM stg_value s JOIN dim_community d USING (community_key) WHERE s.file_id = $1"}
 
 
 def _prefix(cfg: LakeConfig) -> str:
@@ -77,6 +83,30 @@ def list_files(inbox: str | os.PathLike, quarters: list[str] | None = None) -> l
     return out
 
 
+# A worker's pool process runs many file tasks: the dimensions (1-2 s for a national registry) are loaded into a
+# scratch in-memory DuckDB once per registry version and process, not once per file.
+_SCRATCH: dict[tuple, tuple[duckdb.DuckDBPyConnection, ingest.Ingestor]] = {}
+
+
+def _version(*dirs: Path) -> tuple:
+    return tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for d in dirs for p in sorted(Path(d).rglob("*"))
+                 if p.is_file())
+
+
+def _ingestor(registry_dir: Path, inbox: Path) -> tuple[duckdb.DuckDBPyConnection, ingest.Ingestor]:
+    key = (str(registry_dir.resolve()), _version(registry_dir, CATALOGUE_DIR))
+    if key not in _SCRATCH:
+        for con, _ in _SCRATCH.values():
+            con.close()
+        _SCRATCH.clear()
+        con = duckdb.connect()
+        pipeline.stage_dimensions(con, registry_dir)
+        _SCRATCH[key] = (con, ingest.Ingestor(con, inbox))
+    con, ing = _SCRATCH[key]
+    ing.inbox = inbox
+    return con, ing
+
+
 def stage_file(path: str | os.PathLike, inbox: str | os.PathLike, cfg: LakeConfig,
                registry_dir: str | os.PathLike = REGISTRY_DIR) -> dict:
     """Read, normalise and stage one inbox file into the bucket; returns its marker (see module doc)."""
@@ -91,14 +121,15 @@ def stage_file(path: str | os.PathLike, inbox: str | os.PathLike, cfg: LakeConfi
     if old and old["status"] == "loaded" and old["source_file"] == rel:
         return {**old, "reused": True}
     t0 = time.perf_counter()
-    con = duckdb.connect()
+    con, ing = _ingestor(Path(registry_dir), inbox)
     try:
-        pipeline.stage_dimensions(con, Path(registry_dir))
-        summary = ingest.Ingestor(con, inbox).ingest(path)
-        tables = {t: con.sql(f"SELECT * FROM {t} WHERE file_id = $1", params=[file_id]).to_arrow_table()
-                  for t in STAGED_TABLES}
+        summary = ing.ingest(path)
+        tables = {t: con.sql(STAGED_SELECT.get(t, f"SELECT * FROM {t} WHERE file_id = $1"),
+                             params=[file_id]).to_arrow_table() for t in STAGED_TABLES}
     finally:
-        con.close()
+        for t in STAGED_TABLES:              # the scratch database keeps only the dimensions between files
+            con.execute(f"DELETE FROM {t}")
+        ing.known = {}
     attempt = f"{dt.datetime.now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     objects = {}
     try:
@@ -154,11 +185,23 @@ def merge_quarter(con: duckdb.DuckDBPyConnection, inbox: str | os.PathLike, quar
             seq = con.execute("SELECT coalesce(max(ingest_seq), 0) + 1 FROM raw_file").fetchall()[0][0]
             raw = raw.set_column(raw.schema.get_field_index("ingest_seq"), "ingest_seq",
                                  pa.array([seq] * raw.num_rows, pa.int64()))
-            for t, tbl in (("raw_file", raw), ("stg_value", data["stg_value"]), ("quarantine", data["quarantine"])):
+            for t, tbl in (("raw_file", raw), ("quarantine", data["quarantine"])):
                 if tbl.num_rows:
                     con.register("_staged_rows", tbl)
                     con.execute(f"INSERT INTO {t} SELECT * FROM _staged_rows")
                     con.unregister("_staged_rows")
+            stg = data["stg_value"]
+            if stg.num_rows:
+                cols = [r[0] for r in con.execute("DESCRIBE stg_value").fetchall()]
+                sel = ", ".join("d.community_key" if c == "community_key" else f's."{c}"' for c in cols)
+                con.register("_staged_rows", stg)
+                n = con.execute(f"""INSERT INTO stg_value SELECT {sel} FROM _staged_rows s JOIN dim_community d
+                                    ON d.community_code = s.nk_community_code AND d.valid_from = s.nk_valid_from"""
+                                ).fetchall()[0][0]
+                con.unregister("_staged_rows")
+                if n != stg.num_rows:
+                    raise LakeError(f"{e.rel}：暂存的 {stg.num_rows - n} 个数值所属的社区版本不在本节点的社区登记表中"
+                                    f"（工作节点与本节点的登记表不一致）：请用同一份 models/registry 重新暂存")
         known[e.file_id] = marker["status"]
         out.merged.append(e.rel)
     return out

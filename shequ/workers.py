@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from .lake import FIX, LakeError, _first_line, _home
@@ -228,6 +229,8 @@ def run_ingest(inbox: str, warehouse: str, quarters: list[str] | None = None, na
         "ops": {n: {"config": op_cfg} for n in ("list_inbox_files", "stage_file", "merge_and_publish")},
         "loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     instance = dg.DagsterInstance.from_config(str(home))
+    # dagster_celery registers its task on a new app per run: a second run in one process warns about the name
+    warnings.filterwarnings("ignore", message="Task name 'execute_plan' is already registered")
     with dg.execute_job(dg.reconstructable(lake_ingest), instance=instance, run_config=run_config,
                         raise_on_error=False) as res:
         failures = [(ev.step_key, (ev.message or "")[:300]) for ev in res.all_events if ev.is_failure]
