@@ -81,8 +81,9 @@ def merge_and_publish(context: dg.OpExecutionContext, config: LakeIngestConfig, 
     if failed:
         raise dg.Failure(description=f"季度 {'、'.join(failed)} 阻断性检查未通过，未发布（湖仓保留上一次的结果）",
                          metadata={"未通过": {q: "；".join(v)[:500] for q, v in failed.items()}})
-    return {"published": published, "files": len(staged),
-            "workers": sorted({s["worker"].split(":")[0] for s in staged if s.get("worker")})}
+    fresh = [s for s in staged if not s.get("reused")]
+    return {"published": published, "files": len(staged), "reused": len(staged) - len(fresh),
+            "workers": sorted({s["worker"].split(":")[0] for s in fresh if s.get("worker")})}
 
 
 @dg.job(executor_def=celery_executor, description="湖仓分布式采集：每个收件箱文件一个 celery 任务，季度合并后发布")

@@ -290,6 +290,7 @@ def cmd_ingest(args) -> int:
             print(f"  {step}：{msg}")
         return 1
     out = res["output"]
-    print(f"分布式采集完成：{out['files']} 个文件，工作节点 {', '.join(out['workers']) or '（均已暂存，未重读）'}，"
+    reused = f"（其中 {out['reused']} 个此前已暂存，未重读）" if out["reused"] else ""
+    print(f"分布式采集完成：{out['files']} 个文件{reused}，读取文件的工作节点 {', '.join(out['workers']) or '无'}，"
           f"发布季度 {'、'.join(out['published'])}，{took:.1f} 秒")
     return 0
