@@ -2,7 +2,7 @@
 notebook can call without Dagster; pipelines/lake_job.py only wires them into a job run by dagster-celery.
 
 1. ``stage_file`` (one task per inbox file, on any worker): reads, normalises and quarantines ONE file exactly as
-   the embedded path does (shequ.ingest.Ingestor, in a throw-away in-memory DuckDB holding the dimensions), then
+   the embedded path does (shequ.ingest.Ingestor, in a scratch in-memory DuckDB holding only the dimensions), then
    writes that file's raw_file, stg_value and quarantine rows as three Parquet objects under a fresh attempt
    folder ``s3://<bucket>/staging/<namespace>/<file_id>/<attempt>/`` and LAST one marker object
    ``staging/<namespace>/<file_id>.json`` naming that attempt. An S3 PUT is atomic (the object appears whole or
@@ -34,7 +34,6 @@ import pyarrow.parquet as pq
 
 from . import ingest, pipeline
 from .config import DEFAULT_SCHEME, REGISTRY_DIR, ROOT
-
 from .lake import LakeConfig, LakeError, _first_line
 from .warehouse import DerivedBuild, transaction
 
