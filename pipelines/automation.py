@@ -15,7 +15,6 @@ from pathlib import Path
 import dagster as dg
 
 from shequ import config
-from shequ.ingest import inventory, sha256
 from shequ.periods import last_completed_quarter, quarter_to_partition
 
 SHANGHAI = zoneinfo.ZoneInfo("Asia/Shanghai")
@@ -83,6 +82,8 @@ def inbox_changes(inbox: Path, cursor: str | None, warehouse: Path) -> tuple[lis
     inbox is taken as it is and only files whose content the warehouse has not recorded count; afterwards a
     file counts when its content is new to the inbox (a new file, or a changed one; a renamed or touched copy
     of the same bytes does not)."""
+    from shequ.ingest import inventory, sha256  # (the readers' libraries: loaded by a tick, not at code location load)
+
     prev = None
     if cursor:
         try:
