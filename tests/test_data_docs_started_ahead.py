@@ -12,11 +12,13 @@ from shequ.config import ROOT
 
 
 def _site(folder) -> dict[str, str]:
-    """Every file of a Data Docs site; the index's "generated at" minute left out."""
+    """Every file of a Data Docs site; the index's "generated at" minute and the random ids GX gives its
+    collapsible blocks (uuid4, new in every build) left out."""
     out = {}
     for p in sorted(folder.rglob("*")):
         if p.is_file():
             text = p.read_bytes().decode("utf-8", "replace")
+            text = re.sub(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "UUID", text)
             out[p.relative_to(folder).as_posix()] = re.sub(r"生成于 [0-9: -]+", "生成于 …", text)
     return out
 
