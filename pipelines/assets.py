@@ -7,17 +7,19 @@ critical failure is an ERROR and stops the assets downstream; warnings are repor
 """
 
 import warnings
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
 from shequ import pipeline
-from shequ.quality import Result
-from shequ.report import report_path
 from shequ.snapshot import clean_stale_tmp, snapshot_path
 from shequ.warehouse import ensure_schema
 
 from .partitions import quarterly, quarters_of
 from .resources import ShequWarehouse
+
+if TYPE_CHECKING:
+    from shequ import quality
 
 # partitioned checks (so a check result shows its quarter) are a Dagster preview feature; the warning is known
 warnings.filterwarnings("ignore", message=".*partitions_def on an AssetCheckSpec.*")
@@ -43,7 +45,7 @@ def _suite_checks(asset_name: str, stage: str) -> list[dg.AssetCheckSpec]:
             for suite in pipeline.STAGE_SUITES[stage]]
 
 
-def _check_results(asset_name: str, stage: str, results_by_quarter: dict[str, list[Result]]
+def _check_results(asset_name: str, stage: str, results_by_quarter: "dict[str, list[quality.Result]]"
                    ) -> list[dg.AssetCheckResult]:
     out = []
     for suite in pipeline.STAGE_SUITES[stage]:
@@ -69,10 +71,17 @@ def _check_results(asset_name: str, stage: str, results_by_quarter: dict[str, li
                                                      "The inbox holds files for the quarter (warns otherwise)")], **COMMON)
 def inbox_files(context: dg.AssetExecutionContext, warehouse: ShequWarehouse) -> dg.MaterializeResult:
     quarters = quarters_of(context)
+    selection = context.run.asset_selection
+    if not selection or dg.AssetKey("data_docs") in selection:
+        from .publish import _docs_wanted, start_data_docs  # (publish imports this module)
+        if _docs_wanted(context.run.tags):
+            start_data_docs(warehouse.path)   # GX imports on the other core while this run works
     with warehouse.connection() as con:
         ensure_schema(con)  # raw_file must exist to tell new files from known ones
         files = pipeline.scan_inbox(con, warehouse.inbox)
         # temporary copies left by a killed run: the snapshot's and the reports'
+        from shequ.report import report_path  # (plotly: imported when a run needs it, not at code location load)
+
         clean_stale_tmp(snapshot_path(warehouse.path))
         clean_stale_tmp(report_path("x", warehouse.path), ".report_*.html.*.tmp")
     mine = [f for f in files if set(f.quarters) & set(quarters) or not f.quarters]

@@ -15,7 +15,6 @@ from pathlib import Path
 import dagster as dg
 
 from shequ import config
-from shequ.ingest import inventory, rel_quarter, sha256
 from shequ.periods import last_completed_quarter, quarter_to_partition
 
 SHANGHAI = zoneinfo.ZoneInfo("Asia/Shanghai")
@@ -85,6 +84,8 @@ def inbox_changes(inbox: Path, cursor: str | None, warehouse: Path) -> tuple[lis
     inbox is taken as it is and only files whose content the warehouse has not recorded count; afterwards a
     file counts when its content is new to the inbox (a new file, or a changed one; a renamed or touched copy
     of the same bytes does not)."""
+    from shequ.ingest import inventory, sha256  # (the readers' libraries: loaded by a tick, not at code location load)
+
     prev = _cursor(cursor).get("files")
     known = {v[2] for v in prev.values()} if prev is not None else recorded_file_ids(warehouse)
     now: dict[str, list] = {}
@@ -120,6 +121,7 @@ def object_inbox_changes(uri: str, cursor: str | None, warehouse: Path) -> tuple
     to tell what changed). Without a cursor for this inbox only objects whose ETag the warehouse has not
     recorded count; afterwards an object counts when its ETag is new to the inbox: a new object, or a new
     version with other bytes (a copy of the same bytes under another key, or uploaded again, does not)."""
+    from shequ.ingest import rel_quarter
     from shequ.object_inbox import ObjectInbox, new_objects
 
     data = _cursor(cursor)

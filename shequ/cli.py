@@ -98,32 +98,39 @@ def cmd_refresh(args) -> int:
     # Data Docs (an asset that renders every quarter in one GX subprocess) once, with the last quarter
     blocking_failed, run_failed = [], []
     check_rows = []
+    from pipelines.publish import start_data_docs, stop_data_docs
+
     from . import progress  # stages and files inside each quarter (shequ/progress.py)
+    if not os.environ.get("SHEQU_NO_DATADOCS"):
+        start_data_docs(wh)   # imports GX on the other core now; renders when the last quarter's data_docs runs
     with console.status("刷新中…") as status, progress.listen(progress.console_listener(console, status)):
-        for q in quarters:
-            status.update(f"刷新 {quarter_label(q)}（{q}）…")
-            result = job.execute_in_process(partition_key=quarter_to_partition(q), instance=instance,
-                                            resources={"warehouse": resource}, raise_on_error=False,
-                                            tags={"shequ/quarter": q, **({} if q == quarters[-1] else
-                                                                          {"shequ/datadocs": "skip"})},
-                                            run_config=QUIET)
-            if not result.success:
-                failure = result.get_run_failure_event()
-                steps = [e for e in result.all_events if e.is_step_failure]
-                if steps:
-                    err = steps[0].step_failure_data.error
-                    while err.cause is not None:  # Dagster wraps the real error; show the root cause
-                        err = err.cause
-                    msg = f"{steps[0].step_key}：{err.message.strip()}"
-                else:
-                    msg = failure.message if failure else "未知错误"
-                run_failed.append((q, msg))
-            for ev in result.get_asset_check_evaluations():
-                sev = ev.severity.value if ev.severity else "ERROR"
-                check_rows.append((q, ev.asset_check_key.asset_key.to_user_string(), ev.check_name, ev.passed, sev))
-                if not ev.passed and sev == "ERROR":
-                    blocking_failed.append((q, ev.check_name))
-            console.print(f"  {q} {'[green]完成[/green]' if result.success else '[red]失败[/red]'}")
+        try:
+            for q in quarters:
+                status.update(f"刷新 {quarter_label(q)}（{q}）…")
+                result = job.execute_in_process(partition_key=quarter_to_partition(q), instance=instance,
+                                                resources={"warehouse": resource}, raise_on_error=False,
+                                                tags={"shequ/quarter": q, **({} if q == quarters[-1] else
+                                                                              {"shequ/datadocs": "skip"})},
+                                                run_config=QUIET)
+                if not result.success:
+                    failure = result.get_run_failure_event()
+                    steps = [e for e in result.all_events if e.is_step_failure]
+                    if steps:
+                        err = steps[0].step_failure_data.error
+                        while err.cause is not None:  # Dagster wraps the real error; show the root cause
+                            err = err.cause
+                        msg = f"{steps[0].step_key}：{err.message.strip()}"
+                    else:
+                        msg = failure.message if failure else "未知错误"
+                    run_failed.append((q, msg))
+                for ev in result.get_asset_check_evaluations():
+                    sev = ev.severity.value if ev.severity else "ERROR"
+                    check_rows.append((q, ev.asset_check_key.asset_key.to_user_string(), ev.check_name, ev.passed, sev))
+                    if not ev.passed and sev == "ERROR":
+                        blocking_failed.append((q, ev.check_name))
+                console.print(f"  {q} {'[green]完成[/green]' if result.success else '[red]失败[/red]'}")
+        finally:
+            stop_data_docs()   # a started Data Docs process whose step did not run
     with connect(wh, read_only=True) as con:
         _print_summary(con, quarters, check_rows)
         _print_quality(con, quarters)

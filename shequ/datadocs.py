@@ -14,6 +14,12 @@ the unexpected-values tables, so ``partial_result`` escapes every value listed t
 the site's own files and the page's inline scripts and handlers by sha256, no network (see ``csp``).
 
     python -m shequ.datadocs --warehouse data/warehouse.duckdb --out data/docs
+
+``--rows-on-stdin`` (used by the data_docs asset, see pipelines/publish.py): the process imports GX at once, then
+waits for the check_result rows, pickled by the refresh process on its stdin, and renders them. The refresh starts
+it ahead, so the import (the slow part) runs on the second core while the refresh works, and the warehouse is read
+by the refresh itself (no second process opens the file while it is written). End of input without rows: the
+process exits and writes nothing.
 """
 
 import argparse
@@ -23,6 +29,7 @@ import hashlib
 import html
 import json
 import re
+import pickle
 import shutil
 import sys
 from pathlib import Path
@@ -142,7 +149,18 @@ def _suite_definition(suite: str, rows: list[tuple]) -> dict:
                 "校验规则来自 models/quality/validation_rules.csv（DHIS2 风格），由 shequ.dq 编译为 DuckDB SQL。"]}}}
 
 
+def results(warehouse: Path) -> dict[tuple[str, str], list[tuple]]:
+    """The check_result rows by (quarter, suite): what ``render`` needs from the warehouse."""
+    with connect(warehouse, read_only=True) as con:
+        return _results(con)
+
+
 def build(warehouse: Path, out: Path = DEFAULT_OUT) -> Path:
+    return render(results(warehouse), out)
+
+
+def render(groups: dict[tuple[str, str], list[tuple]], out: Path = DEFAULT_OUT) -> Path:
+    """Write the site for ``groups`` (``results``) to ``out``, replacing what was there."""
     import great_expectations as gx
     from great_expectations.core import ExpectationSuiteValidationResult, ExpectationValidationResult
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
@@ -156,8 +174,6 @@ def build(warehouse: Path, out: Path = DEFAULT_OUT) -> Path:
     shutil.copytree(VENDOR, out / "static" / "vendor")
     gx_static = Path(gx.__file__).parent / "render" / "view" / "static"
     shutil.copytree(gx_static / "images", out / "static" / "images")
-    with connect(warehouse, read_only=True) as con:
-        groups = _results(con)
     renderer, view = ValidationResultsPageRenderer(), DefaultJinjaPageView()
     index_rows = []
     suite_pages: dict[str, str] = {}
@@ -237,11 +253,32 @@ def _index(rows: list[tuple]) -> str:
 """)
 
 
+def _import_gx_quickly() -> None:
+    """Import GX in this process (python -m shequ.datadocs only). jsonschema, which GX imports through altair,
+    builds the RFC 3987 grammar of the optional package rfc3987_syntax when it is installed (jupyter brings it):
+    about 4 s of CPU here for the "iri" format checks, which neither GX's renderers nor these pages use. Marking
+    the package absent in this process makes jsonschema skip those two format checks; the pages are the same."""
+    sys.modules.setdefault("rfc3987_syntax", None)  # a None entry makes `import rfc3987_syntax` raise ImportError
+    import great_expectations  # noqa: F401
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m shequ.datadocs")
-    p.add_argument("--warehouse", required=True)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--warehouse")
+    src.add_argument("--rows-on-stdin", action="store_true",
+                     help="read the pickled check_result rows (results()) from stdin, sent by the refresh process")
     p.add_argument("--out", default=str(DEFAULT_OUT))
     a = p.parse_args(argv)
+    _import_gx_quickly()
+    if a.rows_on_stdin:
+        # the pickle comes from the refresh process that started this one (pipelines/publish.py), never from a file
+        try:
+            groups = pickle.load(sys.stdin.buffer)
+        except EOFError:  # the refresh ended before its data_docs step (failed or skipped): nothing to render
+            return 0
+        print(render(groups, Path(a.out)))
+        return 0
     print(build(Path(a.warehouse), Path(a.out)))
     return 0
 

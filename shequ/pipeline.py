@@ -12,14 +12,19 @@ Dagster assets (pipelines/) and the benchmark (shequ bench) call exactly these; 
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import duckdb
-
-from . import dq, ingest, quality, scoring, warehouse
-from .progress import emit
 from .config import DEFAULT_SCHEME, REGISTRY_DIR, is_object_inbox
-from .periods import classify_period, quarter_of_key
-from .readers import FileRejected, read_file
+from .progress import emit
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from . import ingest, quality
+
+# The stage modules (readers, ingest, dq, quality, scoring, warehouse: polars, duckdb, cn2an, ...) are imported by
+# the function that runs the stage, not here: the Dagster code location imports this module for STAGE_SUITES and
+# the stage functions, and loading it should not pay for every stage's libraries (README: code location load).
 
 # suites checked after each stage; critical failures block the stages after it
 STAGE_SUITES = {
@@ -45,6 +50,10 @@ class InboxFile:
 
 def file_quarters(path: Path, inbox: Path) -> list[str]:
     """Quarters a file holds: from its name or folder when they say, else from its contents (title, cells)."""
+    from . import ingest
+    from .periods import classify_period, quarter_of_key
+    from .readers import FileRejected, read_file
+
     q = ingest.path_quarter(path, inbox)
     if q:
         return [q]
@@ -64,13 +73,15 @@ def file_quarters(path: Path, inbox: Path) -> list[str]:
     return sorted(found)
 
 
-def scan_inbox(con: duckdb.DuckDBPyConnection | None, inbox: Path) -> list[InboxFile]:
+def scan_inbox(con: "duckdb.DuckDBPyConnection | None", inbox: Path) -> list[InboxFile]:
     """The raw-files stage: every supported file in the inbox with its content hash and quarters (an inbox in
     object storage, s3://bucket/prefix: shequ.object_inbox.scan)."""
     if is_object_inbox(inbox):
         from .object_inbox import scan
 
         return scan(con, inbox)
+    from . import ingest
+
     inbox = Path(inbox)
     known = dict(con.execute("SELECT file_id, status FROM raw_file").fetchall()) if con is not None else {}
     out = []
@@ -85,32 +96,41 @@ def quarters_in_inbox(inbox: Path) -> list[str]:
     return sorted({q for f in scan_inbox(None, inbox) for q in f.quarters})
 
 
-def stage_dimensions(con: duckdb.DuckDBPyConnection, registry_dir: Path = REGISTRY_DIR) -> dict[str, int]:
+def stage_dimensions(con: "duckdb.DuckDBPyConnection", registry_dir: Path = REGISTRY_DIR) -> dict[str, int]:
+    from . import warehouse
+
     emit("dimensions")
     warehouse.ensure_schema(con)
     return warehouse.load_dimensions(con, registry_dir)
 
 
-def stage_staged(con: duckdb.DuckDBPyConnection, inbox: Path, quarter: str, on_file=None
-                 ) -> list[ingest.FileSummary]:
+def stage_staged(con: "duckdb.DuckDBPyConnection", inbox: Path, quarter: str, on_file=None
+                 ) -> "list[ingest.FileSummary]":
     """Read the quarter's new files (those whose name says the quarter, or that do not say) into stg_value."""
+    from . import ingest
+
     return ingest.ingest_inbox(con, inbox if is_object_inbox(inbox) else Path(inbox), quarter, on_file)
 
 
-def stage_facts(con: duckdb.DuckDBPyConnection, quarter: str) -> int:
+def stage_facts(con: "duckdb.DuckDBPyConnection", quarter: str) -> int:
+    from . import warehouse
+
     emit("facts", quarter)
     return warehouse.build_facts(con, quarter)
 
 
-def stage_aggregates(con: duckdb.DuckDBPyConnection, quarter: str) -> int:
+def stage_aggregates(con: "duckdb.DuckDBPyConnection", quarter: str) -> int:
+    from . import warehouse
+
     emit("aggregates", quarter)
     return warehouse.build_aggregates(con, quarter)
 
 
-def stage_rankings(con: duckdb.DuckDBPyConnection, quarter: str, scheme_path: Path = DEFAULT_SCHEME,
+def stage_rankings(con: "duckdb.DuckDBPyConnection", quarter: str, scheme_path: Path = DEFAULT_SCHEME,
                    reviews_dir: Path | None = None, draws: int | None = None) -> dict:
     """Load review-stage corrections, then score, rank, award and explain the quarter. Returns row counts and
     `review_errors` (review files rejected, with file, row and reason)."""
+    from . import scoring
     from .appraisal.reviews import load_reviews
 
     emit("rankings", quarter)
@@ -123,13 +143,17 @@ def stage_rankings(con: duckdb.DuckDBPyConnection, quarter: str, scheme_path: Pa
     return counts
 
 
-def stage_quality(con: duckdb.DuckDBPyConnection, quarter: str) -> dict[str, int]:
+def stage_quality(con: "duckdb.DuckDBPyConnection", quarter: str) -> dict[str, int]:
     """Validation rules (+ quality_hold), outliers, completeness and timeliness (shequ/dq.py)."""
+    from . import dq
+
     emit("quality", quarter)
     return dq.stage_quality(con, quarter)
 
 
-def stage_checks(con: duckdb.DuckDBPyConnection, stage: str, quarter: str) -> list[quality.Result]:
+def stage_checks(con: "duckdb.DuckDBPyConnection", stage: str, quarter: str) -> "list[quality.Result]":
+    from . import dq, quality
+
     out = []
     emit("checks", quarter, item=stage)
     for suite in STAGE_SUITES[stage]:
@@ -139,9 +163,10 @@ def stage_checks(con: duckdb.DuckDBPyConnection, stage: str, quarter: str) -> li
     return out
 
 
-def stage_sensitivity(con: duckdb.DuckDBPyConnection, quarter: str, scheme_path: Path = DEFAULT_SCHEME,
+def stage_sensitivity(con: "duckdb.DuckDBPyConnection", quarter: str, scheme_path: Path = DEFAULT_SCHEME,
                       n: int | None = None) -> dict:
     """Sobol sensitivity of the quarter's ranks to the scheme's uncertain assumptions (heavy; its own asset)."""
+    from . import scoring
     from .appraisal.store import sensitivity_period
 
     return sensitivity_period(con, quarter, scoring.load_scheme(scheme_path), n=n)

@@ -23,11 +23,11 @@ def scheme_for(scheme_id: str):
     """The scheme of ``scheme_id`` from models/schemes/ (the file whose ``scheme_id`` matches), or None."""
     import yaml
 
-    from .appraisal.scheme import SchemeError, load_scheme
+    from .appraisal.scheme import SchemeError, load_scheme, parse_yaml
 
     for path in sorted(config.SCHEMES_DIR.glob("*.yaml")):
         try:
-            doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+            doc = parse_yaml(path.read_text(encoding="utf-8"))
         except (OSError, yaml.YAMLError):
             continue
         if isinstance(doc, dict) and str(doc.get("scheme_id")) == scheme_id:

@@ -19,6 +19,18 @@ def test_code_location_loads_without_great_expectations():
     assert out.stdout.strip() == "False"
 
 
+def test_code_location_loads_without_the_stages_libraries():
+    """The code location imports what defines the assets; plotly (reports), cn2an and the readers (staging), the
+    appraisal engine and the quality executor load when a run needs them (README: code location load time)."""
+    heavy = ["plotly", "cn2an", "shequ.readers", "shequ.ingest", "shequ.report", "shequ.appraisal.engine",
+             "shequ.dq", "shequ.quality", "great_expectations"]
+    out = subprocess.run([sys.executable, "-c", "import sys, pipelines.definitions as d; "
+                          f"print([m for m in {heavy!r} if m in sys.modules])"], capture_output=True, text=True,
+                         cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
 def test_assets_checks_pool_and_partitions():
     job = defs.resolve_job_def("quarterly_refresh")
     assert job.executor_def.name == "in_process"

@@ -78,8 +78,7 @@ class Scheme:
         return str(names.get(level, names.get(str(level), f"level{level}")))
 
     def section(self, name: str, default=None):
-        v = self.doc.get(name, default)
-        return copy.deepcopy(v)
+        return _copy(self.doc.get(name, default))
 
     def method_of(self, code: str) -> dict:
         m = dict(self.section("normalise", {"method": "minmax", "lo": 0, "hi": 100}))
@@ -186,11 +185,38 @@ def _from_catalogue(spec: dict) -> list[dict]:
     return rows
 
 
+def _copy(v):
+    """A deep copy of a value parsed from YAML (dicts, lists and immutable scalars). Written by hand because
+    copy.deepcopy's memo bookkeeping made Scheme.section, called tens of thousands of times by a refresh (each
+    sensitivity re-score asks for its sections), a visible cost; anything else falls back to copy.deepcopy."""
+    if isinstance(v, dict):
+        return {k: _copy(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_copy(x) for x in v]
+    if v is None or isinstance(v, (str, int, float, bool)):
+        return v
+    return copy.deepcopy(v)
+
+
+# YAML text -> parsed document. A refresh loads the same scheme several times per quarter (ranking, sensitivity,
+# the report's veto texts); PyYAML's parser is pure Python and was ~0.15 s a load. Keyed by the text itself,
+# so an edited file is parsed again; every caller gets its own copy.
+_PARSED: dict[str, object] = {}
+
+
+def parse_yaml(text: str):
+    if text not in _PARSED:
+        if len(_PARSED) >= 32:
+            _PARSED.clear()
+        _PARSED[text] = yaml.safe_load(text)
+    return _copy(_PARSED[text])
+
+
 def load_scheme(path: Path | str = DEFAULT_SCHEME) -> Scheme:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
-        doc = yaml.safe_load(text)
+        doc = parse_yaml(text)
     except (OSError, yaml.YAMLError) as e:
         raise SchemeError(f"评价方案 {path} 无法读取：{e}") from e
     if not isinstance(doc, dict):
