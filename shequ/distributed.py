@@ -187,7 +187,7 @@ def merge_quarter(con: duckdb.DuckDBPyConnection, inbox: str | os.PathLike, quar
             for t, tbl in (("raw_file", raw), ("quarantine", data["quarantine"])):
                 if tbl.num_rows:
                     con.register("_staged_rows", tbl)
-                    con.execute(f"INSERT INTO {t} SELECT * FROM _staged_rows")
+                    con.execute(f"INSERT INTO {t} BY NAME SELECT * FROM _staged_rows")
                     con.unregister("_staged_rows")
             stg = data["stg_value"]
             if stg.num_rows:

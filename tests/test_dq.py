@@ -127,7 +127,9 @@ def test_street_and_district_levels_read_the_aggregates(workspace):
 
 def _facts(con, rows, q=Q):
     """Insert minimal fact rows (community_key, indicator, value, numerator, denominator, reported)."""
-    con.execute("INSERT INTO raw_file VALUES ('f', 1, 'x.csv', 1, TIMESTAMP '2024-04-10 09:00', 'csv', 'utf-8', "
+    con.execute("INSERT INTO raw_file (file_id, ingest_seq, source_file, size_bytes, modified_at, file_format, "
+                "encoding, period_keys, status, reason_code, message, n_cells, n_loaded, n_quarantined, ingested_at, "
+                "notes) VALUES ('f', 1, 'x.csv', 1, TIMESTAMP '2024-04-10 09:00', 'csv', 'utf-8', "
                 "['2024Q1'], 'loaded', NULL, NULL, 0, 0, 0, now(), []) ON CONFLICT DO NOTHING")
     con.executemany("""INSERT INTO fact_indicator_value VALUES (?, ?, ?, ?, ?, ?, ?, '', NULL, 'x.csv', NULL, NULL,
                        NULL, NULL, 'f', 1, now(), NULL)""",
