@@ -18,7 +18,7 @@ from shequ import config
 SCRIPT = textwrap.dedent("""
     import json, sys
     from pathlib import Path
-    from shequ import pipeline
+    from shequ import ingest, pipeline
     from shequ.warehouse import connect
 
     db, inbox, marker = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
@@ -26,7 +26,7 @@ SCRIPT = textwrap.dedent("""
         f.write("ran\\n")
     with connect(db) as con:
         pipeline.stage_dimensions(con)
-        out = pipeline.ingest.ingest_inbox(con, inbox)
+        out = ingest.ingest_inbox(con, inbox)
     print(json.dumps([[s.source_file, s.status, s.reason_code] for s in out], ensure_ascii=False))
 """)
 
