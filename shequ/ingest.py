@@ -33,7 +33,7 @@ from .privacy import mask_frame, mask_list, mask_text
 from .registry import match_frame, resolve_communities, suggest_candidates
 from .text import clean_text, protect_registry_names
 from .values import parse_cells
-from .warehouse import frame, transaction
+from .warehouse import available_cores, frame, transaction
 
 log = logging.getLogger(__name__)
 REVISION_MARK = re.compile(r"修改|更正|修订|重报|补报|v\d+|_r\d+", re.I)
@@ -620,12 +620,7 @@ class Ingestor:
 def stage_workers() -> int:
     """Reading processes for a large inbox: SHEQU_STAGE_WORKERS, else the cores this process may use."""
     env = os.environ.get("SHEQU_STAGE_WORKERS")
-    if env:
-        return max(1, int(env))
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        return os.cpu_count() or 1
+    return max(1, int(env)) if env else available_cores()
 
 
 def parallel_min_bytes() -> int:

@@ -47,8 +47,11 @@ def memory_limit() -> str:
 def duckdb_threads() -> int:
     """SHEQU_DUCKDB_THREADS, else the cores this process may use."""
     env = os.environ.get("SHEQU_DUCKDB_THREADS")
-    if env:
-        return int(env)
+    return int(env) if env else available_cores()
+
+
+def available_cores() -> int:
+    """The cores this process may use (its CPU affinity, else the machine's count)."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:
