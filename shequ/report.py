@@ -725,16 +725,19 @@ def _explanation_section(d: dict) -> str:
     out = ['<h2 id="explain">七、各社区得分解释</h2>',
            "<p>一票否决：触及的否决项、数值、后果，以及为什么名次不变；优势/短板：与本区中位数相差最大的类别；"
            "变动：综合得分与区内名次较上季度的变化；主要驱动指标：贡献变化最大的三个指标。点击展开。</p>"]
-    ex = d["explanations"]
-    groups = {code: g for (code,), g in ex.group_by("code", maintain_order=True)}
+    # the detail lines of each (community, kind) in position order, gathered in one pass (a filter per
+    # community and kind cost about 0.3 s per report)
+    texts: dict[tuple, list] = {}
+    for code, kind, detail in d["explanations"].sort("position", maintain_order=True).select(
+            "code", "kind", "detail").iter_rows():
+        texts.setdefault((code, kind), []).append(detail)
     for (district,), g in d["communities"].group_by("district", maintain_order=True):
         g = g.sort("rank_district", "name", nulls_last=True)
         inner = []
         for r in g.iter_rows(named=True):
-            e = groups.get(r["code"])
             parts = []
             for kind in ("veto", "strength", "weakness", "movement", "driver"):
-                rows = [] if e is None else e.filter(pl.col("kind") == kind).sort("position")["detail"].to_list()
+                rows = texts.get((r["code"], kind), [])
                 if rows:
                     parts.append(f"<dt>{KIND_ZH[kind]}</dt>" + "".join(f"<dd>{esc(t)}</dd>" for t in rows))
             body = f"<dl>{''.join(parts)}</dl>" if parts else "<p>（本季度无解释记录）</p>"
