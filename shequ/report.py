@@ -834,13 +834,27 @@ def bundle_style_hashes() -> tuple[str, ...]:
     return tuple(_sha256(t) for _, t in lits)
 
 
+def element_texts(page: str, tag: str) -> list[str]:
+    """The texts of ``<tag ...>text</tag>`` in ``page``, as ``re.findall(r"<tag[^>]*>(.*?)</tag>", page, re.S)``
+    finds them, by str.find: the regex's lazy scan through the 4.6 MB plotly.js script took 90 ms per report."""
+    out, pos, opening, closing = [], 0, "<" + tag, "</" + tag + ">"
+    while (i := page.find(opening, pos)) != -1:
+        j = page.find(">", i + len(opening))
+        k = -1 if j == -1 else page.find(closing, j + 1)
+        if k == -1:          # no complete element from here on (none can start later either)
+            break
+        out.append(page[j + 1:k])
+        pos = k + len(closing)
+    return out
+
+
 def csp(page: str) -> str:
     """The page's Content-Security-Policy: nothing by default; scripts and style elements only those written in
     ``page`` (sha256 of each, as the browser hashes them); style attributes (plotly's divs and SVG) allowed;
     images only as data: URLs (plotly's PNG export). No connect, font, frame, object, form or base URL. Every
     text from the warehouse is escaped (``esc``), so no <script> or <style> in ``page`` comes from data."""
-    scripts = sorted({_sha256(s) for s in re.findall(r"<script[^>]*>(.*?)</script>", page, re.S)})
-    styles = sorted({_sha256(s) for s in re.findall(r"<style[^>]*>(.*?)</style>", page, re.S)}
+    scripts = sorted({_sha256(s) for s in element_texts(page, "script")})
+    styles = sorted({_sha256(s) for s in element_texts(page, "style")}
                     | {EMPTY_STYLE, *bundle_style_hashes()})
     return ("default-src 'none'; script-src " + " ".join(scripts) + "; style-src 'unsafe-inline'; "
             "style-src-elem " + " ".join(styles) + "; style-src-attr 'unsafe-inline'; img-src data:; "

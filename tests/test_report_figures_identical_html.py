@@ -31,3 +31,18 @@ def test_a_figure_with_its_own_template_keeps_the_report_template():
     make = lambda: go.Figure(go.Scatter(x=[1, 2], y=[3, 4], text=["<b>甲</b>", "乙"]),
                              layout=dict(title="标题", template="plotly_dark"))
     assert report.figure_div(make(), "x") == validated_div(make(), "x", 60)
+
+
+def test_csp_finds_the_same_inline_elements_as_the_regex():
+    # the policy hashes every <script>/<style> text; element_texts (str.find) must find exactly what
+    # re.findall(r"<tag[^>]*>(.*?)</tag>", page, re.S) finds, on any arrangement of tags and fragments
+    import random
+    import re
+
+    rng = random.Random(7)
+    parts = ["<script>", "</script>", '<script type="text/javascript">', "<style>", "</style>", "<style id=a>",
+             "文", ">", "<", "<scripts>", "</scr", "<script", "b>", "</style", "\n"]
+    for _ in range(5000):
+        page = "".join(rng.choice(parts) for _ in range(rng.randint(0, 16)))
+        for tag in ("script", "style"):
+            assert report.element_texts(page, tag) == re.findall(rf"<{tag}[^>]*>(.*?)</{tag}>", page, re.S), page
