@@ -203,10 +203,13 @@ class _Model:
         if "Weights" in self.facs:
             for w in self.facs["Weights"].alternatives:
                 self.noisy |= set(w)
+        # the tree, once (Scheme.aggregates sorts and Scheme.children scans the nodes on every call)
+        self.aggregates = s.aggregates
+        self.kids = {c: s.children(c) for c in self.aggregates}
         self.fixed = {}
-        for c in s.aggregates:
+        for c in self.aggregates:
             self.fixed[c] = all(k not in self.noisy and (s.nodes[k].kind == "indicator" or self.fixed[k])
-                                for k in s.children(c))
+                                for k in self.kids[c])
         self.treated_cols = [j for j, c in enumerate(u.indicators) if s.treated(c)]
         self.floor = (s.section("aggregate") or {}).get("geometric_floor")
         self.basis = spec.get("rank_basis", (s.section("ranking") or {}).get("basis", "rounded"))
@@ -229,9 +232,9 @@ class _Model:
         S = app.normalised if (wm is None and norm is None) else normalise(X, u, s, fit=app.eligible,
                                                                            relative_override=norm)
         vals = {c: S[:, j] for j, c in enumerate(u.indicators)}
-        for node in s.aggregates:
+        for node in self.aggregates:
             if self.fixed[node]:
-                kids = s.children(node)
+                kids = self.kids[node]
                 C = np.column_stack([vals[k] for k in kids])
                 w = np.array([s.nodes[k].weight for k in kids], dtype=float)
                 vals[node] = aggregate_rows(C, w, agg or s.aggregation_of(node), self.floor)
@@ -244,10 +247,10 @@ class _Model:
         vals = dict(self._nodes(choice.get("Winmax"), choice.get("Normalisation"), choice.get("Aggregation")))
         weights = choice.get("Weights") or {}
         agg = choice.get("Aggregation")
-        for node in s.aggregates:
+        for node in self.aggregates:
             if node in vals:
                 continue
-            kids = s.children(node)
+            kids = self.kids[node]
             C = np.column_stack([vals[k] for k in kids])
             w = np.array([weights.get(k, s.nodes[k].weight) for k in kids], dtype=float)
             vals[node] = aggregate_rows(C, w, agg or s.aggregation_of(node), self.floor)

@@ -774,7 +774,7 @@ def adjust_scores(u: Units, scheme: Scheme, root: np.ndarray, names: bool = True
             return values[:, u.indicators.index(code)]
         return u.value_of(code)
 
-    adjust = scheme.section("adjust") or {}
+    adjust = scheme.section_view("adjust") or {}     # read only
     bonus = np.zeros(u.n)
     bspec = adjust.get("bonus") or {}
     for item in bspec.get("items") or []:
@@ -792,7 +792,7 @@ def adjust_scores(u: Units, scheme: Scheme, root: np.ndarray, names: bool = True
         bonus = np.where(np.isfinite(root), score - root, bonus)
     # the bonus is published: round it by the ranking's declared rounding so max_score - root reads 1.9, not
     # 1.9000000000000057 (the score itself is untouched; ranks and grades round it themselves)
-    rk = scheme.section("ranking") or {}
+    rk = scheme.section_view("ranking") or {}
     if "round" in rk:
         bonus = np.where(np.isfinite(bonus), round_scores(bonus, int(rk["round"]), rk.get("round_mode", "half_even")),
                          bonus)

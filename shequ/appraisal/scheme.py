@@ -80,8 +80,13 @@ class Scheme:
     def section(self, name: str, default=None):
         return _copy(self.doc.get(name, default))
 
+    def section_view(self, name: str, default=None):
+        """The section itself, not a copy: for the engine's hot paths that only read it (a sensitivity analysis
+        re-scores hundreds of times per quarter, each asking for several sections). Never mutate the result."""
+        return self.doc.get(name, default)
+
     def method_of(self, code: str) -> dict:
-        m = dict(self.section("normalise", {"method": "minmax", "lo": 0, "hi": 100}))
+        m = dict(self.section_view("normalise", {"method": "minmax", "lo": 0, "hi": 100}))
         own = self.nodes[code].normalise
         if own:
             if own.get("method") and own["method"] != m.get("method"):
@@ -92,10 +97,10 @@ class Scheme:
     def aggregation_of(self, code: str) -> str:
         if self.nodes[code].derive:
             return self.nodes[code].derive["op"]
-        return self.nodes[code].aggregation or (self.section("aggregate") or {}).get("method", "arithmetic")
+        return self.nodes[code].aggregation or (self.section_view("aggregate") or {}).get("method", "arithmetic")
 
     def treated(self, code: str) -> bool:
-        t = self.section("treat") or {}
+        t = self.section_view("treat") or {}
         if not t or t.get("method") in (None, "none"):
             return False
         own = self.nodes[code].treat
