@@ -26,7 +26,7 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from .engine import Appraisal, adjust_scores, aggregate_rows, normalise, rank_desc, round_scores, treat
+from .engine import Appraisal, adjust_scores, adjustments, aggregate_rows, normalise, rank_desc, round_scores, treat
 from .scheme import Scheme, SchemeError
 
 COLLINEAR = 0.9        # COINr get_corr_flags(cor_thresh = 0.9, thresh_type = "high") default
@@ -211,6 +211,7 @@ class _Model:
             self.fixed[c] = all(k not in self.noisy and (s.nodes[k].kind == "indicator" or self.fixed[k])
                                 for k in self.kids[c])
         self.treated_cols = [j for j, c in enumerate(u.indicators) if s.treated(c)]
+        self.adj = adjustments(u, s, app.imputed)   # bonus and veto hits: the same in every re-score
         self.floor = (s.section("aggregate") or {}).get("geometric_floor")
         self.basis = spec.get("rank_basis", (s.section("ranking") or {}).get("basis", "rounded"))
         rk = s.section("ranking") or {}
@@ -254,7 +255,7 @@ class _Model:
             C = np.column_stack([vals[k] for k in kids])
             w = np.array([weights.get(k, s.nodes[k].weight) for k in kids], dtype=float)
             vals[node] = aggregate_rows(C, w, agg or s.aggregation_of(node), self.floor)
-        score, *_ = adjust_scores(app.units, s, vals[s.root], names=False, values=app.imputed)
+        score, *_ = adjust_scores(app.units, s, vals[s.root], names=False, adj=self.adj)
         if self.basis == "rounded":
             score = round_scores(score, self.digits, self.mode)
         return np.where(app.eligible, score, np.nan)

@@ -761,14 +761,18 @@ def _rule_hits(values: np.ndarray, op: str, ref: float) -> np.ndarray:
         return ops[op](values, ref) & np.isfinite(values)
 
 
-def adjust_scores(u: Units, scheme: Scheme, root: np.ndarray, names: bool = True, values: np.ndarray | None = None):
-    """Bonus points (capped, total optionally capped) and vetoes (cap_score applied here; drop_grade and
-    exclude_titles recorded for grading and awards). Returns (score, bonus, veto names, veto effects); with
-    names=False (Monte Carlo) only the score is computed and the last two are None.
+@dataclass
+class Adjustments:
+    """What adjust_scores reads that does not depend on the root score: the bonus points before max_score,
+    the bonus section, the ranking's rounding and each veto rule's hits. A caller that re-scores the same
+    units many times (sensitivity analysis, Monte Carlo) computes it once with ``adjustments``."""
+    bonus: np.ndarray
+    bspec: dict
+    ranking: dict
+    vetoes: list          # [(rule, hits)]
 
-    Rules read the value that is scored (``values``: the imputed matrix), so a carried-forward 重大事故 both
-    lowers the score and triggers its veto. The bonus returned is the one actually added (after max_score)."""
 
+def adjustments(u: Units, scheme: Scheme, values: np.ndarray | None = None) -> Adjustments:
     def value_of(code: str) -> np.ndarray:
         if values is not None and code in u.indicators:
             return values[:, u.indicators.index(code)]
@@ -786,13 +790,29 @@ def adjust_scores(u: Units, scheme: Scheme, root: np.ndarray, names: bool = True
         bonus += np.nan_to_num(u.manual_bonus)
     if "cap" in bspec:
         bonus = np.minimum(bonus, float(bspec["cap"]))
+    hits = [(v, _rule_hits(value_of(v["indicator"]), v.get("op", ">"), float(v.get("value", 0))))
+            for v in adjust.get("vetoes") or []]
+    return Adjustments(bonus, bspec, scheme.section_view("ranking") or {}, hits)
+
+
+def adjust_scores(u: Units, scheme: Scheme, root: np.ndarray, names: bool = True, values: np.ndarray | None = None,
+                  adj: Adjustments | None = None):
+    """Bonus points (capped, total optionally capped) and vetoes (cap_score applied here; drop_grade and
+    exclude_titles recorded for grading and awards). Returns (score, bonus, veto names, veto effects); with
+    names=False (Monte Carlo) only the score is computed and the last two are None.
+
+    Rules read the value that is scored (``values``: the imputed matrix), so a carried-forward 重大事故 both
+    lowers the score and triggers its veto. The bonus returned is the one actually added (after max_score).
+    ``adj``: ``adjustments(u, scheme, values)`` computed once by a caller that re-scores many times."""
+    adj = adj or adjustments(u, scheme, values)
+    bonus, bspec = adj.bonus, adj.bspec
     score = root + bonus
     if "max_score" in bspec:
         score = np.minimum(score, np.maximum(root, float(bspec["max_score"])))
         bonus = np.where(np.isfinite(root), score - root, bonus)
     # the bonus is published: round it by the ranking's declared rounding so max_score - root reads 1.9, not
     # 1.9000000000000057 (the score itself is untouched; ranks and grades round it themselves)
-    rk = scheme.section_view("ranking") or {}
+    rk = adj.ranking
     if "round" in rk:
         bonus = np.where(np.isfinite(bonus), round_scores(bonus, int(rk["round"]), rk.get("round_mode", "half_even")),
                          bonus)
@@ -802,8 +822,7 @@ def adjust_scores(u: Units, scheme: Scheme, root: np.ndarray, names: bool = True
         effects = np.empty(u.n, dtype=object)
         vetoes[:] = [()] * u.n
         effects[:] = [frozenset()] * u.n
-    for v in adjust.get("vetoes") or []:
-        hit = _rule_hits(value_of(v["indicator"]), v.get("op", ">"), float(v.get("value", 0)))
+    for v, hit in adj.vetoes:
         if names:
             for i in np.nonzero(hit)[0]:       # only the units hit, not every unit
                 vetoes[i] = (*vetoes[i], v["name"])
