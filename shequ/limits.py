@@ -189,8 +189,9 @@ def _greater(value: str, alphabet: str) -> re.Pattern:
             rest = n - i - 1
             parts.append(re.escape(value[:i]) + f"[{re.escape(higher)}]" + (f"[{cls}]{{{rest}}}" if rest else ""))
     alt = "|".join(parts)
-    if alphabet[0] == "0":   # a row number closes the reference
-        return re.compile(f'<c r="[A-Z]+(?:{alt})"'.encode())
+    if alphabet[0] == "0":   # a row number closes the reference; the letters are taken whole (an atomic group):
+        # no way of splitting them can start a number, and not retrying each split halves the search
+        return re.compile(f'<c r="(?>[A-Z]+)(?:{alt})"'.encode())
     return re.compile(f'<c r="(?:{alt})[0-9]'.encode())
 
 
