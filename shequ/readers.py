@@ -244,7 +244,8 @@ def _table_to_cells(df: pl.DataFrame, sheet: str, merged: list[tuple[int, int, i
     # column, row by row in column order: an expression per column (a coalesce over 120 columns) cost ten times as
     # much as the same work on one long column
     cells = pl.col("_v")
-    per_row = lf.select("_i", *[f"c{i}" for i in range(width)]).unpivot(index="_i", value_name="_v").group_by("_i").agg(
+    per_row = lf.select("_i", *[f"c{i}" for i in range(width)]).unpivot(index="_i", value_name="_v")
+    per_row = per_row.group_by("_i").agg(
         cells.str.strip_chars().replace("", None).drop_nulls().first().alias("_first"),
         cells.is_not_null().sum().alias("_n"))
     comm = pl.col(f"c{comm_col}").str.replace_all(r"\s+", "")
@@ -278,7 +279,8 @@ def _table_to_cells(df: pl.DataFrame, sheet: str, merged: list[tuple[int, int, i
             fr.notes.append(f"工作表 {sheet or '(CSV)'} 按街道小标题行分块读取（{n_streets} 个街道）")
     repeated = body["_repeat"] & keep
     if repeated.any():
-        fr.notes.append(f"工作表 {sheet or '(CSV)'} 表头在表中重复出现 {repeated.sum()} 次，重复的表头行不作数据读取")
+        n_rep = repeated.sum()
+        fr.notes.append(f"工作表 {sheet or '(CSV)'} 表头在表中重复出现 {n_rep} 次，重复的表头行不作数据读取")
         keep = keep & ~repeated
     footer = body["_footer"] & keep
     fr.notes.extend(body["_first"].filter(footer).to_list())
