@@ -31,21 +31,18 @@ class DecodeError(ValueError):
 
 
 def _ordinary_share(text: str) -> float:
-    """Share of characters that are ASCII or in GB2312 once simplified: high for the right decode."""
+    """Share of characters that are ASCII or in GB2312 once simplified: high for the right decode.
+
+    Counted by two whole-text encodes instead of a test per character (a 100,000-character file took 30 ms that
+    way): the gb2312 codec writes an ASCII character as one byte and any other character it knows as two, and
+    errors="ignore" drops the rest, so ordinary = ascii + (bytes - ascii) / 2. The conversion is not cached: the
+    whole text of a file would stay in t2s's cache."""
     if not text:
         return 1.0
-    simp = t2s(text)
-    ok = 0
-    for ch in simp:
-        if ch.isascii():
-            ok += 1
-            continue
-        try:
-            ch.encode("gb2312")
-            ok += 1
-        except UnicodeEncodeError:
-            pass
-    return ok / len(simp)
+    simp = _t2s(text)
+    n_ascii = len(simp.encode("ascii", "ignore"))
+    n_bytes = len(simp.encode("gb2312", "ignore"))
+    return (n_ascii + (n_bytes - n_ascii) // 2) / len(simp)
 
 
 def decode_bytes(data: bytes) -> tuple[str, str]:
@@ -82,6 +79,10 @@ def _converter() -> opencc.OpenCC:
 @functools.lru_cache(maxsize=200_000)
 def t2s(text: str) -> str:
     """Traditional -> Simplified, leaving protected characters (乾) untouched."""
+    return _t2s(text)
+
+
+def _t2s(text: str) -> str:
     if text.isascii():
         return text
     conv = _converter().convert(text)
