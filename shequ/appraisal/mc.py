@@ -59,8 +59,8 @@ def _ranks_in_order(order: np.ndarray, score: np.ndarray, mask: np.ndarray, g: G
     if g is None:
         go = np.zeros(len(o), np.int64)
     else:
-        gi = g.inv[o]
-        o2 = np.argsort(gi, kind="stable")
+        gi = _group_key(g)[o]
+        o2 = np.argsort(gi, kind="stable")    # a radix sort on 16-bit keys: same order as on the int64 ones
         o, go = o[o2], gi[o2]
     vals = score[o]
     pos = np.arange(len(o), dtype=np.int64)
@@ -71,6 +71,17 @@ def _ranks_in_order(order: np.ndarray, score: np.ndarray, mask: np.ndarray, g: G
     if len(o):
         r[o] = (np.maximum.accumulate(np.where(new_run, pos, 0)) - gstart + 1).astype(np.int32)
     return r
+
+
+def _group_key(g: Groups) -> np.ndarray:
+    """The group index of each unit in the narrowest integer type that holds it, cached on the grouping. A stable
+    argsort of 8- or 16-bit integers is numpy's radix sort (several times faster than its timsort on int64) and
+    gives the same permutation, since a stable sort's result does not depend on the algorithm."""
+    key = g.__dict__.get("_mc_key")
+    if key is None:
+        key = g.inv.astype(np.uint16) if g.n <= 2**16 else g.inv
+        g._mc_key = key
+    return key
 
 
 CHUNK = 25     # draws held at once (ranks of every series for these draws), then folded into counts
@@ -270,10 +281,8 @@ class RankCounts:
             self.base = np.maximum(0, (lo + hi) // 2 - self.width // 2)
         off = V - self.base
         inside = (off >= 0) & (off < self.width)
-        rows = np.arange(len(self.units))
-        for d in range(V.shape[0]):    # one draw gives each unit one rank: no repeated index in one increment
-            ins = inside[d]
-            self.counts[rows[ins], off[d, ins]] += 1
+        d, j = np.nonzero(inside)      # every (draw, unit) inside the window, counted in one unbuffered add
+        np.add.at(self.counts, (j, off[d, j]), 1)
         if not inside.all():
             r, c = np.nonzero(~inside)
             keys, inv = np.unique(np.concatenate([self.out_key, c * (self.n + 1) + V[r, c]]), return_inverse=True)
@@ -288,16 +297,33 @@ class RankCounts:
             for r, k in zip(res, ks):
                 r[s:s + block] = self.base[s:s + block] + (cum <= k).sum(axis=1)
         if len(self.out_key):   # units with ranks outside their window: merge window and outside ranks exactly
-            ou, orank = self.out_key // (self.n + 1), self.out_key % (self.n + 1)   # sorted by unit
-            units, starts = np.unique(ou, return_index=True)
-            ends = np.r_[starts[1:], len(ou)]
-            for j, a, b in zip(units, starts, ends):
-                vals = np.concatenate([np.arange(self.base[j], self.base[j] + self.width), orank[a:b]])
-                cnt = np.concatenate([self.counts[j].astype(np.int64), self.out_cnt[a:b]])
-                o = np.argsort(vals, kind="stable")
-                sorted_vals = np.repeat(vals[o], cnt[o])
-                for r, k in zip(res, ks):
-                    r[j] = sorted_vals[k]
+            # Per such unit, its ranks in order are: those below its window (L of them), the window's (W), those
+            # above. The k-th is the below-rank whose running count passes k, else the window rank whose running
+            # count passes k - L, else the above-rank whose running count passes k - L - W. Vectorised over the
+            # units (a Python loop per unit took seconds when many units of a large scope moved far)
+            ou, orank = self.out_key // (self.n + 1), self.out_key % (self.n + 1)   # sorted by unit, then rank
+            ocnt = self.out_cnt
+            units, inv = np.unique(ou, return_inverse=True)
+            below = orank < self.base[ou]
+            L = np.bincount(inv, weights=np.where(below, ocnt, 0), minlength=len(units)).astype(np.int64)
+            cw = np.cumsum(self.counts[units], axis=1, dtype=np.int64)           # window running counts
+            W = cw[:, -1]
+            # running count of the outside ranks within their unit and side (below, above), before each entry
+            side = np.where(below, 0, 1)
+            seg = inv * 2 + side                                               # entries are sorted by seg
+            csum = np.cumsum(ocnt)
+            seg_start = np.r_[True, seg[1:] != seg[:-1]]
+            first = np.maximum.accumulate(np.where(seg_start, np.arange(len(seg)), 0))
+            before = csum - ocnt - (csum[first] - ocnt[first])
+            for r, k in zip(res, ks):
+                v = self.base[units] + (cw <= k - L[:, None]).sum(axis=1)      # the window case
+                kk = np.where(below, k, k - L[inv] - W[inv])                   # k within the entry's side
+                hit = (before <= kk) & (kk < before + ocnt)
+                hb = hit & below & (k < L[inv])
+                ha = hit & ~below & (k >= L[inv] + W[inv])
+                v[inv[hb]] = orank[hb]
+                v[inv[ha]] = orank[ha]
+                r[units] = v
         return res
 
     def stats(self, eligible: np.ndarray, q: tuple[float, float]) -> dict:
