@@ -36,8 +36,9 @@ periods AS (      -- the quarter itself and its three months
     SELECT period_key, period_type, end_date FROM dim_period
     WHERE period_key = $period_key OR (period_type = 'month' AND quarter_key = $period_key)
 ),
-staged AS (
-    SELECT s.*, s.rowid AS stg_row, f.source_file, f.ingest_seq, p.period_type, p.end_date
+staged AS (      -- what picking the latest version needs; stg_row finds the row's provenance afterwards
+    SELECT s.community_key, s.indicator_code, s.period_key, s.role, s.value, s.rowid AS stg_row, f.ingest_seq,
+           p.period_type, p.end_date
     FROM stg_value s
     JOIN periods p USING (period_key)
     JOIN raw_file f USING (file_id)
@@ -84,10 +85,11 @@ latest AS (       -- the latest file version of each community x indicator x per
 per_period AS (   -- one row per community x indicator x period (quarter or month), with its provenance
     SELECT l.community_key, l.indicator_code, l.period_key, l.period_type, l.end_date, l.reported_value,
            l.numerator, l.denominator, l.n_versions,
-           {'unit': s.unit, 'qualifier': s.qualifier, 'source_file': s.source_file, 'sheet': s.source_sheet,
+           {'unit': s.unit, 'qualifier': s.qualifier, 'source_file': f.source_file, 'sheet': s.source_sheet,
             'row': s.source_row, 'col': s.source_column, 'cell': s.source_cell, 'file_id': s.file_id} AS prov
     FROM latest l
-    JOIN staged s ON s.stg_row = l.prov_row
+    JOIN stg_value s ON s.rowid = l.prov_row
+    JOIN raw_file f USING (file_id)
 ),
 pivoted AS (      -- quarter cells (year-to-date flows differenced); month cells rolled up to the quarter
     SELECT q.community_key, q.indicator_code,
