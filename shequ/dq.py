@@ -194,9 +194,17 @@ def _pivot(level: str, needed: list[tuple[str, str]], q: str) -> str:
         f"AS {_col(c, p)}" for c, p in needed)
     codes = ", ".join(sorted({_lit(c) for c, _ in needed}))
     if level == "community":
-        return (f"SELECT f.community_key, any_value(c.community_code) AS entity_code, any_value(c.name) AS "
-                f"entity_name, {cols} FROM fact_indicator_value f JOIN dim_community c USING (community_key) "
-                f"WHERE f.period_key = {_lit(q)} AND f.indicator_code IN ({codes}) GROUP BY f.community_key")
+        # DuckDB's PIVOT (one value per community x indicator) over the rule's indicators, then the community's code
+        # and name: half the work of one max(...) FILTER aggregate per item over the same rows (measured at 10,000
+        # communities x 78 items: 0.54 s against 1.1 s CPU); the result is the same table
+        parts = sorted({p for _, p in needed})
+        using = ", ".join(f"max({'reported_value' if p == 'reported' else p}) AS {p}" for p in parts)
+        picked = ", ".join(f'p."{c}_{p}" AS {_col(c, p)}' for c, p in needed)
+        return (f"SELECT p.community_key, c.community_code AS entity_code, c.name AS entity_name, {picked} FROM "
+                f"(PIVOT (SELECT community_key, indicator_code, value, numerator, denominator, reported_value "
+                f"FROM fact_indicator_value WHERE period_key = {_lit(q)} AND indicator_code IN ({codes})) "
+                f"ON indicator_code IN ({codes}) USING {using} GROUP BY community_key) p "
+                f"JOIN dim_community c USING (community_key)")
     return (f"SELECT entity_code, any_value(entity_name) AS entity_name, NULL::INTEGER AS community_key, {cols} "
             f"FROM agg_indicator_value WHERE period_key = {_lit(q)} AND entity_level = {_lit(level)} "
             f"AND indicator_code IN ({codes}) GROUP BY entity_code")
@@ -305,19 +313,26 @@ def outlier_sql(q: str, methods: dict[str, OutlierMethod]) -> str:
     """One SELECT: the quarter's values flagged by each method, with statistic, threshold, centre and spread."""
     kinds = lambda m: ", ".join(_lit(k) for k in methods[m].applies_to)
     parts = []
+    # median and MAD (holistic aggregates, the costly part) only where the modified z-score can use them: a cell
+    # with less history than its min_history is never judged by it, and the other methods read count, mean, sd
+    med_history = methods["modified_zscore"].min_history if "modified_zscore" in methods else 2**31 - 1
     hist = f"""
         cur AS (SELECT f.community_key, f.indicator_code, f.value, i.value_kind FROM fact_indicator_value f
                 JOIN dim_indicator i USING (indicator_code) WHERE f.period_key = {_lit(q)}),
         h AS (SELECT f.community_key, f.indicator_code, f.value FROM fact_indicator_value f
-              JOIN cur USING (community_key, indicator_code)
               JOIN dim_period p ON p.period_key = f.period_key AND p.period_type = 'quarter'
               WHERE p.end_date <= (SELECT end_date FROM dim_period WHERE period_key = {_lit(q)})),
-        s AS (SELECT community_key, indicator_code, count(*) AS n, avg(value) AS mean, stddev_samp(value) AS sd,
-                     median(value) AS med FROM h GROUP BY ALL),
-        m AS (SELECT h.community_key, h.indicator_code, median(abs(h.value - s.med)) AS mad
-              FROM h JOIN s USING (community_key, indicator_code) GROUP BY ALL),
-        st AS (SELECT cur.*, s.n, s.mean, s.sd, s.med, m.mad FROM cur JOIN s USING (community_key, indicator_code)
-               JOIN m USING (community_key, indicator_code))"""
+        -- every cell's history up to the quarter, grouped once (st keeps the quarter's cells): no join of the
+        -- history to the quarter's cells first
+        s AS (SELECT community_key, indicator_code, count(*) AS n, avg(value) AS mean, stddev_samp(value) AS sd
+              FROM h GROUP BY ALL),
+        sm AS (SELECT h.community_key, h.indicator_code, median(h.value) AS med FROM h
+               SEMI JOIN (SELECT * FROM s WHERE n >= {med_history}) s USING (community_key, indicator_code)
+               GROUP BY ALL),
+        m AS (SELECT h.community_key, h.indicator_code, median(abs(h.value - sm.med)) AS mad
+              FROM h JOIN sm USING (community_key, indicator_code) GROUP BY ALL),
+        st AS (SELECT cur.*, s.n, s.mean, s.sd, sm.med, m.mad FROM cur JOIN s USING (community_key, indicator_code)
+               LEFT JOIN sm USING (community_key, indicator_code) LEFT JOIN m USING (community_key, indicator_code))"""
     if "zscore" in methods:
         z = methods["zscore"]
         parts.append(f"""SELECT community_key, indicator_code, 'zscore' AS method, value,

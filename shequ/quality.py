@@ -10,6 +10,7 @@ Severity (GX ``severity``): ``critical`` failures block downstream assets; ``war
 
 import datetime as dt
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -231,7 +232,13 @@ def run_suite(con: duckdb.DuckDBPyConnection, name: str, period_key: str | None 
         all_null = " AND ".join(f"{_q(c)} IS NULL" for c in cols)
         n_key = "n_rows" if "n_rows" not in cols else "n_rows_"
         key = "{" + ", ".join(f"{_lit(c)}: {_q(c)}" for c in cols) + f", '{n_key}': n" + "}"
-        u, sample = con.execute(
+        # first on the key's hash alone (one fixed-width column to group, about half the work at 1M rows): equal
+        # keys have equal hashes, so no repeated hash means no duplicate and the exact query is needed only
+        # when some hash repeats (a duplicate, or rarely a collision)
+        repeated = con.execute(
+            f"SELECT count(*) FROM (SELECT hash({qc}) AS h FROM {batch} AS batch WHERE NOT ({all_null}) "
+            f"GROUP BY h HAVING count(*) > 1)").fetchall()[0][0]
+        u, sample = (0, None) if not repeated else con.execute(
             f"SELECT coalesce(sum(n), 0), min({key}, {PARTIAL}) FROM (SELECT {qc}, count(*) AS n "
             f"FROM {batch} AS batch GROUP BY {qc} HAVING count(*) > 1) WHERE NOT ({all_null})").fetchall()[0]
         c = dup_rows[i]
@@ -239,8 +246,12 @@ def run_suite(con: duckdb.DuckDBPyConnection, name: str, period_key: str | None 
         results[i] = result(i, exp, int(u), int(c), sample,
                             [tuple(r.values()) for r in sample[:3]] if sample else None)
     n_batch = None
+    columns = [c for (c,) in con.execute("SELECT column_name FROM duckdb_columns() WHERE table_name = ? "
+                                          "AND schema_name = 'main' ORDER BY column_index", [table]).fetchall()] \
+        if rows else []
     for i, exp in rows:
-        query = exp["kwargs"]["unexpected_rows_query"].replace("{batch}", batch)
+        written = exp["kwargs"]["unexpected_rows_query"]
+        query = written.replace("{batch}", _narrow(batch, written, columns))
         if "$period_key" in query:
             query = query.replace("$period_key", _lit(period_key))
         u = int(con.execute(f"SELECT count(*) FROM ({query})").fetchall()[0][0])
@@ -253,6 +264,20 @@ def run_suite(con: duckdb.DuckDBPyConnection, name: str, period_key: str | None 
     if record:
         record_results(con, out, period_key or "*")
     return out
+
+
+def _narrow(batch: str, query: str, columns: list[str]) -> str:
+    """The batch with only the table's columns the query names. ``SELECT *`` in the batch made DuckDB carry every
+    column through the joins it builds for NOT EXISTS subqueries (measured: 0.8 s against 0.2 s CPU at 700,000
+    fact rows); the rows are the same. A query that could read columns without naming them (``*``, NATURAL
+    JOIN, COLUMNS(...)) keeps the whole batch."""
+    if not columns or re.search(r"\*\s*(?:FROM|EXCLUDE|REPLACE|,|\))|\.\*|\bNATURAL\b|\bCOLUMNS\s*\(|\bSELECT\s+\*",
+                                query.replace("{batch}", "_batch_"), re.IGNORECASE):
+        return batch
+    named = [c for c in columns if re.search(rf"(?<![A-Za-z0-9_]){re.escape(c)}(?![A-Za-z0-9_])", query, re.IGNORECASE)]
+    if not named or not batch.startswith("(SELECT * FROM "):
+        return batch
+    return "(SELECT " + ", ".join(_q(c) for c in named) + batch[len("(SELECT *"):]
 
 
 def record_results(con: duckdb.DuckDBPyConnection, results: list[Result], period_key: str) -> None:

@@ -36,8 +36,9 @@ periods AS (      -- the quarter itself and its three months
     SELECT period_key, period_type, end_date FROM dim_period
     WHERE period_key = $period_key OR (period_type = 'month' AND quarter_key = $period_key)
 ),
-staged AS (
-    SELECT s.*, f.source_file, f.ingest_seq, p.period_type, p.end_date
+staged AS (      -- what picking the latest version needs; stg_row finds the row's provenance afterwards
+    SELECT s.community_key, s.indicator_code, s.period_key, s.role, s.value, s.rowid AS stg_row, f.ingest_seq,
+           p.period_type, p.end_date
     FROM stg_value s
     JOIN periods p USING (period_key)
     JOIN raw_file f USING (file_id)
@@ -51,28 +52,44 @@ covered AS (      -- month cells the quarter itself also reported: the quarter w
     SEMI JOIN month_cells m USING (community_key, indicator_code)
     WHERE q.period_type = 'quarter'
 ),
-versions AS (     -- a month row only where the quarter itself was not reported; latest file per cell and period
-    SELECT s.*, max(s.ingest_seq) OVER (PARTITION BY s.community_key, s.indicator_code, s.period_key) AS latest_seq
+per_version AS (  -- a month row only where the quarter itself was not reported; one row per community x
+                  -- indicator x period x file version, roles pivoted; prov_row: the staged row whose provenance the
+                  -- cell carries (value, else numerator, else denominator). Fixed-width aggregates only: the
+                  -- provenance strings are joined back once per cell below, not carried through the hash tables
+    SELECT community_key, indicator_code, period_key, ingest_seq,
+           any_value(period_type)                         AS period_type,
+           any_value(end_date)                            AS end_date,
+           max(value) FILTER (WHERE role = 'value')       AS v,
+           max(value) FILTER (WHERE role = 'numerator')   AS n,
+           max(value) FILTER (WHERE role = 'denominator') AS d,
+           arg_min(stg_row, CASE role WHEN 'value' THEN 0 WHEN 'numerator' THEN 1 ELSE 2 END) AS prov_row
     FROM (SELECT * FROM staged WHERE period_type = 'quarter'
           UNION ALL
           SELECT m.* FROM staged m
           ANTI JOIN covered c USING (community_key, indicator_code)
-          WHERE m.period_type = 'month') s
+          WHERE m.period_type = 'month')
+    GROUP BY community_key, indicator_code, period_key, ingest_seq
 ),
-per_period AS (   -- one row per community x indicator x period (quarter or month), roles pivoted
-    SELECT community_key, indicator_code, period_key, any_value(period_type) AS period_type,
-           any_value(end_date) AS end_date,
-           max(value) FILTER (WHERE role = 'value' AND ingest_seq = latest_seq)       AS reported_value,
-           max(value) FILTER (WHERE role = 'numerator' AND ingest_seq = latest_seq)   AS numerator,
-           max(value) FILTER (WHERE role = 'denominator' AND ingest_seq = latest_seq) AS denominator,
-           -- distinct file versions of the cell; nearly every cell has one, so skip the distinct-set work then
-           CASE WHEN min(ingest_seq) = max(ingest_seq) THEN 1 ELSE count(DISTINCT ingest_seq) END AS n_versions,
-           arg_min({'unit': unit, 'qualifier': qualifier, 'source_file': source_file, 'sheet': source_sheet,
-                    'row': source_row, 'col': source_column, 'cell': source_cell, 'file_id': file_id},
-                   CASE role WHEN 'value' THEN 0 WHEN 'numerator' THEN 1 ELSE 2 END)
-               FILTER (WHERE ingest_seq = latest_seq)                                 AS prov
-    FROM versions
+latest AS (       -- the latest file version of each community x indicator x period wins, all roles together
+    SELECT community_key, indicator_code, period_key,
+           any_value(period_type)             AS period_type,
+           any_value(end_date)                AS end_date,
+           arg_max_null(v, ingest_seq)        AS reported_value,
+           arg_max_null(n, ingest_seq)        AS numerator,
+           arg_max_null(d, ingest_seq)        AS denominator,
+           count(*)                           AS n_versions,      -- distinct file versions of the cell
+           arg_max(prov_row, ingest_seq)      AS prov_row
+    FROM per_version
     GROUP BY community_key, indicator_code, period_key
+),
+per_period AS (   -- one row per community x indicator x period (quarter or month), with its provenance
+    SELECT l.community_key, l.indicator_code, l.period_key, l.period_type, l.end_date, l.reported_value,
+           l.numerator, l.denominator, l.n_versions,
+           {'unit': s.unit, 'qualifier': s.qualifier, 'source_file': f.source_file, 'sheet': s.source_sheet,
+            'row': s.source_row, 'col': s.source_column, 'cell': s.source_cell, 'file_id': s.file_id} AS prov
+    FROM latest l
+    JOIN stg_value s ON s.rowid = l.prov_row
+    JOIN raw_file f USING (file_id)
 ),
 pivoted AS (      -- quarter cells (year-to-date flows differenced); month cells rolled up to the quarter
     SELECT q.community_key, q.indicator_code,
