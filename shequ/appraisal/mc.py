@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .engine import Appraisal, Groups, adjust_scores, node_scores, normalise, round_scores, treat
+from .engine import Appraisal, Groups, adjust_scores, adjustments, node_scores, normalise, round_scores, treat
 
 
 @dataclass
@@ -191,6 +191,8 @@ def run_uncertainty(app: Appraisal, series: list[Series], draws: int | None = No
     seqs = np.random.SeedSequence(seed).spawn(draws)
     params: list[dict] = [{}] * draws
     floor = (scheme.section("aggregate") or {}).get("geometric_floor")
+    adj = adjustments(u, scheme, app.imputed)    # bonus points and veto hits: the same in every draw
+    aggregates = scheme.aggregates                # (sorted on every access)
 
     def one(i: int, ranks: list[np.ndarray], aranks: list[np.ndarray], row: int) -> None:
         rng = np.random.default_rng(seqs[i])
@@ -203,11 +205,11 @@ def run_uncertainty(app: Appraisal, series: list[Series], draws: int | None = No
             if f and parent[c] is not None:
                 weights[c] = node.weight * (1 + rng.uniform(-f, f))
         vals = dict(cached_nodes(w, ni)[agg])
-        for node in scheme.aggregates:
+        for node in aggregates:
             if node in vals:
                 continue
             vals[node] = node_scores(scheme, node, vals, weights, agg, floor)
-        score, *_ = adjust_scores(u, scheme, vals[scheme.root], names=False, values=app.imputed)
+        score, *_ = adjust_scores(u, scheme, vals[scheme.root], names=False, adj=adj)
         for node, ks in by_node.items():
             v = score if node == scheme.root else vals[node]
             if basis == "rounded":
