@@ -1255,6 +1255,13 @@ def _picked(records: list[dict], field: str, present: set) -> list:
     return out
 
 
+def _texts(values: list) -> list:
+    """str() of each value, None kept (map(str) at C speed when there is no None)."""
+    if None in values:
+        return [None if v is None else str(v) for v in values]
+    return list(map(str, values))
+
+
 def _record_columns(records: list, ctx_street, ctx_period) -> pl.DataFrame | None:
     """The cells of the two common record shapes built a column at a time: every record long (指标 + 数值 with
     a single 指标), or every record wide (no 指标, only single values). The same frame as ``_record_rows`` (the
@@ -1275,16 +1282,19 @@ def _record_columns(records: list, ctx_street, ctx_period) -> pl.DataFrame | Non
     if ind_types <= {str, int, float, bool}:                        # all long
         if ind_types != {str}:
             ind = [str(x) for x in ind]
-        raw = [None if v is None else str(v) for v in _picked(records, "value", present)]
+        raw = _texts(_picked(records, "value", present))
         if any(k in present for k in LONG_KEYS["unit"]):
             raw = [r if r is None or not u or r.endswith(str(u)) else f"{r}{u}"
                    for r, u in zip(raw, _picked(records, "unit", present))]
-        row = pl.int_range(0, n, dtype=pl.Int32, eager=True)
-        return pl.DataFrame({
-            "sheet": [""] * n, "source_row": row + 1, "source_column": ["数值"] * n,
-            "source_cell": ["[" + str(i) + "]" for i in range(n)], "street_raw": street, "community_raw": comm,
-            "header_raw": ind, "period_raw": period, "raw_text": raw, "hidden": [False] * n, "block": [""] * n,
-            "header_pos": ind}, schema=CELL_SCHEMA)
+        row = pl.int_range(0, n, dtype=pl.Int32)
+        return pl.DataFrame({"street_raw": street, "community_raw": comm, "header_raw": ind, "period_raw": period,
+                             "raw_text": raw}, schema={c: pl.String for c in ("street_raw", "community_raw",
+                                                                              "header_raw", "period_raw", "raw_text")}
+                            ).select(sheet=pl.lit(""), source_row=row + 1, source_column=pl.lit("数值"),
+                                     source_cell=pl.format("[{}]", row), street_raw="street_raw",
+                                     community_raw="community_raw", header_raw="header_raw", period_raw="period_raw",
+                                     raw_text="raw_text", hidden=pl.lit(False), block=pl.lit(""),
+                                     header_pos="header_raw")
     if ind_types != {type(None)} or "values" in present and any(isinstance(r.get("values"), dict) for r in records):
         return None
     # all wide: every key but the named ones is a cell
@@ -1302,7 +1312,7 @@ def _record_columns(records: list, ctx_street, ctx_period) -> pl.DataFrame | Non
         "street_raw": pl.Series(street, dtype=pl.String).gather(at_s),
         "community_raw": pl.Series(comm, dtype=pl.String).gather(at_s), "header_raw": keys,
         "period_raw": pl.Series(period, dtype=pl.String).gather(at_s),
-        "raw_text": [None if v is None else str(v) for v in vals], "hidden": [False] * m, "block": [""] * m,
+        "raw_text": _texts(vals), "hidden": [False] * m, "block": [""] * m,
         "header_pos": keys}, schema=CELL_SCHEMA)
 
 

@@ -58,7 +58,7 @@ def test_columns_equal_record_by_record(shape, ctx):
     assert _flat_records(records)
     got, expected, ref = _both(records, *ctx)
     assert got is not None, "this shape is read a column at a time"
-    assert got.schema == expected.schema
+    assert got.columns == expected.columns and got.schema == expected.schema
     assert got.equals(expected), (got, expected)
     assert not ref.problems
 
