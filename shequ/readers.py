@@ -12,6 +12,7 @@ Output columns of ``read_file(...).cells`` (String unless said):
 
 import csv
 import io
+import itertools
 import json
 import re
 import zipfile
@@ -1031,11 +1032,17 @@ def _scalar(v) -> bool:
     return not isinstance(v, (dict, list))
 
 
+_SCALAR_TYPES = {str, int, float, bool, type(None)}   # what json.loads gives besides dict and list
+
+
 def _flat_records(records) -> bool:
     """The record shapes read since the first version: flat records, or records whose ``values`` / indicator
     key holds a flat object. Anything deeper is read by the path walker."""
     if not isinstance(records, list):
         return False
+    if set(map(type, records)) <= {dict} and set(map(type, itertools.chain.from_iterable(
+            map(dict.values, records)))) <= _SCALAR_TYPES:
+        return True      # every record an object of single values: the types counted in C, not one by one
     for rec in records:
         if not isinstance(rec, dict):
             continue
@@ -1198,8 +1205,18 @@ def _read_json(path: Path) -> FileRead:
     data = path.read_bytes()
     try:
         text, enc = decode_bytes(data)
-        _within_limits(limits.check_json_depth, text)  # deep nesting would make json.loads recurse
-        doc = json.loads(text, parse_int=_json_number(int), parse_float=_json_number(float))
+        # deep nesting would make json.loads recurse. The byte scan is exact on valid JSON; when it says "too
+        # deep", or when json.loads then fails, the text scan decides, so that the same rejection (and figure)
+        # as before comes first
+        fits = limits.json_depth_fits(text)
+        if not fits:
+            _within_limits(limits.check_json_depth, text)
+        try:
+            doc = json.loads(text, parse_int=_json_number(int), parse_float=_json_number(float))
+        except BaseException:
+            if fits:
+                _within_limits(limits.check_json_depth, text)
+            raise
     except _NumberTooLong as e:
         raise FileRejected("number_too_long", f"JSON 中有 {len(str(e))} 个字符的数字（上限 {JSON_MAX_NUMBER_CHARS}），"
                                               f"开头为 {str(e)[:20]}…，不予读取") from e
@@ -1242,6 +1259,13 @@ def _read_json_records(doc, fr: FileRead) -> FileRead:
     _within_limits(limits.check_json_records, len(records))
     ctx_period = _pick(context, "period") if context else None
     ctx_street = _pick(context, "street") if context else None
+    cells = _record_columns(records, ctx_street, ctx_period)
+    fr.cells = cells if cells is not None else _record_rows(records, ctx_street, ctx_period, fr)
+    return fr
+
+
+def _record_rows(records: list, ctx_street, ctx_period, fr: FileRead) -> pl.DataFrame:
+    """Every record shape, one record at a time (the reference for ``_record_columns``)."""
     rows = []
     for i, rec in enumerate(records):
         if not isinstance(rec, dict):
@@ -1264,12 +1288,87 @@ def _read_json_records(doc, fr: FileRead) -> FileRead:
             continue
         nested = rec.get("values") if isinstance(rec.get("values"), dict) else ind
         items = nested.items() if isinstance(nested, dict) else [
-            (k, v) for k, v in rec.items() if k not in sum(LONG_KEYS.values(), ())]
+            (k, v) for k, v in rec.items() if k not in _LONG_KEY_NAMES]
         for k, v in items:
             rows.append(("", i + 1, str(k), f"[{i}].{k}", street, comm, str(k), period,
                          None if v is None else str(v), False, "", str(k)))
-    fr.cells = pl.DataFrame(rows, schema=CELL_SCHEMA, orient="row")
-    return fr
+    return pl.DataFrame(rows, schema=CELL_SCHEMA, orient="row")
+
+
+_LONG_KEY_NAMES = frozenset(k for keys in LONG_KEYS.values() for k in keys)
+_TEXT_TYPES = {str, type(None)}
+
+
+def _picked(records: list[dict], field: str, present: set) -> list:
+    """``_pick`` over every record, one list pass per spelling the file uses (most use one)."""
+    names = [k for k in LONG_KEYS[field] if k in present]
+    if not names:
+        return [None] * len(records)
+    out = list(map(dict.get, records, itertools.repeat(names[-1])))
+    for k in reversed(names[:-1]):      # an earlier spelling wins where a record has it, as in _pick
+        out = [r[k] if k in r else o for r, o in zip(records, out)]
+    return out
+
+
+def _texts(values: list) -> list:
+    """str() of each value, None kept (map(str) at C speed when there is no None)."""
+    if None in values:
+        return [None if v is None else str(v) for v in values]
+    return list(map(str, values))
+
+
+def _record_columns(records: list, ctx_street, ctx_period) -> pl.DataFrame | None:
+    """The cells of the two common record shapes built a column at a time: every record long (指标 + 数值 with
+    a single 指标), or every record wide (no 指标, only single values). The same frame as ``_record_rows`` (the
+    tests compare them); None for anything else (records that are not objects, nested values, names that
+    are not text, long and wide records mixed), which ``_record_rows`` reads. polars.from_dicts is not used: it
+    infers one type per key, and a number's text must be Python's str() of it, not polars' rendering."""
+    n = len(records)
+    if not n or set(map(type, records)) != {dict} or type(ctx_street) not in _TEXT_TYPES \
+            or type(ctx_period) not in _TEXT_TYPES:
+        return None
+    present = set().union(*records)
+    street, comm, period, ind = (_picked(records, f, present) for f in ("street", "community", "period", "indicator"))
+    if not (set(map(type, street)) | set(map(type, comm)) | set(map(type, period))) <= _TEXT_TYPES:
+        return None
+    street = [s or ctx_street for s in street]
+    period = [p or ctx_period for p in period]
+    ind_types = set(map(type, ind))
+    if ind_types <= {str, int, float, bool}:                        # all long
+        if ind_types != {str}:
+            ind = [str(x) for x in ind]
+        raw = _texts(_picked(records, "value", present))
+        if any(k in present for k in LONG_KEYS["unit"]):
+            raw = [r if r is None or not u or r.endswith(str(u)) else f"{r}{u}"
+                   for r, u in zip(raw, _picked(records, "unit", present))]
+        row = pl.int_range(0, n, dtype=pl.Int32)
+        return pl.DataFrame({"street_raw": street, "community_raw": comm, "header_raw": ind, "period_raw": period,
+                             "raw_text": raw}, schema={c: pl.String for c in ("street_raw", "community_raw",
+                                                                              "header_raw", "period_raw", "raw_text")}
+                            ).select(sheet=pl.lit(""), source_row=row + 1, source_column=pl.lit("数值"),
+                                     source_cell=pl.format("[{}]", row), street_raw="street_raw",
+                                     community_raw="community_raw", header_raw="header_raw", period_raw="period_raw",
+                                     raw_text="raw_text", hidden=pl.lit(False), block=pl.lit(""),
+                                     header_pos="header_raw")
+    if ind_types != {type(None)} or "values" in present and any(isinstance(r.get("values"), dict) for r in records):
+        return None
+    # all wide: every key but the named ones is a cell
+    at, keys, vals = [], [], []
+    for i, rec in enumerate(records):
+        ks = [k for k in rec if k not in _LONG_KEY_NAMES]
+        at.extend([i] * len(ks))
+        keys.extend(ks)
+        vals.extend(map(rec.__getitem__, ks))
+    at_s = pl.Series(at, dtype=pl.Int32)
+    m = len(keys)
+    return pl.DataFrame({
+        "sheet": [""] * m, "source_row": at_s + 1, "source_column": keys,
+        "source_cell": [f"[{i}].{k}" for i, k in zip(at, keys)],
+        "street_raw": pl.Series(street, dtype=pl.String).gather(at_s),
+        "community_raw": pl.Series(comm, dtype=pl.String).gather(at_s), "header_raw": keys,
+        "period_raw": pl.Series(period, dtype=pl.String).gather(at_s),
+        "raw_text": _texts(vals), "hidden": [False] * m, "block": [""] * m,
+        "header_pos": keys}, schema=CELL_SCHEMA)
 
 
 def _legacy_text_kind(path: Path) -> str | None:
