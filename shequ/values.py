@@ -314,6 +314,41 @@ def column_factor(value_kind: str, target_unit: str, column_unit: str, table_uni
 _PLAIN = r"^\s*-?[0-9]+(?:\.[0-9]+)?\s*$"  # ASCII digits only: full-width ones go through NFKC in parse_text
 
 
+# A number followed by at most one plain unit (852.03元, 78.1%, 137.9平方米, 12人): the bulk of the strings the
+# vectorised path leaves over. For these parse_text's normalisation steps are all no-ops (NFKC and t2s leave the
+# units below as they are, checked here at import; no marker, separator, qualifier, range or Chinese numeral can
+# match), so _parse_simple goes straight to the unit conversion parse_text ends with: the same Parsed, without
+# the ~15 regex passes and the OpenCC call per distinct string. tests/test_simple_cells_parse_as_parse_text.py
+# pins the equality.
+_SIMPLE_UNITS = sorted(
+    (u for u in ["%", *MONEY, "平方米", "平米", "亩", "m2", "元/月", "元/年", "人", "个", "户", "人次", "次", "名", "家",
+                 "所", "处", "支", "场"]
+     if unicodedata.normalize("NFKC", u) == u and t2s(u) == u and not any(s in u for s, _ in _QUAL_SUFFIX)),
+    key=len, reverse=True)
+_SIMPLE = re.compile(rf"(-?[0-9]+(?:\.[0-9]+)?)({'|'.join(map(re.escape, _SIMPLE_UNITS))})?")
+
+
+@functools.lru_cache(maxsize=500_000)   # figures repeat from file to file (86.7%): a reading process keeps them
+def _parse_simple(raw: str, value_kind: str, target_unit: str, column_unit: str = "", table_unit: str = "") -> Parsed:
+    """parse_text(raw, ...) for the simple forms above, computed without its normalisation passes."""
+    m = _SIMPLE.fullmatch(raw) if len(raw) <= 300 and value_kind not in ("flag", "ordinal") else None
+    if m is None:
+        return parse_text(raw, value_kind, target_unit, column_unit, table_unit)
+    number, rest = float(m.group(1)), m.group(2) or ""
+    percent = rest == "%"
+    if percent:
+        rest = ""
+    if rest[:1] in ("万", "亿") and _target_family(target_unit) != "money" and value_kind in ("count", "area"):
+        number, rest = number * (1e4 if rest[0] == "万" else 1e8), rest[1:]   # as in _parse_text
+    try:
+        p = _convert(raw, number, rest, percent, None, value_kind, target_unit, column_unit, table_unit)
+    except (ValueError, OverflowError, ArithmeticError) as e:   # as parse_text
+        return _reject(UNPARSEABLE, f"无法解析为数值：{raw[:80]!r}（{type(e).__name__}）")
+    if p.value is not None and not math.isfinite(p.value):
+        return _reject(NON_FINITE, _non_finite_message(raw))
+    return p
+
+
 def parse_cells(cells: pl.DataFrame) -> pl.DataFrame:
     """Vectorised parse. Input columns: raw_text, value_kind, target_unit, column_unit, table_unit.
     Adds value, unit, qualifier, reason, message (reason NULL when the value landed)."""
@@ -351,7 +386,7 @@ def parse_cells(cells: pl.DataFrame) -> pl.DataFrame:
     slow = df.filter(~plain & ~(is_plain & is_ratio))
     if slow.height:
         uniq = slow.select(["raw_text", *keys]).unique()
-        parsed = [parse_text(*r) for r in uniq.iter_rows()]
+        parsed = [_parse_simple(*r) for r in uniq.iter_rows()]
         uniq = uniq.with_columns(
             pl.Series("value", [p.value for p in parsed], dtype=pl.Float64),
             pl.Series("unit", [p.unit for p in parsed], dtype=pl.String),
