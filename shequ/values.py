@@ -321,7 +321,7 @@ _PLAIN = r"^\s*-?[0-9]+(?:\.[0-9]+)?\s*$"  # ASCII digits only: full-width ones 
 # the ~15 regex passes and the OpenCC call per distinct string. tests/test_simple_cells_parse_as_parse_text.py
 # pins the equality.
 _SIMPLE_UNITS = sorted(
-    (u for u in ["%", *MONEY, "平方米", "平米", "亩", "m2", "元/月", "元/年", "人", "个", "户", "人次", "次", "名", "家",
+    (u for u in ["%", *MONEY, *AREA, "元/月", "元/年", "人", "个", "户", "人次", "次", "名", "家",
                  "所", "处", "支", "场"]
      if unicodedata.normalize("NFKC", u) == u and t2s(u) == u and not any(s in u for s, _ in _QUAL_SUFFIX)),
     key=len, reverse=True)
