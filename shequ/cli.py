@@ -143,8 +143,9 @@ def cmd_refresh(args) -> int:
     # run's quarters in order; one derived-table transaction for all of them): a cold refresh of the sample's 8
     # quarters then pays the run's start-up, connections, schema check and dimension load once instead of 8
     # times. Every table ends as quarter-by-quarter runs leave it (tests/test_refresh_in_one_run_matches_per_
-    # quarter.py). A range run that fails or is blocked changed no derived table (it is one transaction), and
-    # its quarters are then refreshed one run each, as before: each quarter all or nothing on its own.
+    # quarter.py). A range run that fails or is blocked up to fact_ranking changed no derived table (one
+    # transaction, committed when fact_ranking ends); whatever failed, its quarters are then refreshed one run
+    # each, as before (a later failure, e.g. in a report, costs a second pass but ends in the same tables).
     groups: list[list[str]] = []
     for q in quarters:
         if groups and quarters_between(groups[-1][-1], q)[1:] == [q]:
@@ -199,7 +200,7 @@ def cmd_refresh(args) -> int:
     if reports:
         console.print(f"季度报告（离线可用，asset quarterly_report）：{len(reports)} 个，最新 [bold]{reports[-1]}[/bold]")
     for q, msg in run_failed:
-        console.print(f"[red]{q} 运行失败：{msg}[/red]")
+        console.print(f"{q} 运行失败：{msg}", style="red", markup=False)   # msg may quote file text
     if blocking_failed:
         console.print(f"[red]阻断性检查未通过：{blocking_failed}[/red]")
         # what failed and where: the suites' examples name the file and cell behind each row (expectations/*.json)
@@ -210,11 +211,11 @@ def cmd_refresh(args) -> int:
                        ORDER BY 1, 2, 3""", [quarters]).fetchall():
                 console.print(f"  {q} {suite} {exp}：{(detail or '')[:400]}", style="red", markup=False)
     for p in problems:
-        console.print(f"[red]{p}[/red]")
+        console.print(p, style="red", markup=False)
     from .lake import after_refresh  # SHEQU_BACKEND=lake: publish the quarters to the lake; embedded: nothing
     lake_problems = after_refresh(wh, quarters, {q for q, _ in run_failed} | {q for q, _ in blocking_failed})
     for p in lake_problems:
-        console.print(f"[red]{p}[/red]")
+        console.print(p, style="red", markup=False)
     return 1 if (blocking_failed or run_failed or problems or missing or lake_problems) else 0
 
 

@@ -59,19 +59,24 @@ def test_consecutive_quarters_in_one_run_leave_the_tables_of_per_quarter_runs(bu
 
 
 def test_a_failed_quarter_in_a_range_falls_back_to_one_run_per_quarter(built, runs, tmp_path, monkeypatch):
+    from shequ import cli
     from shequ.cli import main
 
     stage_facts = shequ.pipeline.stage_facts
 
     def facts_fail_in_2024q1(con, quarter):
         if quarter == "2024Q1":
-            raise RuntimeError("模拟：2024Q1 的事实表出错")
+            raise RuntimeError("模拟：2024Q1 的事实表出错 [/red][bold]")   # text that rich would read as markup
         return stage_facts(con, quarter)
 
     monkeypatch.setattr(shequ.pipeline, "stage_facts", facts_fail_in_2024q1)
     wh = tmp_path / "warehouse.duckdb"
-    assert main(["refresh", "--inbox", str(built["inbox"]), "--warehouse", str(wh)]) == 1
+    with cli.console.capture() as out:
+        assert main(["refresh", "--inbox", str(built["inbox"]), "--warehouse", str(wh)]) == 1
     assert runs == [f"{QUARTERS[0]}:{QUARTERS[-1]}", *QUARTERS]   # the range, then each quarter on its own
+    printed = out.get()
+    assert "改为逐季度刷新" in printed
+    assert "2024Q1 运行失败" in printed and "[/red][bold]" in printed   # the message shown as text, not markup
     # the same failure, quarter by quarter as before: the same tables
     ref = tmp_path / "per_quarter.duckdb"
     for q in QUARTERS:
