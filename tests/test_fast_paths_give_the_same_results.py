@@ -82,3 +82,55 @@ def test_narrowed_batch_and_hash_precheck_report_what_the_plain_queries_report(t
     assert quality._narrow(batch, SUITE["expectations"][2]["kwargs"]["unexpected_rows_query"], cols) == batch
     assert quality._narrow(batch, SUITE["expectations"][1]["kwargs"]["unexpected_rows_query"], cols) == \
         '(SELECT "k", "c" FROM t WHERE period_key = \'2024Q1\')'
+
+
+HAZARDS = [   # queries that read columns they do not name: narrowing must keep the whole batch
+    "SELECT b FROM {batch} b WHERE b.v > 50",                                     # the whole row as a struct
+    "SELECT to_json(b) FROM {batch} AS b WHERE b.k < 5",
+    "SELECT #1, #2 FROM {batch} WHERE v > 60",                                    # positional references
+    "SELECT * FROM (PIVOT {batch} ON c USING count(*)) WHERE k < 3",             # groups by the unnamed columns
+    "SELECT k FROM (UNPIVOT {batch} ON v INTO NAME n VALUE x) WHERE x > 80",
+]
+
+
+@pytest.mark.parametrize("query", HAZARDS)
+def test_queries_reading_unnamed_columns_see_the_whole_batch(tmp_path, query):
+    suite = {"name": "h", "meta": {"table": "t"}, "expectations": [
+        {"type": "unexpected_rows_expectation", "kwargs": {"unexpected_rows_query": query}}]}
+    (tmp_path / "h.json").write_text(json.dumps(suite), encoding="utf-8")
+    con = duckdb.connect()
+    con.execute("""CREATE TABLE t AS SELECT i % 50 AS k, 'c' || (i % 3) AS c, (i * 37 % 100)::DOUBLE AS v,
+                   'w' || (i % 4) AS wide, '2024Q1' AS period_key FROM range(400) r(i)""")
+    cols = ["k", "c", "v", "wide", "period_key"]
+    batch = "(SELECT * FROM t WHERE period_key = '2024Q1')"
+    assert quality._narrow(batch, query, cols) == batch
+    original = quality._narrow
+    try:
+        got = quality.run_suite(con, "h", "2024Q1", directory=tmp_path, record=False)
+        quality._narrow = lambda batch, query, columns: batch
+        want = quality.run_suite(con, "h", "2024Q1", directory=tmp_path, record=False)
+    finally:
+        quality._narrow = original
+    assert got == want and got[0].unexpected > 0
+
+
+def test_an_alias_used_only_before_a_dot_is_narrowed():
+    cols = ["k", "c", "v", "wide", "period_key"]
+    batch = "(SELECT * FROM t WHERE period_key = '2024Q1')"
+    assert quality._narrow(batch, "SELECT b.k FROM {batch} AS b WHERE b.v > 1", cols) == \
+        '(SELECT "k", "v" FROM t WHERE period_key = \'2024Q1\')'
+
+
+def test_columns_come_from_the_current_database_not_an_attached_one(tmp_path):
+    """A lake reader attaches catalogues holding tables of the same name: the batch's columns are the current
+    database's, in its order (another catalogue's columns would be narrowed into the batch)."""
+    (tmp_path / "t.json").write_text(json.dumps(SUITE), encoding="utf-8")
+    con = duckdb.connect()
+    con.execute(f"ATTACH '{tmp_path / 'other.duckdb'}' AS other")
+    con.execute("CREATE TABLE other.t (only_there VARCHAR, v DOUBLE, k INTEGER)")
+    con.execute("CREATE TABLE d AS SELECT i AS k, 'c' || (i % 7) AS c FROM range(50) r(i)")
+    con.execute("CREATE TABLE t AS SELECT i % 50 AS k, 'c' || (i % 7) AS c, 10.0 AS v, 'x' AS wide, "
+                "'2024Q1' AS period_key FROM range(50) r(i)")
+    assert quality.table_columns(con, "t") == ["k", "c", "v", "wide", "period_key"]
+    got = quality.run_suite(con, "t", "2024Q1", directory=tmp_path, record=False)
+    assert [r.success for r in got] == [True, True, True, True]
