@@ -5,6 +5,7 @@ runs), one quarter partition at a time, then prints a summary read back from the
 """
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -494,6 +495,14 @@ def cmd_ui(args) -> int:
 def cmd_bench(args) -> int:
     from .bench import run_appraisal_bench, run_bench
 
+    if args.rerun:
+        from .rerun_bench import run_rerun_bench
+
+        res = run_rerun_bench(args.communities, args.history, out=Path(args.out) if args.out else None,
+                              console=console, keep=args.keep)
+        if args.json:
+            Path(args.json).write_text(json.dumps(res, ensure_ascii=False, indent=2), encoding="utf-8")
+        return 0
     if args.appraisal:
         run_appraisal_bench(args.communities, args.draws, Path(args.out) if args.out else None, console)
         return 0
@@ -554,6 +563,9 @@ def _main(argv: list[str] | None = None) -> int:
     b.add_argument("--keep", action="store_true", help="保留临时仓库文件")
     b.add_argument("--appraisal", action="store_true",
                    help="只测评比引擎：计分、三级排名、称号与解释写入，以及蒙特卡洛（--draws）")
+    b.add_argument("--rerun", action="store_true",
+                   help="只测事实表重跑一个季度：有 --history 个季度历史与只有该季度的两个仓库交替比较")
+    b.add_argument("--history", type=int, default=40, help="--rerun 时已装入的历史季度数（默认 40）")
     b.add_argument("--draws", type=int, default=200, help="蒙特卡洛抽样次数（默认 200）")
     b.add_argument("--json", help="把结果（各阶段秒数、数值/秒、峰值内存、写入行数、与裸 DuckDB 基准之比）另存为 JSON 文件")
     b.set_defaults(fn=cmd_bench)
