@@ -10,6 +10,7 @@ Dagster assets (pipelines/) and the benchmark (shequ bench) call exactly these; 
         ...
 """
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,6 +36,49 @@ STAGE_SUITES = {
     "quality_checks": ["quality_hold", "validation_violation", "outlier_flag", "completeness_report"],
     "fact_ranking": ["fact_ranking", "fact_score", "fact_award"],
 }
+
+
+class StageOutOfMemory(RuntimeError):
+    """A stage ran out of memory: DuckDB could not stay within its memory_limit even by spilling, or numpy /
+    polars could not allocate. The message names the stage, the quarter and the limits."""
+
+
+STAGE_NAMES = {"stage_dimensions": "维表", "stage_staged": "暂存", "stage_facts": "事实表",
+               "stage_aggregates": "汇总", "stage_quality": "质量规则", "stage_rankings": "评分与排名",
+               "stage_checks": "检查", "stage_sensitivity": "敏感性分析"}
+
+
+def memory_bounded(fn):
+    """Out of memory in a stage is reported as StageOutOfMemory naming the stage, the quarter and the limits,
+    not as DuckDB's English message or a bare MemoryError. Every write of a stage is a transaction (per file
+    for staging), so what the failing statement was writing is rolled back and what was committed before stays."""
+    @functools.wraps(fn)
+    def run(con, *args, **kwargs):
+        try:
+            return fn(con, *args, **kwargs)
+        except StageOutOfMemory:
+            raise
+        except Exception as e:
+            import duckdb
+
+            if not isinstance(e, (MemoryError, duckdb.OutOfMemoryException)):
+                raise
+            from .warehouse import duckdb_threads, memory_limit
+
+            try:        # what this connection runs with (a notebook may have SET its own)
+                limit, threads = con.execute("SELECT current_setting('memory_limit'), "
+                                             "current_setting('threads')").fetchall()[0]
+            except Exception:
+                limit, threads = memory_limit(), duckdb_threads()
+            quarter = kwargs.get("quarter") or next((a for a in args if isinstance(a, str) and len(a) == 6
+                                                     and a[4] == "Q"), None)
+            where = f"「{STAGE_NAMES.get(fn.__name__, fn.__name__)}{' ' + quarter if quarter else ''}」"
+            kind = "DuckDB 超出内存上限" if isinstance(e, duckdb.OutOfMemoryException) else "进程内存不足（numpy/polars 分配失败）"
+            raise StageOutOfMemory(
+                f"阶段{where}{kind}：DuckDB memory_limit = {limit}，threads = {threads}"
+                f"（可用环境变量 SHEQU_DUCKDB_MEMORY_LIMIT、SHEQU_DUCKDB_THREADS 调整；线程越少，内存越省）。"
+                f"正在写入的事务已回滚，此前已提交的数据不受影响。原始信息：{(str(e) or type(e).__name__).splitlines()[0][:300]}") from e
+    return run
 
 
 @dataclass
@@ -96,6 +140,7 @@ def quarters_in_inbox(inbox: Path) -> list[str]:
     return sorted({q for f in scan_inbox(None, inbox) for q in f.quarters})
 
 
+@memory_bounded
 def stage_dimensions(con: "duckdb.DuckDBPyConnection", registry_dir: Path = REGISTRY_DIR) -> dict[str, int]:
     from . import warehouse
 
@@ -104,6 +149,7 @@ def stage_dimensions(con: "duckdb.DuckDBPyConnection", registry_dir: Path = REGI
     return warehouse.load_dimensions(con, registry_dir)
 
 
+@memory_bounded
 def stage_staged(con: "duckdb.DuckDBPyConnection", inbox: Path, quarter: str, on_file=None
                  ) -> "list[ingest.FileSummary]":
     """Read the quarter's new files (those whose name says the quarter, or that do not say) into stg_value."""
@@ -112,6 +158,7 @@ def stage_staged(con: "duckdb.DuckDBPyConnection", inbox: Path, quarter: str, on
     return ingest.ingest_inbox(con, inbox if is_object_inbox(inbox) else Path(inbox), quarter, on_file)
 
 
+@memory_bounded
 def stage_facts(con: "duckdb.DuckDBPyConnection", quarter: str) -> int:
     from . import warehouse
 
@@ -119,6 +166,7 @@ def stage_facts(con: "duckdb.DuckDBPyConnection", quarter: str) -> int:
     return warehouse.build_facts(con, quarter)
 
 
+@memory_bounded
 def stage_aggregates(con: "duckdb.DuckDBPyConnection", quarter: str) -> int:
     from . import warehouse
 
@@ -126,6 +174,7 @@ def stage_aggregates(con: "duckdb.DuckDBPyConnection", quarter: str) -> int:
     return warehouse.build_aggregates(con, quarter)
 
 
+@memory_bounded
 def stage_rankings(con: "duckdb.DuckDBPyConnection", quarter: str, scheme_path: Path = DEFAULT_SCHEME,
                    reviews_dir: Path | None = None, draws: int | None = None) -> dict:
     """Load review-stage corrections, then score, rank, award and explain the quarter. Returns row counts and
@@ -143,6 +192,7 @@ def stage_rankings(con: "duckdb.DuckDBPyConnection", quarter: str, scheme_path: 
     return counts
 
 
+@memory_bounded
 def stage_quality(con: "duckdb.DuckDBPyConnection", quarter: str) -> dict[str, int]:
     """Validation rules (+ quality_hold), outliers, completeness and timeliness (shequ/dq.py)."""
     from . import dq
@@ -151,6 +201,7 @@ def stage_quality(con: "duckdb.DuckDBPyConnection", quarter: str) -> dict[str, i
     return dq.stage_quality(con, quarter)
 
 
+@memory_bounded
 def stage_checks(con: "duckdb.DuckDBPyConnection", stage: str, quarter: str) -> "list[quality.Result]":
     from . import dq, quality
 
@@ -163,6 +214,7 @@ def stage_checks(con: "duckdb.DuckDBPyConnection", stage: str, quarter: str) -> 
     return out
 
 
+@memory_bounded
 def stage_sensitivity(con: "duckdb.DuckDBPyConnection", quarter: str, scheme_path: Path = DEFAULT_SCHEME,
                       n: int | None = None) -> dict:
     """Sobol sensitivity of the quarter's ranks to the scheme's uncertain assumptions (heavy; its own asset)."""
