@@ -335,9 +335,6 @@ class Ingestor:
             resolved = refs.select("street_raw", "community_raw", "period_key").with_columns(
                 pl.lit(None, pl.Int32).alias("community_key"), pl.lit(None, pl.String).alias("resolve_reason"),
                 pl.lit(False).alias("is_preparatory"))
-        cells = cells.join(resolved.select("street_raw", "community_raw", "period_key", "community_key",
-                                           "resolve_reason", "is_preparatory"),
-                           on=["street_raw", "community_raw", "period_key"], how="left", nulls_equal=True)
         # unknown names: homophone and near-spelling candidates, proposed in the message, never applied
         unknown = resolved.filter(pl.col("resolve_reason") == "unknown_community")
         hints = suggest_candidates(unknown, self.registry) if unknown.height else {}
@@ -346,15 +343,23 @@ class Ingestor:
                                           for code, c, m, _ in cands) + "，请人工确认后加入别名表")
              for (s, n), cands in hints.items()],
             schema={"street_raw": pl.String, "community_raw": pl.String, "candidate_hint": pl.String}, orient="row")
-        cells = cells.join(hint_frame, on=["street_raw", "community_raw"], how="left", nulls_equal=True)
 
         cat = self.catalogue.select(pl.col("code").alias("indicator_code"), "value_kind", "unit", "valid_min",
                                     "valid_max", "direction", "not_applicable_to", "aggregation", "ratio_scale")
-        cells = cells.join(self.dim_community.select("community_key", "community_type"), on="community_key",
-                           how="left")
         units = pl.DataFrame({"sheet": list(fr.sheet_units), "table_unit": list(fr.sheet_units.values())},
                              schema={"sheet": pl.String, "table_unit": pl.String})
-        cells = cells.join(cat, on="indicator_code", how="left").join(units, on="sheet", how="left").with_columns(
+        # one plan, collected once: five left joins (each on keys unique on its right side) and the derived
+        # columns; eager, each step would copy the whole frame
+        cells = cells.lazy().join(resolved.select("street_raw", "community_raw", "period_key", "community_key",
+                                                  "resolve_reason", "is_preparatory").lazy(),
+                                  on=["street_raw", "community_raw", "period_key"], how="left", nulls_equal=True,
+                                  maintain_order="left") \
+            .join(hint_frame.lazy(), on=["street_raw", "community_raw"], how="left", nulls_equal=True,
+                  maintain_order="left") \
+            .join(self.dim_community.select("community_key", "community_type").lazy(),
+                                  on="community_key", how="left", maintain_order="left") \
+            .join(cat.lazy(), on="indicator_code", how="left", maintain_order="left") \
+            .join(units.lazy(), on="sheet", how="left", maintain_order="left").with_columns(
             # a numerator or denominator is a count, amount or area in its alias's unit (the catalogue side);
             # the header's own unit (（万元）, （亩）) is what the cell is written in and gets converted
             pl.when(pl.col("role") == "value").then(pl.col("value_kind"))
@@ -366,7 +371,7 @@ class Ingestor:
             pl.coalesce(pl.col("header_unit"), pl.lit("")).alias("column_unit"),
             pl.coalesce(pl.col("table_unit"), pl.lit("")).alias("table_unit"),
             pl.col("raw_text").fill_null(""),
-        )
+        ).collect(engine="in-memory")
         ok_so_far = (pl.col("period_key").is_not_null() & pl.col("indicator_code").is_not_null()
                      & pl.col("community_key").is_not_null())
         parsed = parse_cells(cells.filter(ok_so_far))
@@ -389,12 +394,12 @@ class Ingestor:
         #人数, no valid_max) and a numerator or denominator by its unit's hard range (models/catalogue/
         # unit_limits.csv; a unit without a row gets no upper bound it could pass: 0). Checked here, before the
         # fact table, so no single cell can block a quarter's later stages.
-        parsed = parsed.join(self.unit_limits.select(pl.col("unit").alias("target_unit"), "hard_min", "hard_max"),
-                             on="target_unit", how="left")
+        parsed = parsed.lazy().join(self.unit_limits.select(pl.col("unit").alias("target_unit"), "hard_min",
+                                                            "hard_max").lazy(),
+                                    on="target_unit", how="left", maintain_order="left")
         is_value = (pl.col("role") == "value") & (pl.col("direction") != "target_band")
         lo = pl.when(is_value).then(pl.col("valid_min")).otherwise(pl.max_horizontal(pl.lit(0.0), pl.col("hard_min")))
         hi = pl.when(is_value).then(pl.col("valid_max")).otherwise(pl.col("hard_max").fill_null(0.0))
-        parsed = parsed.with_columns(lo.alias("_lo"), hi.alias("_hi"))
         out_of_range = (pl.col("reason").is_null() & pl.col("value").is_not_null()
                         & ((pl.col("value") < pl.col("_lo")) | (pl.col("value") > pl.col("_hi"))).fill_null(False))
         role_zh = pl.col("role").replace_strict({"value": "数值", "numerator": "分子", "denominator": "分母"},
@@ -403,22 +408,29 @@ class Ingestor:
         not_applicable = (pl.col("reason").is_null() & (pl.col("value") == 0)
                           & pl.col("not_applicable_to").fill_null("").str.split("|").list.contains(
                               pl.col("community_type").fill_null("")))
-        parsed = parsed.with_columns(
-            pl.when(not_applicable).then(pl.lit("not_applicable")).otherwise(pl.col("reason")).alias("reason"),
-            pl.when(not_applicable).then(pl.format("{}不适用该指标（填报的 0 按不适用处理，不计为 0）",
-                                                   pl.col("community_type")))
-            .otherwise(pl.col("message")).alias("message"),
-        )
-        parsed = parsed.with_columns(
-            pl.when(out_of_range).then(pl.lit("out_of_range")).otherwise(pl.col("reason")).alias("reason"),
-            pl.when(out_of_range).then(pl.format(
-                "{} 工作表 {} 单元格 {}：{} “{}” 读作 {}，超出指标 {} 的{}范围 [{}, {}]，未入库", pl.lit(rel),
-                pl.col("sheet").fill_null("").replace("", "(无)"), pl.col("source_cell"), role_zh,
-                pl.col("raw_text").str.slice(0, 60), pl.col("value"), pl.col("indicator_code"),
-                pl.when(is_value).then(pl.lit("有效")).otherwise(pl.lit("硬性")), pl.col("_lo"), pl.col("_hi")))
-            .otherwise(pl.col("message")).alias("message"),
-        )
-        good = parsed.filter(pl.col("reason").is_null()).sort("_idx").with_columns(
+        # the flags first, in one plan; the messages (a format over every row) only when a row needs one
+        parsed = parsed.with_columns(lo.alias("_lo"), hi.alias("_hi")).with_columns(
+            not_applicable.fill_null(False).alias("_na")).collect(engine="in-memory")
+        if parsed["_na"].any():
+            parsed = parsed.with_columns(
+                pl.when(pl.col("_na")).then(pl.lit("not_applicable")).otherwise(pl.col("reason")).alias("reason"),
+                pl.when(pl.col("_na")).then(pl.format("{}不适用该指标（填报的 0 按不适用处理，不计为 0）",
+                                                      pl.col("community_type")))
+                .otherwise(pl.col("message")).alias("message"),
+            )
+        parsed = parsed.with_columns(out_of_range.fill_null(False).alias("_oor"))
+        if parsed["_oor"].any():
+            parsed = parsed.with_columns(
+                pl.when(pl.col("_oor")).then(pl.lit("out_of_range")).otherwise(pl.col("reason")).alias("reason"),
+                pl.when(pl.col("_oor")).then(pl.format(
+                    "{} 工作表 {} 单元格 {}：{} “{}” 读作 {}，超出指标 {} 的{}范围 [{}, {}]，未入库", pl.lit(rel),
+                    pl.col("sheet").fill_null("").replace("", "(无)"), pl.col("source_cell"), role_zh,
+                    pl.col("raw_text").str.slice(0, 60), pl.col("value"), pl.col("indicator_code"),
+                    pl.when(is_value).then(pl.lit("有效")).otherwise(pl.lit("硬性")), pl.col("_lo"), pl.col("_hi")))
+                .otherwise(pl.col("message")).alias("message"),
+            )
+        parsed = parsed.drop("_na", "_oor")
+        good = parsed.lazy().filter(pl.col("reason").is_null()).sort("_idx").with_columns(
             # year-to-date values keep saying so: the fact build differences flows against the previous quarter
             pl.when(pl.col("is_ytd")).then(pl.concat_str([pl.lit("ytd"), pl.col("qualifier")], separator=",",
                                                          ignore_nulls=True))
@@ -426,7 +438,7 @@ class Ingestor:
             # 南苑新村社区(筹): the value is kept and says the community was reported as 筹建 (preparatory)
             pl.when(pl.col("is_preparatory").fill_null(False))
             .then(pl.concat_str([pl.col("qualifier"), pl.lit("preparatory")], separator=",", ignore_nulls=True))
-            .otherwise(pl.col("qualifier")).alias("qualifier"))
+            .otherwise(pl.col("qualifier")).alias("qualifier")).collect(engine="in-memory")
         good, dups = split_duplicates(good, rel)   # hidden copy, conflicting or equal copies: shequ/duplicates.py
         good, parts_bad = self._check_ratio_parts(good, rel)
         staged = good.select(
@@ -502,10 +514,10 @@ class Ingestor:
         ratio_parts_inconsistent, the message naming both cells: neither can be trusted, and the fact build would
         otherwise compute an impossible rate from them. Returns (good without them, the quarantined rows)."""
         key = ["community_key", "indicator_code", "period_key"]
-        parts = good.filter(pl.col("role").is_in(["numerator", "denominator"]) & (pl.col("aggregation") == "ratio"))
         empty = good.head(0).with_columns(pl.lit(None, pl.String).alias("reason"), pl.lit(None, pl.String).alias("message"))
-        if parts.height == 0:
-            return good, empty
+        # the pairs that break their range, in one polars plan (no pairs: nothing found, same answer)
+        parts = good.lazy().filter(pl.col("role").is_in(["numerator", "denominator"])
+                                   & (pl.col("aggregation") == "ratio"))
         cell = pl.concat_str([pl.col("sheet").fill_null(""), pl.lit("!"), pl.col("source_cell")]).str.strip_chars_start("!")
         num = parts.filter(pl.col("role") == "numerator").select(*key, pl.col("value").alias("n"),
                                                                  cell.alias("n_cell"), pl.col("raw_text").alias("n_raw"))
@@ -518,7 +530,7 @@ class Ingestor:
         bad = pairs.filter(
             ((pl.col("d") == 0) & (pl.col("n") > 0))
             | (pl.col("rate") < pl.col("valid_min") - tol).fill_null(False)
-            | (pl.col("rate") > pl.col("valid_max") + tol).fill_null(False))
+            | (pl.col("rate") > pl.col("valid_max") + tol).fill_null(False)).collect(engine="in-memory")
         if bad.height == 0:
             return good, empty
         bad = bad.with_columns(pl.format(

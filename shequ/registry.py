@@ -98,35 +98,38 @@ def match_frame(dim_community: pl.DataFrame, aliases: pl.DataFrame | None = None
 def resolve_communities(refs: pl.DataFrame, reg: pl.DataFrame) -> pl.DataFrame:
     """refs: columns ref_id, street_raw (nullable), community_raw, district_hint (nullable), as_of (Date);
     reg: match_frame(...). Returns refs with community_key (null when unresolved) and resolve_reason."""
-    refs = refs.with_columns(
+    # one polars plan per step below instead of an eager step each (a file has a few hundred refs: the fixed cost
+    # of each step, not the work, is what a district's file pays)
+    refs = refs.lazy().with_columns(
         _clean_unique(refs["community_raw"].cast(pl.String)).alias("_cr"),
         _clean_unique(refs["street_raw"].cast(pl.String)).alias("_sr"),
-    )
-    # a street written inside the name (南湖街道-南湖社区) fills a missing street
-    refs = refs.with_columns(
+    ).with_columns(   # a street written inside the name (南湖街道-南湖社区) fills a missing street
         pl.coalesce(pl.col("_sr"), pl.col("_cr").str.extract(r"^(?:.*?区)?(.+?(?:街道|镇))", 1)).alias("_sr"),
         pl.col("_cr").str.contains(STATUS_MARK).alias("is_preparatory"),
     ).with_columns(
         name_core(pl.col("_cr")).alias("_name_core"),
         street_core(pl.col("_sr")).alias("_street_core"),
-    )
+    ).collect(engine="in-memory")
     valid = (pl.col("valid_from") <= pl.col("as_of")) & (pl.col("valid_to").is_null() | (pl.col("valid_to") > pl.col("as_of")))
     district_ok = pl.col("district_hint").is_null() | (pl.col("district") == pl.col("district_hint"))
 
-    with_street = refs.filter(pl.col("_street_core").is_not_null())
-    m1 = (with_street.join(reg, on=["_street_core", "_name_core"], how="inner")
+    lrefs, lreg = refs.lazy(), reg.lazy()
+    with_street = lrefs.filter(pl.col("_street_core").is_not_null())
+    m1 = (with_street.join(lreg, on=["_street_core", "_name_core"], how="inner")
           .filter(valid & district_ok).group_by("ref_id").agg(pl.col("community_key").unique()))
     # no street given: the name must be unique among communities valid then (within the district hint)
-    no_street = refs.filter(pl.col("_street_core").is_null())
-    m2 = (no_street.join(reg.drop("_street_core"), on="_name_core", how="inner").filter(valid & district_ok)
+    no_street = lrefs.filter(pl.col("_street_core").is_null())
+    m2 = (no_street.join(lreg.drop("_street_core"), on="_name_core", how="inner").filter(valid & district_ok)
           .group_by("ref_id").agg(pl.col("community_key").unique()))
     # more than one candidate is never resolved by picking one: the cell is rejected as ambiguous
+    existed = lrefs.join(lreg, on="_name_core", how="inner").select("ref_id").unique()
+    m1, m2, existed = pl.collect_all([m1, m2, existed], engine="in-memory")
     both = pl.concat([m1, m2])
     ambiguous = both.filter(pl.col("community_key").list.len() > 1)["ref_id"]
     matched = both.filter(pl.col("community_key").list.len() == 1).select(
         "ref_id", pl.col("community_key").list.first())
     out = refs.join(matched, on="ref_id", how="left")
-    existed = (refs.join(reg, on="_name_core", how="inner").select("ref_id").unique())["ref_id"]
+    existed = existed["ref_id"]
     out = out.with_columns(
         pl.when(pl.col("community_key").is_not_null()).then(None)
         .when(pl.col("ref_id").is_in(ambiguous.implode())).then(pl.lit("ambiguous_community"))
