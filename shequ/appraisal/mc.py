@@ -239,15 +239,14 @@ def run_uncertainty(app: Appraisal, series: list[Series], draws: int | None = No
     # shallower one did shares that version, and so does everything computed from it.
     treated_cols = [j for j, c in enumerate(u.indicators) if scheme.treated(c)]
     tpos = {j: k for k, j in enumerate(treated_cols)}
-    treated: dict[int, np.ndarray] = {}
-    for wi in sorted({c[0] for c in combos}):
-        w = winmaxes[wi]
-        if w is None:
-            treated[wi] = app.treated[:, treated_cols]
-        else:
-            Xt, _, _ = treat(app.imputed, u, scheme, winmax=w, pool=app.eligible)
-            treated[wi] = Xt[:, treated_cols]
-            del Xt
+
+    def treat_at(wi: int) -> np.ndarray:
+        if winmaxes[wi] is None:
+            return app.treated[:, treated_cols]
+        return treat(app.imputed, u, scheme, winmax=winmaxes[wi], pool=app.eligible)[0][:, treated_cols]
+
+    used = sorted({c[0] for c in combos})
+    treated: dict[int, np.ndarray] = dict(zip(used, pmap(treat_at, used)))
     canon: dict[tuple[int, int], int] = {}       # (depth, column) -> the depth whose version it shares
     for j, k in tpos.items():
         seen: list[int] = []
