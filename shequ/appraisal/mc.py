@@ -1,10 +1,15 @@
 """Uncertainty analysis: Monte Carlo over the choices a scheme declares as uncertain (winsorisation depth,
 normalisation, weights, aggregation), as COINr's get_sensitivity(SA_type = "UA") does.
 
-Each draw re-treats (cached per winsorisation depth), re-normalises the relative indicators, re-aggregates
-with noisy weights and re-ranks. Per unit and ranked series the result is the mean,
-median and declared quantiles (R type 7) of its rank over the draws. Draw i uses its own generator spawned
-from the scheme's seed, so the result does not depend on thread scheduling: same seed, same numbers.
+Each draw re-treats (per winsorisation depth), re-normalises the relative indicators, re-aggregates with noisy
+weights and re-ranks. What a draw computes that does not depend on its noisy weights is computed once, before the
+draws, for the configurations (depth, normalisation, aggregation) the draws pick: each indicator column and each
+category once per distinct input (bit for bit), the index's summands once per configuration, and a category's
+ranks once per configuration; a draw re-aggregates only the index, adjusts, rounds and ranks it. Every shortcut
+gives the plain computation's bits (tests/test_monte_carlo_fast_paths.py re-runs the whole engine per draw).
+Per unit and ranked series the result is the mean, median and declared quantiles (R type 7) of its rank over
+the draws. Draw i uses its own generator spawned from the scheme's seed, so the result does not depend on
+thread scheduling: same seed, same numbers.
 
 Draws run in chunks of CHUNK (issue 11: 200 draws x 600,000 units x 8 series held as one array peaked at 11 GB);
 after each chunk the ranks are folded into per-series counts (RankCounts), so peak memory does not grow with the
@@ -13,7 +18,6 @@ unit is the first rank value whose running count exceeds k, identical to sorting
 """
 
 import os
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
