@@ -211,6 +211,17 @@ def run_uncertainty(app: Appraisal, series: list[Series], draws: int | None = No
                     ) -> Uncertainty:
     """``areas``: streets / districts re-scored from each draw's community index scores and ranked within their
     parent; their statistics are returned under the area series' names (ranks of the areas, in label order)."""
+    n_threads = threads or min(2, os.cpu_count() or 1)
+    ex = ThreadPoolExecutor(n_threads) if n_threads > 1 else None
+    try:     # the pool serves the set-up and the draws; shut down however they end
+        return _uncertainty(app, series, draws, seed, areas, chunk, ex.map if ex is not None else map)
+    finally:
+        if ex is not None:
+            ex.shutdown()
+
+
+def _uncertainty(app: Appraisal, series: list[Series], draws: int | None, seed: int | None,
+                 areas: list[AreaSeries], chunk: int, pmap) -> Uncertainty:
     scheme, u = app.scheme, app.units
     spec = scheme.section("uncertainty") or {}
     draws = int(draws if draws is not None else spec.get("draws", 100))
@@ -224,9 +235,6 @@ def run_uncertainty(app: Appraisal, series: list[Series], draws: int | None = No
     digits = int((scheme.section("ranking") or {}).get("round", 2))
     mode = (scheme.section("ranking") or {}).get("round_mode", "half_even")
     floor = (scheme.section("aggregate") or {}).get("geometric_floor")
-    n_threads = threads or min(2, os.cpu_count() or 1)
-    ex = ThreadPoolExecutor(n_threads) if n_threads > 1 and draws > 1 else None
-    pmap = ex.map if ex is not None else map
 
     # Every draw's generator, and the first three numbers it gives (winsorisation depth, normalisation,
     # aggregation), drawn up front in the same order as before: the draws' choices are known before any work,
@@ -453,18 +461,14 @@ def run_uncertainty(app: Appraisal, series: list[Series], draws: int | None = No
         params[i] = {"winmax": w, "normalise": (norms[ni] or {}).get("method"), "aggregation": agg,
                      "weights": {k: round(v, 6) for k, v in weights.items()}}
 
-    try:
-        for start in range(0, draws, chunk):
-            idx = range(start, min(start + chunk, draws))
-            ranks = [np.zeros((len(idx), u.n), dtype=np.int32) for _ in series]
-            aranks = [np.zeros((len(idx), a.members.n), dtype=np.int32) for a in areas]
-            list(pmap(lambda i: one(i, ranks, aranks, i - start), idx))
-            # each series folds into its own counts: in parallel (numpy's indexing releases the GIL)
-            list(pmap(lambda aR: aR[0].add(aR[1]), zip(acc + area_acc, ranks + aranks)))
-            del ranks, aranks
-    finally:
-        if ex is not None:
-            ex.shutdown()
+    for start in range(0, draws, chunk):
+        idx = range(start, min(start + chunk, draws))
+        ranks = [np.zeros((len(idx), u.n), dtype=np.int32) for _ in series]
+        aranks = [np.zeros((len(idx), a.members.n), dtype=np.int32) for a in areas]
+        list(pmap(lambda i: one(i, ranks, aranks, i - start), idx))
+        # each series folds into its own counts: in parallel (numpy's indexing releases the GIL)
+        list(pmap(lambda aR: aR[0].add(aR[1]), zip(acc + area_acc, ranks + aranks)))
+        del ranks, aranks
     stats = {}
     for s, a, m in zip(series, acc, masks):
         stats[s.name] = a.stats(m, (q_lo, q_hi))
