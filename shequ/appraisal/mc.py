@@ -18,6 +18,8 @@ unit is the first rank value whose running count exceeds k, identical to sorting
 """
 
 import os
+import threading
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -347,13 +349,6 @@ def _uncertainty(app: Appraisal, series: list[Series], draws: int | None, seed: 
                 prepared.setdefault(pk, None)
     pkeys = [k for k in prepared]
 
-    def prep_task(pk: tuple) -> None:
-        node, agg, kk = pk
-        C = np.column_stack([value[k] for k in kk])
-        prepared[pk] = prepare_rows(C, agg or scheme.aggregation_of(node), floor)
-        if prepared[pk] is None:      # no prepared form: keep the children for aggregate_rows
-            prepared[pk] = C
-    list(pmap(prep_task, pkeys))
     plain_values: dict[tuple, np.ndarray] = {}
     for combo in combos:
         for j in plain_cols:
@@ -400,9 +395,27 @@ def _uncertainty(app: Appraisal, series: list[Series], draws: int | None, seed: 
         node, key = t
         fixed_ranks[key] = node_ranks(value[key], by_node[node])
     list(pmap(rank_task, tasks))
+
+    # The prepared nodes, each freeing the children values no later preparation or draw reads (the values and
+    # the prepared summands are not all held at once)
     keep = {key_of[(c, combo)] for c in needed for combo in combos}
-    for key in [k for k in value if k not in keep]:   # read by no draw (prepared or ranked already): freed
+    uses = Counter(k for pk in pkeys for k in set(pk[2]))
+    for key in [k for k in value if k not in keep and not uses[k]]:
         del value[key]
+    uses_lock = threading.Lock()
+
+    def prep_task(pk: tuple) -> None:
+        node, agg, kk = pk
+        C = np.column_stack([value[k] for k in kk])
+        prepared[pk] = prepare_rows(C, agg or scheme.aggregation_of(node), floor)
+        if prepared[pk] is None:      # no prepared form: keep the children for aggregate_rows
+            prepared[pk] = C
+        with uses_lock:
+            for k in set(kk):
+                uses[k] -= 1
+                if not uses[k] and k not in keep:
+                    del value[k]
+    list(pmap(prep_task, pkeys))
 
     acc = [RankCounts(u.n, draws, m, g) for m, g in zip(masks, groups)]
     area_groups = [Groups(a.parent) for a in areas]
