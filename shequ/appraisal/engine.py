@@ -832,6 +832,18 @@ def adjust_scores(u: Units, scheme: Scheme, root: np.ndarray, names: bool = True
     return score, bonus, vetoes, effects
 
 
+def adjusted_score(root: np.ndarray, adj: Adjustments) -> np.ndarray:
+    """``adjust_scores(..., names=False, adj=adj)[0]`` alone: the score after bonus, max_score and cap_score
+    vetoes, without the published bonus (the Monte Carlo ranks the score and discards the rest)."""
+    score = root + adj.bonus
+    if "max_score" in adj.bspec:
+        score = np.minimum(score, np.maximum(root, float(adj.bspec["max_score"])))
+    for v, hit in adj.vetoes:
+        if v["effect"] == "cap_score":
+            score = np.where(hit, np.minimum(score, float(v["cap"])), score)
+    return score
+
+
 def veto_hits(app: "Appraisal") -> list[dict]:
     """One row per (unit, 一票否决 rule hit), for explanations: the rule's name, indicator, operator and threshold,
     the value the rule read (the imputed value, as ``adjust_scores`` reads it), its effect, the grade before and

@@ -1,10 +1,15 @@
 """Uncertainty analysis: Monte Carlo over the choices a scheme declares as uncertain (winsorisation depth,
 normalisation, weights, aggregation), as COINr's get_sensitivity(SA_type = "UA") does.
 
-Each draw re-treats (cached per winsorisation depth), re-normalises the relative indicators, re-aggregates
-with noisy weights and re-ranks. Per unit and ranked series the result is the mean,
-median and declared quantiles (R type 7) of its rank over the draws. Draw i uses its own generator spawned
-from the scheme's seed, so the result does not depend on thread scheduling: same seed, same numbers.
+Each draw re-treats (per winsorisation depth), re-normalises the relative indicators, re-aggregates with noisy
+weights and re-ranks. What a draw computes that does not depend on its noisy weights is computed once, before the
+draws, for the configurations (depth, normalisation, aggregation) the draws pick: each indicator column and each
+category once per distinct input (bit for bit), the index's summands once per configuration, and a category's
+ranks once per configuration; a draw re-aggregates only the index, adjusts, rounds and ranks it. Every shortcut
+gives the plain computation's bits (tests/test_monte_carlo_fast_paths.py re-runs the whole engine per draw).
+Per unit and ranked series the result is the mean, median and declared quantiles (R type 7) of its rank over
+the draws. Draw i uses its own generator spawned from the scheme's seed, so the result does not depend on
+thread scheduling: same seed, same numbers.
 
 Draws run in chunks of CHUNK (issue 11: 200 draws x 600,000 units x 8 series held as one array peaked at 11 GB);
 after each chunk the ranks are folded into per-series counts (RankCounts), so peak memory does not grow with the
@@ -14,12 +19,15 @@ unit is the first rank value whose running count exceeds k, identical to sorting
 
 import os
 import threading
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
-from .engine import Appraisal, Groups, adjust_scores, adjustments, node_scores, normalise, round_scores, treat
+from .engine import (Appraisal, Groups, adjusted_score, adjustments, aggregate_rows, node_scores, normalise_column,
+                     round_scores, treat)
+from .scheme import RELATIVE, SchemeError
 
 
 @dataclass
@@ -54,14 +62,19 @@ def _ranks_in_order(order: np.ndarray, score: np.ndarray, mask: np.ndarray, g: G
     """Competition ranks (1 = best, ties share the best rank, as the nominal ranking) of the masked units
     within each group of g, given the units already sorted by descending score (one sort per node serves
     every series of that node). Units outside the mask get rank 0 (masked later)."""
-    n = len(score)
     o = order[mask[order] & np.isfinite(score[order])]
     if g is None:
+        return _ranks_sorted(o, None, score)
+    gi = _group_key(g)[o]
+    o2 = np.argsort(gi, kind="stable")    # a radix sort on 16-bit keys: same order as on the int64 ones
+    return _ranks_sorted(o[o2], gi[o2], score)
+
+
+def _ranks_sorted(o: np.ndarray, go: np.ndarray | None, score: np.ndarray) -> np.ndarray:
+    """Ranks from the ranked units ``o`` sorted by group (``go``, None = one group), then descending score."""
+    n = len(score)
+    if go is None:
         go = np.zeros(len(o), np.int64)
-    else:
-        gi = _group_key(g)[o]
-        o2 = np.argsort(gi, kind="stable")    # a radix sort on 16-bit keys: same order as on the int64 ones
-        o, go = o[o2], gi[o2]
     vals = score[o]
     pos = np.arange(len(o), dtype=np.int64)
     new_g = np.r_[True, go[1:] != go[:-1]] if len(o) else np.zeros(0, bool)
@@ -71,6 +84,34 @@ def _ranks_in_order(order: np.ndarray, score: np.ndarray, mask: np.ndarray, g: G
     if len(o):
         r[o] = (np.maximum.accumulate(np.where(new_run, pos, 0)) - gstart + 1).astype(np.int32)
     return r
+
+
+def _ranks_of_series(order: np.ndarray, score: np.ndarray, masks: list[np.ndarray], whole: list[bool],
+                     groups: list[Groups | None]) -> list[np.ndarray]:
+    """``[_ranks_in_order(order, score, m, g) for m, g in zip(masks, groups)]`` with the work shared: ``score``
+    is NaN outside the units every mask lies within, and ``whole[k]`` says mask k is all of them. Without
+    infinities the ranked units are a prefix of ``order`` (NaN sorts last); each grouping is sorted once, and a
+    series ranking a subset takes its units from that sequence in the same order (a stable sort of a subsequence
+    is the subsequence of the stable sort)."""
+    if np.isinf(score).any():
+        return [_ranks_in_order(order, score, m, g) for m, g in zip(masks, groups)]
+    o_all = order[:int(np.isfinite(score).sum())]
+    by_group: dict[int, tuple] = {}
+    out = []
+    for m, full, g in zip(masks, whole, groups):
+        if id(g) not in by_group:
+            if g is None:
+                by_group[id(g)] = (o_all, None)
+            else:
+                gi = _group_key(g)[o_all]
+                o2 = np.argsort(gi, kind="stable")
+                by_group[id(g)] = (o_all[o2], gi[o2])
+        o, go = by_group[id(g)]
+        if not full:
+            sel = m[o]
+            o, go = o[sel], (go[sel] if go is not None else None)
+        out.append(_ranks_sorted(o, go, score))
+    return out
 
 
 def _desc_order(v: np.ndarray, digits: int | None) -> np.ndarray:
@@ -105,11 +146,84 @@ def _group_key(g: Groups) -> np.ndarray:
 CHUNK = 25     # draws held at once (ranks of every series for these draws), then folded into counts
 
 
+def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    """Bit for bit equal (NaN payloads and the sign of zero included): the same input to a deterministic step."""
+    return a.shape == b.shape and np.array_equal(np.ascontiguousarray(a).view(np.uint64),
+                                                 np.ascontiguousarray(b).view(np.uint64))
+
+
+@dataclass
+class Prepared:
+    """What ``aggregate_rows(C, w, method, floor)`` computes from C alone, for a node re-aggregated with new
+    weights in many draws from the same children (the index over cached categories): the mask of scored
+    children, the summands before weighting (C with missing cells 0, or its logarithm for the geometric mean)
+    and each row's pattern of scored children, so the weight total is summed once per pattern, not per row.
+    ``prepared_rows`` then gives aggregate_rows' result bit for bit (tests/test_monte_carlo_fast_paths.py)."""
+    method: str
+    ok: np.ndarray
+    A: np.ndarray
+    all_ok: bool
+    pat_ok: np.ndarray | None          # distinct rows of ok (None: rows summed one by one)
+    pat_inv: np.ndarray | None
+
+
+def prepare_rows(C: np.ndarray, method: str, floor: float | None = None) -> Prepared | None:
+    """None for a method without a prepared form (harmonic): the caller uses aggregate_rows."""
+    ok = np.isfinite(C)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if method == "arithmetic":
+            A = np.where(ok, C, 0.0)
+        elif method == "geometric":
+            Cg = C if floor is None else np.where(ok, np.maximum(C, floor), C)
+            if (Cg[ok] <= 0).any():
+                raise SchemeError("几何平均遇到 0 或负值：请把该层的标准化下限设为正数（如 minmax lo: 1），"
+                                  "或在方案中声明 aggregate.geometric_floor")
+            A = np.where(ok, np.log(np.where(ok, Cg, 1.0)), 0.0)
+        else:
+            return None
+    pat_ok = pat_inv = None
+    if 0 < C.shape[1] <= 62:
+        key = ok.astype(np.int64) @ (np.int64(1) << np.arange(C.shape[1], dtype=np.int64))   # exact integers
+        _, first, pat_inv = np.unique(key, return_index=True, return_inverse=True)
+        pat_ok = ok[first]
+    return Prepared(method, ok, A, bool(ok.all()), pat_ok, pat_inv)
+
+
+def prepared_rows(p: Prepared, w: np.ndarray) -> np.ndarray:
+    """aggregate_rows(C, w, p.method, floor) from prepare_rows(C, p.method, floor)."""
+    if p.pat_ok is not None:
+        # a row's weight total depends only on which children it has: the same row sum, once per pattern
+        tot = np.where(p.pat_ok, w, 0.0).sum(axis=1)[p.pat_inv]
+    else:
+        tot = np.where(p.ok, w, 0.0).sum(axis=1)
+    # A is 0 where a child is missing, so A * w equals A * where(ok, w, 0) cell by cell when every weight is
+    # positive and finite (0 * w = +0.0 = 0 * 0); otherwise the masked weights are used
+    Wm = w if (np.isfinite(w).all() and (w > 0).all()) else np.where(p.ok, w, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if p.method == "arithmetic":
+            num = p.A @ w if p.all_ok else (p.A * Wm).sum(axis=1)
+            out = num / tot
+        else:
+            out = np.exp((p.A * Wm).sum(axis=1) / tot)
+    return np.where(tot > 0, out, np.nan)
+
+
 def run_uncertainty(app: Appraisal, series: list[Series], draws: int | None = None, seed: int | None = None,
                     threads: int | None = None, areas: list[AreaSeries] = (), chunk: int = CHUNK
                     ) -> Uncertainty:
     """``areas``: streets / districts re-scored from each draw's community index scores and ranked within their
     parent; their statistics are returned under the area series' names (ranks of the areas, in label order)."""
+    n_threads = threads or min(2, os.cpu_count() or 1)
+    ex = ThreadPoolExecutor(n_threads) if n_threads > 1 else None
+    try:     # the pool serves the set-up and the draws; shut down however they end
+        return _uncertainty(app, series, draws, seed, areas, chunk, ex.map if ex is not None else map)
+    finally:
+        if ex is not None:
+            ex.shutdown()
+
+
+def _uncertainty(app: Appraisal, series: list[Series], draws: int | None, seed: int | None,
+                 areas: list[AreaSeries], chunk: int, pmap) -> Uncertainty:
     scheme, u = app.scheme, app.units
     spec = scheme.section("uncertainty") or {}
     draws = int(draws if draws is not None else spec.get("draws", 100))
@@ -122,109 +236,232 @@ def run_uncertainty(app: Appraisal, series: list[Series], draws: int | None = No
     basis = spec.get("rank_basis", (scheme.section("ranking") or {}).get("basis", "rounded"))
     digits = int((scheme.section("ranking") or {}).get("round", 2))
     mode = (scheme.section("ranking") or {}).get("round_mode", "half_even")
+    floor = (scheme.section("aggregate") or {}).get("geometric_floor")
 
-    # Treated matrices, one per winsorisation depth: only the treated columns differ, so keep just those.
+    # Every draw's generator, and the first three numbers it gives (winsorisation depth, normalisation,
+    # aggregation), drawn up front in the same order as before: the draws' choices are known before any work,
+    # so only the configurations some draw uses are computed. The weights come from the same generator later.
+    rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(draws)]
+    picks = []
+    for rng in rngs:
+        wi = int(rng.integers(len(winmaxes)))
+        ni = int(rng.integers(len(norms)))
+        picks.append((wi, ni, int(rng.integers(len(aggs)))))
+    combos = sorted(set(picks))
+
+    # Treated columns, one version per winsorisation depth used. A depth that leaves a column bit for bit as a
+    # shallower one did shares that version, and so does everything computed from it.
     treated_cols = [j for j, c in enumerate(u.indicators) if scheme.treated(c)]
-    treated = {}
-    for w in winmaxes:
-        Xt, _, _ = treat(app.imputed, u, scheme, winmax=w, pool=app.eligible)
-        treated[w] = Xt[:, treated_cols] if w is not None else app.treated[:, treated_cols]
+    tpos = {j: k for k, j in enumerate(treated_cols)}
+
+    def treat_at(wi: int) -> np.ndarray:
+        if winmaxes[wi] is None:
+            return app.treated[:, treated_cols]
+        return treat(app.imputed, u, scheme, winmax=winmaxes[wi], pool=app.eligible)[0][:, treated_cols]
+
+    used = sorted({c[0] for c in combos})
+    treated: dict[int, np.ndarray] = dict(zip(used, pmap(treat_at, used)))
+    canon: dict[tuple[int, int], int] = {}       # (depth, column) -> the depth whose version it shares
+    for j, k in tpos.items():
+        seen: list[int] = []
+        for wi in sorted(treated):
+            col = treated[wi][:, k]
+            canon[(wi, j)] = next((s for s in seen if _same_bits(treated[s][:, k], col)), wi)
+            if canon[(wi, j)] == wi:
+                seen.append(wi)
+    relative = {j: scheme.method_of(c)["method"] in RELATIVE for j, c in enumerate(u.indicators)}
+
+    def col_key(j: int, wi: int, ni: int) -> tuple:
+        """What indicator j's normalised scores depend on in a configuration."""
+        return (j, canon[(wi, j)] if j in tpos else None, ni if relative[j] and norms[ni] is not None else None)
+
+    def col_value(key: tuple) -> np.ndarray:
+        j, wi, ni = key
+        c = u.indicators[j]
+        m = scheme.method_of(c)
+        if ni is not None:
+            m = {**norms[ni], "within": m.get("within")}
+        x = treated[wi][:, tpos[j]] if wi is not None else app.imputed[:, j]
+        return normalise_column(x, m, scheme.nodes[c].direction, u.grouping(m.get("within")), app.eligible,
+                                codes=u.codes)
+
+    level = {c: scheme.nodes[c].level for c in scheme.nodes}
+    parent = {c: scheme.nodes[c].parent for c in scheme.nodes}
+    aggregates = scheme.aggregates                # (sorted on every access)
+    # An aggregate whose subtree has no noisy weight depends only on (winsorisation depth, normalisation,
+    # aggregation): it is computed once per such combination and reused by every draw that picks it. For the
+    # community scheme that is every category, so a draw only re-aggregates the index.
+    fixed: dict[str, bool] = {}
+    for c in aggregates:
+        if scheme.nodes[c].derive:       # no weights of its own: fixed when its operands are
+            fixed[c] = all(scheme.nodes[k].kind == "indicator" or fixed[k] for k in scheme.nodes[c].derive["of"])
+            continue
+        fixed[c] = all(noise.get(level[k]) is None and (scheme.nodes[k].kind == "indicator" or fixed[k])
+                       for k in scheme.children(c))
+    kids_of = {c: (scheme.nodes[c].derive["of"] if scheme.nodes[c].derive else scheme.children(c))
+               for c in aggregates}
+
+    # Fixed nodes, bottom-up, one node per task: a node's value in a configuration is keyed by what it is
+    # computed from (its children's keys), so configurations that differ only where the node does not look
+    # share one computation. Indicator columns live only while their parent is computed.
+    key_of: dict[tuple, tuple] = {}              # (node, combo) -> key
+    value: dict[tuple, np.ndarray] = {}          # key -> scores
+    fixed_nodes = [c for c in aggregates if fixed[c]]
+
+    def node_task(node: str) -> None:
+        cols: dict[tuple, np.ndarray] = {}
+        for combo in combos:
+            wi, ni, ai = combo
+            kk = []
+            for k in kids_of[node]:
+                if scheme.nodes[k].kind == "indicator":
+                    ck = ("col",) + col_key(u.indicators.index(k), wi, ni)
+                    if ck not in cols:
+                        cols[ck] = col_value(ck[1:])
+                    kk.append(ck)
+                else:
+                    kk.append(key_of[(k, combo)])
+            key = (node, aggs[ai] if not scheme.nodes[node].derive else None, tuple(kk))
+            key_of[(node, combo)] = key
+            if key not in value:
+                vals = {k: (cols[ck] if ck[0] == "col" else value[ck]) for k, ck in zip(kids_of[node], kk)}
+                value[key] = node_scores(scheme, node, vals, None, aggs[ai], floor)
+
+    depth: dict[str, int] = {}
+    for c in fixed_nodes:
+        depth[c] = 1 + max((depth.get(k, 0) for k in kids_of[c]), default=0)
+    for d in sorted(set(depth.values())):
+        list(pmap(node_task, [c for c in fixed_nodes if depth[c] == d]))
+
+    # Non-fixed nodes whose children are all fixed (the index): prepared once per configuration of children.
+    # Indicators feeding a non-fixed node, and non-fixed nodes over non-fixed children, take the plain path.
+    prepared: dict[tuple, Prepared | None] = {}
+    fast = {c: not fixed[c] and not scheme.nodes[c].derive and all(
+        scheme.nodes[k].kind != "indicator" and fixed[k] for k in kids_of[c]) for c in aggregates}
+    plain_cols = {j for j, c in enumerate(u.indicators) if any(
+        not fixed[a] and not fast[a] and c in kids_of[a] for a in aggregates)}
+    plain_key: dict[tuple, dict] = {}
+    for combo in combos:
+        for c in aggregates:
+            if fast[c]:
+                pk = (c, aggs[combo[2]], tuple(key_of[(k, combo)] for k in kids_of[c]))
+                key_of[(c, combo)] = pk
+                prepared.setdefault(pk, None)
+    pkeys = [k for k in prepared]
+
+    plain_values: dict[tuple, np.ndarray] = {}
+    for combo in combos:
+        for j in plain_cols:
+            ck = ("col",) + col_key(j, combo[0], combo[1])
+            if ck not in plain_values:
+                plain_values[ck] = col_value(ck[1:])
+
+    # fixed nodes a draw reads: the root when it is fixed, children of nodes on the plain path
+    needed = {c for c in aggregates if fixed[c] and (c == scheme.root or any(
+        not fixed[a] and not fast[a] and c in kids_of[a] for a in aggregates))}
+
+    def combo_vals(combo) -> dict[str, np.ndarray]:
+        vals = {}
+        for c in needed:
+            vals[c] = value[key_of[(c, combo)]]
+        for j in plain_cols:
+            vals[u.indicators[j]] = plain_values[("col",) + col_key(j, combo[0], combo[1])]
+        return vals
+
     groups = [u.grouping(s.group) for s in series]
     masks = [app.eligible & (s.mask if s.mask is not None else True) for s in series]
     by_node: dict[str, list[int]] = {}
     for k, s in enumerate(series):
         by_node.setdefault(s.node, []).append(k)
+    key_digits = digits if basis == "rounded" else None
+
+    def node_ranks(v: np.ndarray, ks: list[int]) -> list[np.ndarray]:
+        if basis == "rounded":
+            v = round_scores(v, digits, mode)
+        v = np.where(app.eligible, v, np.nan)
+        order = _desc_order(v, key_digits)   # NaN last; one sort per node
+        # each series ranks its own units (eligible units, or a tier's candidates)
+        return _ranks_of_series(order, v, [masks[k] for k in ks], [series[k].mask is None for k in ks],
+                                [groups[k] for k in ks])
+
+    # Series of a fixed node (a category's tier) rank the same scores in every draw of a configuration: ranked
+    # once per distinct node value
+    fixed_ranks: dict[tuple, list[np.ndarray]] = {}
+    fixed_series = [(node, ks) for node, ks in by_node.items()
+                    if fixed.get(node, False) and node != scheme.root]
+    tasks = list(dict.fromkeys((node, key_of[(node, combo)]) for node, _ in fixed_series for combo in combos))
+
+    def rank_task(t):
+        node, key = t
+        fixed_ranks[key] = node_ranks(value[key], by_node[node])
+    list(pmap(rank_task, tasks))
+
+    # The prepared nodes, each freeing the children values no later preparation or draw reads (the values and
+    # the prepared summands are not all held at once)
+    keep = {key_of[(c, combo)] for c in needed for combo in combos}
+    uses = Counter(k for pk in pkeys for k in set(pk[2]))
+    for key in [k for k in value if k not in keep and not uses[k]]:
+        del value[key]
+    uses_lock = threading.Lock()
+
+    def prep_task(pk: tuple) -> None:
+        node, agg, kk = pk
+        C = np.column_stack([value[k] for k in kk])
+        prepared[pk] = prepare_rows(C, agg or scheme.aggregation_of(node), floor)
+        if prepared[pk] is None:      # no prepared form: keep the children for aggregate_rows
+            prepared[pk] = C
+        with uses_lock:
+            for k in set(kk):
+                uses[k] -= 1
+                if not uses[k] and k not in keep:
+                    del value[k]
+    list(pmap(prep_task, pkeys))
+
     acc = [RankCounts(u.n, draws, m, g) for m, g in zip(masks, groups)]
     area_groups = [Groups(a.parent) for a in areas]
     area_acc = [RankCounts(a.members.n, draws, a.eligible, ag) for a, ag in zip(areas, area_groups)]
     elig_finite = app.eligible & np.isfinite(app.score)      # members counted in the nominal area means
     a_counts = {a.name: np.bincount(a.members.inv, weights=elig_finite.astype(float), minlength=a.members.n)
                 for a in areas}
-    level = {c: scheme.nodes[c].level for c in scheme.nodes}
-    parent = {c: scheme.nodes[c].parent for c in scheme.nodes}
-    # An aggregate whose subtree has no noisy weight depends only on (winsorisation depth, normalisation,
-    # aggregation): it is computed once per such combination and reused by every draw that picks it. For the
-    # community scheme that is every category, so a draw only re-aggregates the index.
-    fixed: dict[str, bool] = {}
-    for c in scheme.aggregates:
-        if scheme.nodes[c].derive:       # no weights of its own: fixed when its operands are
-            fixed[c] = all(scheme.nodes[k].kind == "indicator" or fixed[k] for k in scheme.nodes[c].derive["of"])
-            continue
-        fixed[c] = all(noise.get(level[k]) is None and (scheme.nodes[k].kind == "indicator" or fixed[k])
-                       for k in scheme.children(c))
-    # indicators a non-fixed derived node is computed from (kept with the cached nodes)
-    operands = {k for c in scheme.aggregates if scheme.nodes[c].derive and not fixed[c]
-                for k in scheme.nodes[c].derive["of"]}
-    cache: dict[tuple, dict[str, np.ndarray]] = {}
-    locks: dict[tuple, threading.Lock] = {}
-    cache_lock = threading.Lock()
-
-    def cached_nodes(w, ni: int) -> dict[str, dict[str, np.ndarray]]:
-        key = (w, ni)
-        with cache_lock:
-            lock = locks.setdefault(key, threading.Lock())
-        with lock:
-            if key not in cache:
-                X = app.imputed.copy()
-                X[:, treated_cols] = treated[w]
-                norm = norms[ni]
-                S = normalise(X, u, scheme, fit=app.eligible, relative_override=norm)
-                del X
-                out = {}
-                for agg in aggs:
-                    vals = {c: S[:, j] for j, c in enumerate(u.indicators)}
-                    floor = (scheme.section("aggregate") or {}).get("geometric_floor")
-                    keep = {}
-                    for node in scheme.aggregates:
-                        if not fixed[node]:
-                            continue
-                        vals[node] = node_scores(scheme, node, vals, None, agg, floor)
-                        keep[node] = vals[node]
-                    # indicators feeding a non-fixed parent (or a non-fixed derived node) are kept too
-                    for c in u.indicators:
-                        if (parent[c] is not None and not fixed.get(parent[c], True)) or c in operands:
-                            keep[c] = vals[c]
-                    out[agg] = keep
-                cache[key] = out
-        return cache[key]
-
-    seqs = np.random.SeedSequence(seed).spawn(draws)
     params: list[dict] = [{}] * draws
-    floor = (scheme.section("aggregate") or {}).get("geometric_floor")
     adj = adjustments(u, scheme, app.imputed)    # bonus points and veto hits: the same in every draw
-    aggregates = scheme.aggregates                # (sorted on every access)
 
     def one(i: int, ranks: list[np.ndarray], aranks: list[np.ndarray], row: int) -> None:
-        rng = np.random.default_rng(seqs[i])
-        w = winmaxes[int(rng.integers(len(winmaxes)))]
-        ni = int(rng.integers(len(norms)))
-        agg = aggs[int(rng.integers(len(aggs)))]
+        rng = rngs[i]
+        combo = picks[i]
+        w, ni, agg = winmaxes[combo[0]], combo[1], aggs[combo[2]]
         weights = {}
         for c, node in scheme.nodes.items():
             f = noise.get(level[c])
             if f and parent[c] is not None:
                 weights[c] = node.weight * (1 + rng.uniform(-f, f))
-        vals = dict(cached_nodes(w, ni)[agg])
+        vals = combo_vals(combo)
         for node in aggregates:
-            if node in vals:
+            if fixed[node]:
                 continue
-            vals[node] = node_scores(scheme, node, vals, weights, agg, floor)
-        score, *_ = adjust_scores(u, scheme, vals[scheme.root], names=False, adj=adj)
+            if fast[node]:
+                p = prepared[key_of[(node, combo)]]
+                wv = np.array([weights.get(k, scheme.nodes[k].weight) for k in kids_of[node]], dtype=float)
+                vals[node] = prepared_rows(p, wv) if isinstance(p, Prepared) else \
+                    aggregate_rows(p, wv, agg or scheme.aggregation_of(node), floor)
+            else:
+                vals[node] = node_scores(scheme, node, vals, weights, agg, floor)
+        score = adjusted_score(vals[scheme.root], adj)
         for node, ks in by_node.items():
-            v = score if node == scheme.root else vals[node]
-            if basis == "rounded":
-                v = round_scores(v, digits, mode)
-            v = np.where(app.eligible, v, np.nan)
-            order = _desc_order(v, digits if basis == "rounded" else None)   # NaN last; one sort per node
-            for k in ks:   # each series ranks its own units (eligible units, or a tier's candidates)
-                ranks[k][row] = _ranks_in_order(order, v, masks[k], groups[k])
+            if fixed.get(node, False) and node != scheme.root:     # the root ranks the adjusted score
+                got = fixed_ranks[key_of[(node, combo)]]
+            else:
+                got = node_ranks(score if node == scheme.root else vals[node], ks)
+            for k, r in zip(ks, got):
+                ranks[k][row] = r
         if areas:
             # the area score is the mean of the eligible members' (unrounded) index scores, as _area_rows; one
             # bincount per level (sequential over the units: ~6x faster than a gather by group at 600,000 units)
             ok_u = app.eligible & np.isfinite(score)
             member = np.where(ok_u, score, 0.0)
+            same = np.array_equal(ok_u, elig_finite)
             for a, ag, R in zip(areas, area_groups, aranks):
-                cnt = a_counts[a.name] if np.array_equal(ok_u, elig_finite) else \
+                cnt = a_counts[a.name] if same else \
                     np.bincount(a.members.inv, weights=ok_u.astype(float), minlength=a.members.n)
                 with np.errstate(invalid="ignore", divide="ignore"):
                     v = np.where(cnt > 0, np.bincount(a.members.inv, weights=member, minlength=a.members.n)
@@ -233,30 +470,18 @@ def run_uncertainty(app: Appraisal, series: list[Series], draws: int | None = No
                     v = round_scores(v, digits, mode)
                 ok = a.eligible & np.isfinite(v)
                 v = np.where(ok, v, np.nan)
-                R[row] = _ranks_in_order(_desc_order(v, digits if basis == "rounded" else None), v, ok, ag)
+                R[row] = _ranks_in_order(_desc_order(v, key_digits), v, ok, ag)
         params[i] = {"winmax": w, "normalise": (norms[ni] or {}).get("method"), "aggregation": agg,
                      "weights": {k: round(v, 6) for k, v in weights.items()}}
 
-    n_threads = threads or min(2, os.cpu_count() or 1)
-    ex = ThreadPoolExecutor(n_threads) if n_threads > 1 and draws > 1 else None
-    try:
-        for start in range(0, draws, chunk):
-            idx = range(start, min(start + chunk, draws))
-            ranks = [np.zeros((len(idx), u.n), dtype=np.int32) for _ in series]
-            aranks = [np.zeros((len(idx), a.members.n), dtype=np.int32) for a in areas]
-            if ex is not None:
-                list(ex.map(lambda i: one(i, ranks, aranks, i - start), idx))
-            else:
-                for i in idx:
-                    one(i, ranks, aranks, i - start)
-            for a, R in zip(acc, ranks):
-                a.add(R)
-            for a, R in zip(area_acc, aranks):
-                a.add(R)
-            del ranks, aranks
-    finally:
-        if ex is not None:
-            ex.shutdown()
+    for start in range(0, draws, chunk):
+        idx = range(start, min(start + chunk, draws))
+        ranks = [np.zeros((len(idx), u.n), dtype=np.int32) for _ in series]
+        aranks = [np.zeros((len(idx), a.members.n), dtype=np.int32) for a in areas]
+        list(pmap(lambda i: one(i, ranks, aranks, i - start), idx))
+        # each series folds into its own counts: in parallel (numpy's indexing releases the GIL)
+        list(pmap(lambda aR: aR[0].add(aR[1]), zip(acc + area_acc, ranks + aranks)))
+        del ranks, aranks
     stats = {}
     for s, a, m in zip(series, acc, masks):
         stats[s.name] = a.stats(m, (q_lo, q_hi))
@@ -302,10 +527,17 @@ class RankCounts:
         off = V - self.base
         inside = (off >= 0) & (off < self.width)
         flat = self.counts.reshape(-1)                 # a view: units x width, row-major
-        row0 = np.arange(len(self.units), dtype=np.int64) * self.width
-        for d in range(V.shape[0]):    # one draw gives each unit one rank: no repeated index in one increment
-            ins = inside[d]
-            flat[row0[ins] + off[d, ins]] += 1
+        nu = len(self.units)
+        all_in = bool(inside.all())
+        # one draw gives each unit one rank: no repeated index in one increment. Units are taken in blocks whose
+        # counts fit in the cache (a unit's counts are a row of `width`: incrementing all units' rows draw after
+        # draw touched a new cache line and page per unit, about 3x slower at 100,000 units)
+        step = max(1024, 2**21 // self.width)
+        for s in range(0, nu, step):
+            e = min(s + step, nu)
+            idx = off[:, s:e] + np.arange(s * self.width, e * self.width, self.width, dtype=np.int64)
+            for d in range(V.shape[0]):
+                flat[idx[d] if all_in else idx[d][inside[d, s:e]]] += 1
         if not inside.all():
             r, c = np.nonzero(~inside)
             keys, inv = np.unique(np.concatenate([self.out_key, c * (self.n + 1) + V[r, c]]), return_inverse=True)
