@@ -383,16 +383,28 @@ def outlier_sql(q: str, methods: dict[str, OutlierMethod], history_quarters: int
     return f"WITH {hist} " + " UNION ALL ".join(parts)
 
 
-def history_quarters(con: duckdb.DuckDBPyConnection, q: str) -> int:
-    """Quarters up to ``q`` (inclusive) that hold facts: the longest history any cell can have."""
-    return con.execute("""SELECT count(*) FROM (SELECT DISTINCT period_key FROM fact_indicator_value) f
-        JOIN dim_period p ON p.period_key = f.period_key AND p.period_type = 'quarter'
-        WHERE p.end_date <= (SELECT end_date FROM dim_period WHERE period_key = ?)""", [q]).fetchall()[0][0]
+def history_quarters(con: duckdb.DuckDBPyConnection, q: str, enough: int | None = None) -> int:
+    """Quarters up to ``q`` (inclusive) that hold facts: the longest history any cell can have. Counting stops at
+    ``enough``. One LIMIT 1 probe per calendar quarter, newest first: facts are written period-first, so a probe
+    reads one row group or is answered by the zone maps, and the cost does not grow with the rows of history
+    (a DISTINCT over the fact table's period_key would read every quarter loaded)."""
+    n = 0
+    for (pk,) in con.execute("""SELECT period_key FROM dim_period WHERE period_type = 'quarter'
+            AND end_date <= (SELECT end_date FROM dim_period WHERE period_key = ?) ORDER BY end_date DESC""",
+                             [q]).fetchall():
+        if con.execute("SELECT count(*) FROM (SELECT 1 FROM fact_indicator_value WHERE period_key = ? LIMIT 1)",
+                       [pk]).fetchall()[0][0]:
+            n += 1
+            if enough is not None and n >= enough:
+                break
+    return n
 
 
 def run_outliers(con: duckdb.DuckDBPyConnection, q: str, methods: dict[str, OutlierMethod] | None = None) -> int:
     """Replace the quarter's outlier flags; a flag already followed up keeps its status."""
     methods = load_outlier_methods() if methods is None else methods
+    # whether any cell can have the history the z-scores need (counting stops there)
+    enough = history_quarters(con, q, max((m.min_history for k, m in methods.items() if k != "minmax"), default=1))
     now = dt.datetime.now()
     with transaction(con):
         con.execute("""CREATE OR REPLACE TEMP TABLE _old_flags AS SELECT community_key, indicator_code, method,
@@ -401,7 +413,7 @@ def run_outliers(con: duckdb.DuckDBPyConnection, q: str, methods: dict[str, Outl
         con.execute(f"""INSERT INTO outlier_flag
             SELECT {_lit(q)}, o.community_key, o.indicator_code, o.method, o.value, o.statistic, o.threshold,
                    o.center, o.spread, o.n, coalesce(x.followup_status, 'open'), ?
-            FROM ({outlier_sql(q, methods, history_quarters(con, q))}) o(community_key, indicator_code, method, value, statistic, threshold,
+            FROM ({outlier_sql(q, methods, enough)}) o(community_key, indicator_code, method, value, statistic, threshold,
                                                 center, spread, n)
             LEFT JOIN _old_flags x USING (community_key, indicator_code, method)
             ORDER BY o.method, o.community_key, o.indicator_code""", [now])

@@ -103,10 +103,15 @@ def test_outliers_without_the_statistics_no_cell_can_use_flag_what_the_plain_sql
         _facts(con, rows)
         methods = dq.load_outlier_methods()
         hq = dq.history_quarters(con, Q)
+        capped = dq.history_quarters(con, Q, enough=4)              # what run_outliers asks
+        stored = [dq.run_outliers(con, Q), con.execute(
+            "SELECT community_key, indicator_code, method, value, statistic, threshold, center, spread, n_history "
+            "FROM outlier_flag ORDER BY ALL").fetchall()]
         fast = con.execute(f"SELECT * FROM ({dq.outlier_sql(Q, methods, hq)}) ORDER BY ALL").fetchall()
         plain = con.execute(f"SELECT * FROM ({dq.outlier_sql(Q, methods)}) ORDER BY ALL").fetchall()
-    assert hq == n_quarters
+    assert hq == n_quarters and capped == min(n_quarters, 4)
     assert fast == plain
+    assert stored == [len(plain), plain]
     assert [(r[0], r[1], r[2], r[3], r[-1]) for r in fast if r[2] == "minmax"] == [
         (keys[2], "staff_avg_age", "minmax", 75.0, n_quarters)]      # n: the cell's quarters of history
     assert any(r[2] == "modified_zscore" for r in fast) == (n_quarters >= 4)
