@@ -22,6 +22,10 @@
 WITH this_q AS (
     SELECT quarter, start_date FROM dim_period WHERE period_key = $period_key
 ),
+files AS (        -- the loaded files numbered 1, 2, ... in ingestion order (file_k)
+    SELECT file_id, source_file, ingest_seq, row_number() OVER (ORDER BY ingest_seq) AS file_k
+    FROM raw_file WHERE status = 'loaded'
+),
 ind AS (          -- indicator codes as small integers, numbered in code order (the write order sorts on it)
     SELECT indicator_code, (row_number() OVER (ORDER BY indicator_code))::USMALLINT AS ind_id,
            time_rollup, aggregation, ratio_scale, unit
@@ -165,12 +169,12 @@ from_files AS (   -- one row per community x indicator as the files say, its pro
            s.source_row,
            s.source_column,
            s.source_cell,
-           r.ingest_seq,
+           r.file_k,
            p.n_versions
     FROM pivoted p
     JOIN ind i USING (ind_id)
     JOIN stg_value s ON s.rowid = p.prov_row
-    JOIN raw_file r USING (file_id)
+    JOIN files r USING (file_id)
     WHERE (CASE WHEN i.aggregation = 'ratio' AND p.numerator IS NOT NULL AND p.denominator > 0
                 THEN p.numerator / p.denominator * coalesce(i.ratio_scale, 1)
                 ELSE p.reported_value END) IS NOT NULL
@@ -205,7 +209,7 @@ corrected AS (
            f.source_row,
            f.source_column,
            f.source_cell,
-           f.ingest_seq,
+           f.file_k,
            coalesce(f.n_versions, 0)                                          AS n_versions,
            c.correction_id
     FROM coded f
@@ -215,13 +219,10 @@ ordered AS (      -- the write order (warehouse.FACT_ORDER; one period), sorted 
     SELECT * FROM corrected ORDER BY ind_id, community_key
 ),
 -- the strings looked up by position after the sort (a join there could reorder the sorted rows): the indicator's
--- code and unit by ind_id, the file's id and name by ingest_seq (1, 2, ... in ingestion order)
+-- code and unit by ind_id, the file's id and name by file_k
 codes AS (SELECT list(indicator_code ORDER BY ind_id) AS code, list(unit ORDER BY ind_id) AS unit FROM ind),
-files AS (
-    SELECT list(r.file_id ORDER BY g.seq) AS file_id, list(r.source_file ORDER BY g.seq) AS source_file
-    FROM range(1, (SELECT coalesce(max(ingest_seq), 0) + 1 FROM raw_file)) g(seq)
-    LEFT JOIN raw_file r ON r.ingest_seq = g.seq
-)
+file_list AS (SELECT list(file_id ORDER BY file_k) AS file_id, list(source_file ORDER BY file_k) AS source_file
+              FROM files)
 SELECT o.community_key,
        c.code[o.ind_id]                                                   AS indicator_code,
        $period_key                                                        AS period_key,
@@ -231,15 +232,15 @@ SELECT o.community_key,
        o.denominator,
        c.unit[o.ind_id]                                                   AS unit,
        o.qualifier,
-       coalesce(f.source_file[o.ingest_seq], '人工更正 #' || o.correction_id) AS source_file,
+       coalesce(f.source_file[o.file_k], '人工更正 #' || o.correction_id) AS source_file,
        o.source_sheet,
        o.source_row,
        o.source_column,
        o.source_cell,
-       coalesce(f.file_id[o.ingest_seq], 'correction:' || o.correction_id) AS file_id,
+       coalesce(f.file_id[o.file_k], 'correction:' || o.correction_id) AS file_id,
        o.n_versions,
        current_timestamp::TIMESTAMP                                       AS loaded_at,
        o.correction_id
 FROM ordered o
 CROSS JOIN codes c
-CROSS JOIN files f
+CROSS JOIN file_list f
