@@ -200,14 +200,23 @@ def _pivot(level: str, needed: list[tuple[str, str]], q: str) -> str:
         parts = sorted({p for _, p in needed})
         using = ", ".join(f"max({'reported_value' if p == 'reported' else p}) AS {p}" for p in parts)
         picked = ", ".join(f'p."{c}_{p}" AS {_col(c, p)}' for c, p in needed)
-        return (f"SELECT p.community_key, c.community_code AS entity_code, c.name AS entity_name, {picked} FROM "
+        # the community's code and name are looked up for the violations only (violated()): every rule's
+        # evaluated rows carried them before, two strings per community x rule through _vr
+        return (f"SELECT p.community_key, NULL::VARCHAR AS entity_code, NULL::VARCHAR AS entity_name, {picked} FROM "
                 f"(PIVOT (SELECT community_key, indicator_code, value, numerator, denominator, reported_value "
                 f"FROM fact_indicator_value WHERE period_key = {_lit(q)} AND indicator_code IN ({codes})) "
                 f"ON indicator_code IN ({codes}) USING {using} GROUP BY community_key) p "
-                f"JOIN dim_community c USING (community_key)")
+                f"SEMI JOIN dim_community c USING (community_key)")
     return (f"SELECT entity_code, any_value(entity_name) AS entity_name, NULL::INTEGER AS community_key, {cols} "
             f"FROM agg_indicator_value WHERE period_key = {_lit(q)} AND entity_level = {_lit(level)} "
             f"AND indicator_code IN ({codes}) GROUP BY entity_code")
+
+
+# the violated rows of _vr, a community's code and name looked up by its key (_pivot leaves them NULL)
+VIOLATED = """SELECT v.rule_id, v.entity_level, coalesce(v.entity_code, c.community_code) AS entity_code,
+       coalesce(v.entity_name, c.name) AS entity_name, v.community_key, v.left_value, v.right_value, v.violated
+FROM _vr v LEFT JOIN dim_community c ON v.entity_level = 'community' AND c.community_key = v.community_key
+WHERE v.violated"""
 
 
 def run_validation(con: duckdb.DuckDBPyConnection, q: str, rules: list[Rule] | None = None,
@@ -246,8 +255,8 @@ def run_validation(con: duckdb.DuckDBPyConnection, q: str, rules: list[Rule] | N
         con.execute(f"""INSERT INTO validation_violation
             SELECT ?, v.rule_id, m.importance, v.entity_level, v.entity_code, v.entity_name, v.community_key,
                    v.left_value, m.operator, v.right_value, ?
-            FROM _vr v JOIN (VALUES {meta}) m(rule_id, importance, operator) USING (rule_id)
-            WHERE v.violated ORDER BY v.rule_id, v.entity_level, v.entity_code""", [q, now])
+            FROM ({VIOLATED}) v JOIN (VALUES {meta}) m(rule_id, importance, operator) USING (rule_id)
+            ORDER BY v.rule_id, v.entity_level, v.entity_code""", [q, now])
         # holds: every fact value a HIGH community rule read, for the community-quarters it caught
         con.execute("DELETE FROM quality_hold WHERE period_key = ?", [q])
         high = [r for r in rules if r.importance == "HIGH" and "community" in r.levels]
@@ -272,7 +281,7 @@ def run_validation(con: duckdb.DuckDBPyConnection, q: str, rules: list[Rule] | N
         partial: dict[str, list[dict]] = {}
         for rid, *vals in con.execute(f"""SELECT rule_id, {', '.join(cols)} FROM (
                 SELECT *, row_number() OVER (PARTITION BY rule_id ORDER BY entity_level, entity_code) AS k
-                FROM _vr WHERE violated) WHERE k <= {PARTIAL} ORDER BY rule_id, k""").fetchall():
+                FROM ({VIOLATED})) WHERE k <= {PARTIAL} ORDER BY rule_id, k""").fetchall():
             partial.setdefault(rid, []).append(dict(zip(cols, vals)))
         record_results(con, [Result(VALIDATION_SUITE, f"{r.rule_id} {r.name_zh}", r.importance,
                                     stats.get(r.rule_id, (0, 0))[1] == 0, stats.get(r.rule_id, (0, 0))[1],
@@ -309,19 +318,26 @@ def load_outlier_methods(path: Path = OUTLIER_CSV) -> dict[str, OutlierMethod]:
     return out
 
 
-def outlier_sql(q: str, methods: dict[str, OutlierMethod]) -> str:
-    """One SELECT: the quarter's values flagged by each method, with statistic, threshold, centre and spread."""
+def outlier_sql(q: str, methods: dict[str, OutlierMethod], history_quarters: int | None = None) -> str:
+    """One SELECT: the quarter's values flagged by each method, with statistic, threshold, centre and spread.
+
+    ``history_quarters``: how many quarters up to ``q`` hold facts (None: unknown). A cell's history has at most
+    one value per quarter, so a method whose min_history exceeds it cannot judge any cell and its statistics are
+    not computed (a new warehouse's first quarters; the flags are the same)."""
     kinds = lambda m: ", ".join(_lit(k) for k in methods[m].applies_to)
+    usable = lambda m: m in methods and (history_quarters is None or methods[m].min_history <= history_quarters)
     parts = []
     # median and MAD (holistic aggregates, the costly part) only where the modified z-score can use them: a cell
     # with less history than its min_history is never judged by it, and the other methods read count, mean, sd
-    med_history = methods["modified_zscore"].min_history if "modified_zscore" in methods else 2**31 - 1
+    med_history = methods["modified_zscore"].min_history if usable("modified_zscore") else 2**31 - 1
     hist = f"""
         cur AS (SELECT f.community_key, f.indicator_code, f.value, i.value_kind FROM fact_indicator_value f
                 JOIN dim_indicator i USING (indicator_code) WHERE f.period_key = {_lit(q)}),
         h AS (SELECT f.community_key, f.indicator_code, f.value FROM fact_indicator_value f
               JOIN dim_period p ON p.period_key = f.period_key AND p.period_type = 'quarter'
-              WHERE p.end_date <= (SELECT end_date FROM dim_period WHERE period_key = {_lit(q)})),
+              WHERE p.end_date <= (SELECT end_date FROM dim_period WHERE period_key = {_lit(q)}))"""
+    if usable("zscore") or usable("modified_zscore"):
+        hist += f""",
         -- every cell's history up to the quarter, grouped once (st keeps the quarter's cells): no join of the
         -- history to the quarter's cells first
         s AS (SELECT community_key, indicator_code, count(*) AS n, avg(value) AS mean, stddev_samp(value) AS sd
@@ -333,34 +349,62 @@ def outlier_sql(q: str, methods: dict[str, OutlierMethod]) -> str:
               FROM h JOIN sm USING (community_key, indicator_code) GROUP BY ALL),
         st AS (SELECT cur.*, s.n, s.mean, s.sd, sm.med, m.mad FROM cur JOIN s USING (community_key, indicator_code)
                LEFT JOIN sm USING (community_key, indicator_code) LEFT JOIN m USING (community_key, indicator_code))"""
-    if "zscore" in methods:
+    if usable("zscore"):
         z = methods["zscore"]
         parts.append(f"""SELECT community_key, indicator_code, 'zscore' AS method, value,
             (value - mean) / sd AS statistic, {z.threshold!r} AS threshold, mean AS center, sd AS spread, n
             FROM st WHERE value_kind IN ({kinds('zscore')}) AND n >= {z.min_history} AND sd > 0
               AND abs((value - mean) / sd) > {z.threshold!r}""")
-    if "modified_zscore" in methods:
+    if usable("modified_zscore"):
         mz = methods["modified_zscore"]
         parts.append(f"""SELECT community_key, indicator_code, 'modified_zscore', value,
             0.6745 * (value - med) / mad, {mz.threshold!r}, med, mad, n
             FROM st WHERE value_kind IN ({kinds('modified_zscore')}) AND n >= {mz.min_history} AND mad > 0
               AND abs(0.6745 * (value - med) / mad) > {mz.threshold!r}""")
     if "minmax" in methods:
+        # judged on the quarter's value alone; the history count n only for the (few) values out of range
+        hist += f""",
+        mm AS (SELECT cur.community_key, cur.indicator_code, cur.value, i.direction, i.valid_min, i.valid_max
+               FROM cur JOIN dim_indicator i USING (indicator_code)
+               WHERE cur.value_kind IN ({kinds('minmax')}) AND (
+                     (i.direction = 'target_band' AND cur.value < 0)
+                  OR (i.direction <> 'target_band' AND (cur.value < i.valid_min OR cur.value > i.valid_max)))),
+        mm_n AS (SELECT h.community_key, h.indicator_code, count(*) AS n FROM h
+                 SEMI JOIN mm USING (community_key, indicator_code) GROUP BY ALL)"""
         parts.append(f"""SELECT st.community_key, st.indicator_code, 'minmax', st.value,
-            CASE WHEN st.value < (CASE WHEN i.direction = 'target_band' THEN 0 ELSE i.valid_min END)
-                 THEN (CASE WHEN i.direction = 'target_band' THEN 0 ELSE i.valid_min END) ELSE i.valid_max END,
-            {methods['minmax'].threshold!r}, CASE WHEN i.direction = 'target_band' THEN 0 ELSE i.valid_min END,
-            CASE WHEN i.direction = 'target_band' THEN NULL ELSE i.valid_max END, st.n
-            FROM st JOIN dim_indicator i USING (indicator_code)
-            WHERE st.value_kind IN ({kinds('minmax')}) AND (
-                  (i.direction = 'target_band' AND st.value < 0)
-               OR (i.direction <> 'target_band' AND (st.value < i.valid_min OR st.value > i.valid_max)))""")
+            CASE WHEN st.value < (CASE WHEN st.direction = 'target_band' THEN 0 ELSE st.valid_min END)
+                 THEN (CASE WHEN st.direction = 'target_band' THEN 0 ELSE st.valid_min END) ELSE st.valid_max END,
+            {methods['minmax'].threshold!r}, CASE WHEN st.direction = 'target_band' THEN 0 ELSE st.valid_min END,
+            CASE WHEN st.direction = 'target_band' THEN NULL ELSE st.valid_max END, n.n
+            FROM mm st JOIN mm_n n USING (community_key, indicator_code)""")
+    if not parts:     # no method: an empty result of the same shape
+        parts.append("SELECT NULL::INTEGER, NULL::VARCHAR, NULL::VARCHAR, NULL::DOUBLE, NULL::DOUBLE, NULL::DOUBLE, "
+                     "NULL::DOUBLE, NULL::DOUBLE, NULL::BIGINT WHERE FALSE")
     return f"WITH {hist} " + " UNION ALL ".join(parts)
+
+
+def history_quarters(con: duckdb.DuckDBPyConnection, q: str, enough: int | None = None) -> int:
+    """Quarters up to ``q`` (inclusive) that hold facts: the longest history any cell can have. Counting stops at
+    ``enough``. One LIMIT 1 probe per calendar quarter, newest first: facts are written period-first, so a probe
+    reads one row group or is answered by the zone maps, and the cost does not grow with the rows of history
+    (a DISTINCT over the fact table's period_key would read every quarter loaded)."""
+    n = 0
+    for (pk,) in con.execute("""SELECT period_key FROM dim_period WHERE period_type = 'quarter'
+            AND end_date <= (SELECT end_date FROM dim_period WHERE period_key = ?) ORDER BY end_date DESC""",
+                             [q]).fetchall():
+        if con.execute("SELECT count(*) FROM (SELECT 1 FROM fact_indicator_value WHERE period_key = ? LIMIT 1)",
+                       [pk]).fetchall()[0][0]:
+            n += 1
+            if enough is not None and n >= enough:
+                break
+    return n
 
 
 def run_outliers(con: duckdb.DuckDBPyConnection, q: str, methods: dict[str, OutlierMethod] | None = None) -> int:
     """Replace the quarter's outlier flags; a flag already followed up keeps its status."""
     methods = load_outlier_methods() if methods is None else methods
+    # whether any cell can have the history the z-scores need (counting stops there)
+    enough = history_quarters(con, q, max((m.min_history for k, m in methods.items() if k != "minmax"), default=1))
     now = dt.datetime.now()
     with transaction(con):
         con.execute("""CREATE OR REPLACE TEMP TABLE _old_flags AS SELECT community_key, indicator_code, method,
@@ -369,7 +413,7 @@ def run_outliers(con: duckdb.DuckDBPyConnection, q: str, methods: dict[str, Outl
         con.execute(f"""INSERT INTO outlier_flag
             SELECT {_lit(q)}, o.community_key, o.indicator_code, o.method, o.value, o.statistic, o.threshold,
                    o.center, o.spread, o.n, coalesce(x.followup_status, 'open'), ?
-            FROM ({outlier_sql(q, methods)}) o(community_key, indicator_code, method, value, statistic, threshold,
+            FROM ({outlier_sql(q, methods, enough)}) o(community_key, indicator_code, method, value, statistic, threshold,
                                                 center, spread, n)
             LEFT JOIN _old_flags x USING (community_key, indicator_code, method)
             ORDER BY o.method, o.community_key, o.indicator_code""", [now])

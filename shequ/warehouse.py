@@ -318,8 +318,10 @@ FACT_ORDER = "period_key, indicator_code, community_key"
 
 
 def build_facts(con: duckdb.DuckDBPyConnection, period_key: str) -> int:
-    return replace_period(con, "fact_indicator_value", "fact_indicator_value", {"period_key": period_key},
-                          order_by=FACT_ORDER)
+    """The quarter's facts, written in FACT_ORDER: models/sql/fact_indicator_value.sql sorts its narrow rows
+    (one period: indicator, community) before joining the file and indicator strings, so no ORDER BY here sorts
+    the wide rows again (issue 11: that sort held every provenance string of the quarter)."""
+    return replace_period(con, "fact_indicator_value", "fact_indicator_value", {"period_key": period_key})
 
 
 def build_aggregates(con: duckdb.DuckDBPyConnection, period_key: str) -> int:
