@@ -447,6 +447,13 @@ def write_sample_inbox(inbox: Path = DEFAULT_INBOX, quarters: list[str] | None =
 
 
 # ------------------------------------------------------------------ national-scale synthetic sets
+# Two-digit province prefixes as real 行政区划代码 use them (11 北京 ... 82 澳门), then unused ones: never 19 or 20.
+# A district code 190102 or 200102 in a file name reads as the month 1901-02 / 2001-02 beside the file's 2024Q1,
+# and the whole file is quarantined as conflicting_period (it happened to 64 of the 3,000 files of the first
+# 600,000-community set, generated with prefixes 11, 12, ... 42).
+PROVINCE_CODES = ["11", "12", "13", "14", "15", "21", "22", "23", "31", "32", "33", "34", "35", "36", "37", "41",
+                  "42", "43", "44", "45", "46", "50", "51", "52", "53", "54", "61", "62", "63", "64", "65", "71",
+                  "81", "82", *(f"{x}" for x in range(83, 100))]
 PROVINCE_NAMES = ["江苏省", "山东省", "浙江省", "广东省", "河南省", "四川省", "湖北省", "湖南省", "河北省", "安徽省",
                   "福建省", "江西省", "辽宁省", "陕西省", "山西省", "云南省", "贵州省", "广西壮族自治区", "吉林省",
                   "黑龙江省", "甘肃省", "内蒙古自治区", "新疆维吾尔自治区", "海南省", "宁夏回族自治区", "青海省",
@@ -470,7 +477,7 @@ def synthetic_registry(n_communities: int, per_street: int = 20, streets_per_dis
     province = city // 12
     comm_seq = idx % per_street + 1
     street_seq = street % streets_per_district + 1
-    pcode = np.array([f"{11 + p % 80:02d}" for p in range(province.max() + 1)])
+    pcode = np.array([PROVINCE_CODES[p % len(PROVINCE_CODES)] for p in range(province.max() + 1)])
     prov_name = np.array([PROVINCE_NAMES[p % len(PROVINCE_NAMES)] + ("" if p < len(PROVINCE_NAMES) else str(p))
                           for p in range(province.max() + 1)])
     city_code = np.array([f"{pcode[c // 12]}{c % 12 + 1:02d}" for c in range(city.max() + 1)])
