@@ -10,7 +10,6 @@ import hashlib
 import math
 import re
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import duckdb
 import numpy as np
@@ -356,30 +355,46 @@ def _effective_weights(app: Appraisal) -> dict[str, np.ndarray]:
     return share
 
 
-def _score_table(app: Appraisal, full: bool, reported: np.ndarray | None = None) -> pa.Table:
-    """fact_score rows (long) built from whole matrices: full = every node, else the aggregates only.
+SCORE_BLOCK = 65_536     # units per fact_score block: about 5M rows and 0.3 GB of temporaries at 80 nodes
+
+
+def _score_tables(app: Appraisal, full: bool, reported: np.ndarray | None = None, block: int = SCORE_BLOCK):
+    """_score_table over consecutive blocks of units, in order: the same rows in the same order as one table of
+    every unit, in memory bounded by the block (issue 11: at 600,000 communities the whole table's matrices
+    and Arrow columns, about 45M rows, took several GB beside the Monte Carlo)."""
+    share = _effective_weights(app) if full else None
+    for start in range(0, app.units.n, block):
+        yield _score_table(app, full, reported, slice(start, start + block), share)
+
+
+def _score_table(app: Appraisal, full: bool, reported: np.ndarray | None = None, rows: slice = slice(None),
+                 share: dict[str, np.ndarray] | None = None) -> pa.Table:
+    """fact_score rows (long) of the units in ``rows``: full = every node, else the aggregates only. ``share``:
+    _effective_weights(app), when the caller already has it.
 
     Rows come out entity by entity (row-major flattening of units x nodes), so entity_code arrives in runs that
     DuckDB stores compactly; at 600,000 communities this is 45M rows, the largest write of the appraisal."""
     scheme, u = app.scheme, app.units
     aggs = scheme.aggregates
     nodes = (u.indicators if full else []) + aggs
-    A = np.column_stack([app.nodes[c] for c in aggs]) if aggs else np.zeros((u.n, 0))
-    S = np.concatenate([app.normalised, A], axis=1) if full else A
+    codes = u.codes[rows]
+    m = len(codes)
+    A = np.column_stack([app.nodes[c][rows] for c in aggs]) if aggs else np.zeros((m, 0))
+    S = np.concatenate([app.normalised[rows], A], axis=1) if full else A
     if full:
-        share = _effective_weights(app)
-        W = np.column_stack([share[c] for c in nodes])
+        share = share if share is not None else _effective_weights(app)
+        W = np.column_stack([share[c][rows] for c in nodes])
         # value: only where the scored value differs from the reported fact (imputed, winsorised, log);
         # NULL = the fact as reported (fact_indicator_value), which keeps 45M rows cheap to write
-        changed = app.imputed_mask | (app.treat_flags != 0)
+        imputed_mask, tf = app.imputed_mask[rows], app.treat_flags[rows]
+        changed = imputed_mask | (tf != 0)
         if reported is not None:
             # a review stage's value (街道初评 / 区复评) replaced what the community reported: not "as reported"
-            X = app.units.X
-            changed = changed | ((X != reported) & ~(np.isnan(X) & np.isnan(reported)))
-        V = np.concatenate([np.where(changed, app.treated, np.nan), np.full(A.shape, np.nan)], axis=1)
+            X, R = app.units.X[rows], reported[rows]
+            changed = changed | ((X != R) & ~(np.isnan(X) & np.isnan(R)))
+        V = np.concatenate([np.where(changed, app.treated[rows], np.nan), np.full(A.shape, np.nan)], axis=1)
         F = np.zeros(S.shape, np.int8)
-        F[:, :len(u.indicators)] = np.where(app.imputed_mask, 1, 0)
-        tf = app.treat_flags
+        F[:, :len(u.indicators)] = np.where(imputed_mask, 1, 0)
         F[:, :len(u.indicators)] = np.where(tf == 1, 2, np.where(tf == -1, 3, np.where(tf == 2, 4, np.where(
             tf == 3, 5, F[:, :len(u.indicators)]))))
     mask = np.isfinite(S)
@@ -389,7 +404,7 @@ def _score_table(app: Appraisal, full: bool, reported: np.ndarray | None = None)
     col32 = col.astype(np.int32)
     out = {
         "entity_code": pa.DictionaryArray.from_arrays(pa.array(ent.astype(np.int32)),
-                                                      pa.array(u.codes.tolist(), pa.string())),
+                                                      pa.array(codes.tolist(), pa.string())),
         "node_level": pa.DictionaryArray.from_arrays(pa.array(col32), pa.array(level_of)),
         "node_code": pa.DictionaryArray.from_arrays(pa.array(col32), pa.array(nodes)),
         "score": pa.array(S[mask], pa.float64()),
@@ -534,12 +549,6 @@ def appraise_period(con: duckdb.DuckDBPyConnection, period_key: str, scheme: Sch
     # every community is ranked from the final run: a reviewer's correction of one community moves the pool
     # (min-max bounds, group means) and so everyone's score, so every row is labelled with the final stage
     last_stage = np.full(app.units.n, final_stage, dtype=object)
-    # the long fact_score tables are built in a worker thread (numpy releases the GIL) while titles, intervals
-    # and areas are computed here
-    pool = ThreadPoolExecutor(1)
-    score_tables = [pool.submit(_score_table, a, k == len(runs) - 1, u_self.X if k else None)
-                    for k, (_, a) in enumerate(runs)]
-    pool.shutdown(wait=False)
     candidates: dict = {}
     awards = award_titles(app, units_df, candidates)
     clock("titles")
@@ -554,13 +563,15 @@ def appraise_period(con: duckdb.DuckDBPyConnection, period_key: str, scheme: Sch
     with transaction(con):
         for t in ("fact_score", "fact_ranking", "fact_award", "fact_explanation"):
             con.execute(f"DELETE FROM {t} WHERE period_key = ? AND scheme_id = ?", [period_key, scheme.scheme_id])
-        for (st, a), fut in zip(runs, score_tables):
-            tab = fut.result()
-            con.register("_ap_scores", tab)
-            con.execute("""INSERT INTO fact_score SELECT 'community', entity_code::VARCHAR, $q, $sid, $sv, $st,
-                           node_level::VARCHAR, node_code::VARCHAR, value, score, weight, flag::VARCHAR
-                           FROM _ap_scores""", {**p, "st": st})
-            con.unregister("_ap_scores")
+        # the long fact_score rows are built and written block by block of units, after the Monte Carlo has
+        # freed its arrays (built whole, in a thread beside it, they peaked at several GB at 600,000 units)
+        for k, (st, a) in enumerate(runs):
+            for tab in _score_tables(a, k == len(runs) - 1, u_self.X if k else None):
+                con.register("_ap_scores", tab)
+                con.execute("""INSERT INTO fact_score SELECT 'community', entity_code::VARCHAR, $q, $sid, $sv, $st,
+                               node_level::VARCHAR, node_code::VARCHAR, value, score, weight, flag::VARCHAR
+                               FROM _ap_scores""", {**p, "st": st})
+                con.unregister("_ap_scores")
             clock("write fact_score")
         con.register("_ap_area_scores", area_scores)
         con.execute("""INSERT INTO fact_score SELECT entity_level, entity_code, $q, $sid, $sv, $st,
