@@ -10,6 +10,7 @@ import hashlib
 import math
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import duckdb
 import numpy as np
@@ -363,8 +364,16 @@ def _score_tables(app: Appraisal, full: bool, reported: np.ndarray | None = None
     every unit, in memory bounded by the block (issue 11: at 600,000 communities the whole table's matrices
     and Arrow columns, about 45M rows, took several GB beside the Monte Carlo)."""
     share = _effective_weights(app) if full else None
-    for start in range(0, app.units.n, block):
-        yield _score_table(app, full, reported, slice(start, start + block), share)
+    starts = range(0, app.units.n, block)
+    # the next block is built in a thread while the caller writes this one (numpy and DuckDB release the GIL):
+    # at most two blocks are held at once
+    with ThreadPoolExecutor(1) as pool:
+        nxt = pool.submit(_score_table, app, full, reported, slice(0, block), share) if len(starts) else None
+        for start in starts:
+            tab = nxt.result()
+            nxt = pool.submit(_score_table, app, full, reported, slice(start + block, start + 2 * block), share) \
+                if start + block < app.units.n else None
+            yield tab
 
 
 def _score_table(app: Appraisal, full: bool, reported: np.ndarray | None = None, rows: slice = slice(None),
