@@ -505,6 +505,10 @@ def start(host: str = "127.0.0.1", port: int = 3000, out=print) -> int:
         _write_state(home, state)
         out(f"{pg.describe()}{'已启动' if pg_started else '已在运行'}；服务目录 {home}")
         cmds = _commands(home, host, port, code_port)
+        # Dagster's tables are created here, once, before any process starts: the webserver and the daemon each
+        # create missing tables when they open the instance, and on a fresh database two of them doing it at
+        # once can collide (seen under load: psycopg2 DuplicateObject, type "asset_keys" already exists)
+        service_instance(home).dispose()
         # code server and webserver start together (each takes tens of seconds); the daemon once the code
         # server answers (it answers only after loading the code); the webserver, which may have found it
         # unreachable, is asked to reload the location while waiting for it to be LOADED
