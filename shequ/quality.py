@@ -148,9 +148,19 @@ def _aggregate(exp: dict) -> tuple[str, str, tuple[str, str] | None] | None:
     return None
 
 
+_ORDERED = re.compile(r"\border\s+by\b", re.IGNORECASE)
+
+
 def _rows_of(con, query: str, limit: int = PARTIAL) -> list[dict]:
-    """The first ``limit`` rows of a query as column -> value dicts."""
-    rel = con.execute(f"SELECT * FROM ({query}) LIMIT {limit}")
+    """The first ``limit`` rows of a query as column -> value dicts.
+
+    A query without ORDER BY returns its rows in whatever order DuckDB's threads finish (a PIVOT or a GROUP BY
+    differs from run to run), so the examples would change between two checks of the same data: such a query's
+    examples are the ``limit`` smallest rows (ORDER BY ALL, a top-N); a query that orders its rows keeps its order.
+    """
+    # every DuckDB type has an order (maps, unions, structs, lists, JSON and VARIANT included)
+    order = "" if _ORDERED.search(query) else " ORDER BY ALL"
+    rel = con.execute(f"SELECT * FROM ({query}){order} LIMIT {limit}")
     cols = [d[0] for d in rel.description]
     return [dict(zip(cols, r)) for r in rel.fetchall()]
 
