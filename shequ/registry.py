@@ -9,6 +9,7 @@ import datetime as dt
 import functools
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from .config import REGISTRY_DIR
@@ -95,9 +96,33 @@ def match_frame(dim_community: pl.DataFrame, aliases: pl.DataFrame | None = None
     return reg
 
 
-def resolve_communities(refs: pl.DataFrame, reg: pl.DataFrame) -> pl.DataFrame:
+class MatchIndex:
+    """match_frame rows sorted and indexed by name core, so a file's few hundred names fetch their own registry
+    rows instead of joining the whole registry: at 600,000 communities the three joins below cost a file about
+    55 ms of CPU against the full frame (the registry was scanned once per file, so staging slowed as the
+    registry grew), against a few hundred fetched rows well under 1 ms. Every match below is on the name core
+    (street and name, or name alone), so the fetched rows are all the rows that can match. Built once per
+    reading process (about 0.3 s at 600,000 rows)."""
+
+    def __init__(self, reg: pl.DataFrame):
+        self.frame = reg.sort("_name_core", nulls_last=True, maintain_order=True)
+        runs = (self.frame.select("_name_core").with_row_index("_at")
+                .group_by("_name_core", maintain_order=True).agg(pl.col("_at").first(), pl.len())
+                .filter(pl.col("_name_core").is_not_null()))
+        self._at = dict(zip(runs["_name_core"].to_list(), zip(runs["_at"].to_list(), runs["len"].to_list())))
+
+    def rows_for(self, cores) -> pl.DataFrame:
+        spans = [self._at[c] for c in set(cores) if c in self._at]
+        if not spans:
+            return self.frame.clear()
+        at = np.concatenate([np.arange(a, a + n, dtype=np.int64) for a, n in spans])
+        return self.frame[at]
+
+
+def resolve_communities(refs: pl.DataFrame, reg: "pl.DataFrame | MatchIndex") -> pl.DataFrame:
     """refs: columns ref_id, street_raw (nullable), community_raw, district_hint (nullable), as_of (Date);
-    reg: match_frame(...). Returns refs with community_key (null when unresolved) and resolve_reason."""
+    reg: match_frame(...), or a MatchIndex of it (the same result, faster against a large registry). Returns
+    refs with community_key (null when unresolved) and resolve_reason."""
     # one polars plan per step below instead of an eager step each (a file has a few hundred refs: the fixed cost
     # of each step, not the work, is what a district's file pays)
     refs = refs.lazy().with_columns(
@@ -110,6 +135,8 @@ def resolve_communities(refs: pl.DataFrame, reg: pl.DataFrame) -> pl.DataFrame:
         name_core(pl.col("_cr")).alias("_name_core"),
         street_core(pl.col("_sr")).alias("_street_core"),
     ).collect(engine="in-memory")
+    if isinstance(reg, MatchIndex):
+        reg = reg.rows_for(refs["_name_core"].drop_nulls().to_list())
     valid = (pl.col("valid_from") <= pl.col("as_of")) & (pl.col("valid_to").is_null() | (pl.col("valid_to") > pl.col("as_of")))
     district_ok = pl.col("district_hint").is_null() | (pl.col("district") == pl.col("district_hint"))
 

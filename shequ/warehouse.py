@@ -153,7 +153,8 @@ class DerivedBuild:
     nothing reaches the file, until ``commit()``. A process killed before that leaves every one of those tables
     as the last committed refresh left it (DuckDB writes a transaction to its log only at commit), and a
     failed or blocked stage calls ``rollback()``. Staging (raw_file, stg_value, quarantine) and the dimensions
-    commit file by file before the build starts, so a re-run skips files already read."""
+    commit file by file (a large inbox read in parallel: a group of files per transaction) before the build
+    starts, so a re-run skips files already read."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
