@@ -315,50 +315,53 @@ def _unique_by_bitmap(con, table: str, batch: str, cols: list[str], bounds: dict
     screen and the exact GROUP BY decide as before.
 
     Grouping every row by its key's hash builds a hash table as large as the batch (3.7 s CPU of the checks'
-    17 s at 100,000 communities: 11.8M staged values). When the key holds an integer column of modest range
-    (community_key), one bit per value of that range in each group of the key's other columns
-    (``bitstring_agg``) holds the same question in a few megabytes: a group whose row count equals its number of
-    distinct set bits has no two rows with the same integer, so no two rows with the same key. A group with a
-    NULL integer, or more rows than bits, only makes the screen give way to the exact path (never a pass).
-    The other columns enter the grouping from the fewest distinct values up (DuckDB's column statistics,
-    ``stats()``, read at plan time) while groups x range stays within BITMAP_BITS: a column left out (file_id:
-    hundreds of file versions) makes the grouped key a subset of the key, and rows unique on a subset of their
-    key are unique on the whole key; it can only make the screen give way more often (a cell sent again in a
-    later file version repeats the key without file_id)."""
-    best = None
-    for c, (lo, hi) in bounds.items():
-        if lo is None or hi is None:
-            continue
-        width = int(hi) - int(lo) + 1
-        if width <= BITMAP_BITS and (best is None or width < best[1]):
-            best = (c, width, int(lo), int(hi))
-    if best is None:
-        return False
-    c, width, lo, hi = best
-    others = [x for x in cols if x != c]
+    17 s at 100,000 communities: 11.8M staged values). One key column (the axis) becomes a bit position instead:
+    an integer column of modest range (community_key) as itself, any other column (fact_score's entity_code) as
+    its number in the batch's distinct values (a dictionary of about 100,000 codes, looked up per row). One bit
+    per position in each group of the key's other columns (``bitstring_agg``) holds the same question in a few
+    megabytes: a group whose row count equals its number of set bits has no two rows at the same position, so no
+    two rows with the same key. A NULL on the axis, or more rows than bits, only makes the screen give way to the
+    exact path (never a pass). The other columns enter the grouping from the fewest distinct values up (DuckDB's
+    column statistics, ``stats()``, read at plan time) while groups x positions stays within BITMAP_BITS: a
+    column left out (file_id: hundreds of file versions) makes the grouped key a subset of the key, and rows
+    unique on a subset of their key are unique on the whole key; it can only make the screen give way more often
+    (a cell sent again in a later file version repeats the key without file_id)."""
+    try:
+        st = con.execute(f"SELECT {', '.join(f'stats({_q(x)})' for x in cols)} FROM {_q(table)} LIMIT 1").fetchall()
+    except duckdb.Error:
+        st = []
     distinct: dict[str, float] = {}
-    if others:
-        try:
-            st = con.execute(f"SELECT {', '.join(f'stats({_q(x)})' for x in others)} FROM {_q(table)} LIMIT 1"
-                             ).fetchall()
-        except duckdb.Error:
-            st = []
-        for x, v in zip(others, st[0] if st else [None] * len(others)):
-            n = v.get("approx_unique") if isinstance(v, dict) else None
-            if x == "period_key" and n_periods is not None:
-                n = n_periods
-            distinct[x] = float(n) * 1.25 + 1 if isinstance(n, (int, float)) else float("inf")   # HLL error
-    groups, chosen = 1.0, []
+    for x, v in zip(cols, st[0] if st else [None] * len(cols)):
+        n = v.get("approx_unique") if isinstance(v, dict) else None
+        if x == "period_key" and n_periods is not None:
+            n = n_periods
+        distinct[x] = max(1.0, float(n)) if isinstance(n, (int, float)) else float("inf")
+    best = None       # (axis, width, bit expression, join): the integer column of the smallest range
+    for c, (lo, hi) in bounds.items():
+        if lo is not None and hi is not None and int(hi) - int(lo) < BITMAP_BITS \
+                and (best is None or int(hi) - int(lo) + 1 < best[1]):
+            best = (c, int(hi) - int(lo) + 1, f"bitstring_agg(batch.{_q(c)}, {int(lo)}, {int(hi)})", "")
+    if best is None:  # the column of the most distinct values, numbered
+        c = max(cols, key=lambda x: (distinct[x] if distinct[x] != float("inf") else 0, -cols.index(x)))
+        width = con.execute(f"SELECT count({_q(c)}) FROM (SELECT DISTINCT {_q(c)} FROM {batch})").fetchall()[0][0]
+        if not width or width > BITMAP_BITS:
+            return False
+        # a row with a NULL code finds no number (LEFT JOIN): it is counted and sets no bit
+        best = (c, width, f"bitstring_agg(d._k, 1, {width})",
+                f" LEFT JOIN (SELECT {_q(c)}, (row_number() OVER ())::BIGINT AS _k FROM (SELECT DISTINCT {_q(c)} "
+                f"FROM {batch} WHERE {_q(c)} IS NOT NULL)) d ON d.{_q(c)} = batch.{_q(c)}")
+    c, width, bits, join = best
+    others = [x for x in cols if x != c]
+    groups, chosen = 1.1, []     # 10% over the estimates (HyperLogLog's error is a few percent)
     for x in sorted(others, key=lambda x: distinct[x]):
         if groups * distinct[x] * width > BITMAP_BITS:
             break
         groups *= distinct[x]
         chosen.append(x)
-    by = f" GROUP BY {', '.join(_q(x) for x in others if x in chosen)}" if chosen else ""
+    by = f" GROUP BY {', '.join(f'batch.{_q(x)}' for x in others if x in chosen)}" if chosen else ""
     try:
         bad = con.execute(f"SELECT count(*) FILTER (WHERE n <> coalesce(bits, 0)) FROM (SELECT count(*) AS n, "
-                          f"bit_count(bitstring_agg({_q(c)}, {lo}, {hi})) AS bits FROM {batch} AS batch{by})"
-                          ).fetchall()[0][0]
+                          f"bit_count({bits}) AS bits FROM {batch} AS batch{join}{by})").fetchall()[0][0]
     except (duckdb.OutOfRangeException, duckdb.InvalidInputException):   # the table changed under the screen
         return False
     return bad == 0
@@ -428,9 +431,6 @@ SCREENS = {
     "dim_community c WHERE c.community_key = f.community_key) OR NOT EXISTS (SELECT 1 FROM dim_indicator i WHERE "
     "i.indicator_code = f.indicator_code) OR NOT EXISTS (SELECT 1 FROM dim_period p WHERE p.period_key = "
     "f.period_key)": _missing_references(_DIMS),
-    "SELECT s.* FROM {batch} s LEFT JOIN dim_community c ON c.community_key = s.community_key LEFT JOIN "
-    "dim_indicator i ON i.indicator_code = s.indicator_code LEFT JOIN dim_period p ON p.period_key = s.period_key "
-    "WHERE c.community_key IS NULL OR i.indicator_code IS NULL OR p.period_key IS NULL": _missing_references(_DIMS),
     "SELECT s.community_key, s.indicator_code FROM stg_value s JOIN raw_file f ON f.file_id = s.file_id AND "
     "f.status = 'loaded' JOIN dim_period p ON p.period_key = s.period_key WHERE s.period_key = $period_key OR "
     "(p.period_type = 'month' AND p.quarter_key = $period_key) EXCEPT SELECT community_key, indicator_code FROM "

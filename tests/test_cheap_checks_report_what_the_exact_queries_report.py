@@ -113,7 +113,7 @@ def test_screens_are_taken_on_a_clean_quarter_and_find_each_planted_defect(works
             q = e["kwargs"].get("unexpected_rows_query")
             if q in quality.SCREENS:
                 screened[q] = s
-    assert len(screened) == len(quality.SCREENS) == 6
+    assert len(screened) == len(quality.SCREENS) == 5
 
     def counts(con):
         out = []
