@@ -314,8 +314,8 @@ def _unique_by_bitmap(con, table: str, batch: str, cols: list[str], bounds: dict
     """True only when the batch's rows are certainly unique on ``cols``; False means "not shown", and the hash
     screen and the exact GROUP BY decide as before.
 
-    Grouping every row by its key's hash builds a hash table as large as the batch (3.7 s CPU of the checks'
-    17 s at 100,000 communities: 11.8M staged values). One key column (the axis) becomes a bit position instead:
+    Grouping every row by its key's hash builds a hash table as large as the batch (3.7 s CPU of the checks' 19 s
+    at 100,000 communities: 11.8M staged values). One key column (the axis) becomes a bit position instead:
     an integer column of modest range (community_key) as itself, any other column (fact_score's entity_code) as
     its number in the batch's distinct values (a dictionary of about 100,000 codes, looked up per row). One bit
     per position in each group of the key's other columns (``bitstring_agg``) holds the same question in a few
