@@ -463,7 +463,8 @@ def completeness_sql(q: str, cfg: dict) -> str:
     ty AS (SELECT t.community_type, count(*) AS n FROM (SELECT DISTINCT community_type FROM comm) t JOIN ind
            ON ind.not_applicable_to IS NULL OR NOT list_contains(string_split(ind.not_applicable_to, '|'),
                                                                  t.community_type) GROUP BY 1),
-    ev AS (SELECT comm.community_key, ty.n FROM comm JOIN ty ON ty.community_type IS NOT DISTINCT FROM comm.community_type),
+    ev AS (SELECT comm.community_key, ty.n FROM comm
+           JOIN ty ON ty.community_type IS NOT DISTINCT FROM comm.community_type),
     rv AS (SELECT recv.community_key, count(*) AS n FROM recv JOIN comm USING (community_key) JOIN ind
            ON ind.indicator_code = recv.indicator_code AND (ind.not_applicable_to IS NULL OR NOT list_contains(
                string_split(ind.not_applicable_to, '|'), comm.community_type)) GROUP BY 1),
