@@ -135,3 +135,44 @@ def test_screens_are_taken_on_a_clean_quarter_and_find_each_planted_defect(works
         found = counts(con)
     assert all(exact > 0 for _, exact in found)
     assert all(screen is None or screen > 0 for screen, _ in found)
+
+
+def test_a_key_column_left_out_of_the_bitmap_grouping_still_proves_uniqueness(tmp_path, monkeypatch):
+    """stg_value at national scale: file_id (hundreds of versions) does not fit the bitmap budget and is left out;
+    the key without it is unique, so the screen passes and the exact query is skipped; a duplicate, and a cell
+    sent again in another file, still give the exact query's results."""
+    import json
+
+    import duckdb
+
+    suite = {"name": "t", "meta": {"table": "t"}, "expectations": [
+        {"type": "expect_compound_columns_to_be_unique", "kwargs": {"column_list": ["file_id", "k", "code"]}}]}
+    (tmp_path / "t.json").write_text(json.dumps(suite), encoding="utf-8")
+    con = duckdb.connect()
+    # 400 files of 25 communities each, 3 codes: the key without file_id is unique
+    con.execute("""CREATE TABLE t AS SELECT sha256((k // 25)::VARCHAR) AS file_id, k::INTEGER AS k, code
+                   FROM range(10000) r(k), (VALUES ('a'), ('b'), ('c')) c(code)""")
+    n_files, = con.execute("SELECT stats(file_id)['approx_unique'] FROM t LIMIT 1").fetchall()[0]
+    assert n_files > 100
+    # room for the codes' groups (3 x 10,000 bits, with the 10% margin) but not for the files'
+    monkeypatch.setattr(quality, "BITMAP_BITS", 200_000)
+    screened = []
+    real = quality._unique_by_bitmap
+    monkeypatch.setattr(quality, "_unique_by_bitmap", lambda *a: screened.append(real(*a)) or screened[-1])
+
+    def both():
+        cheap = quality.run_suite(con, "t", None, directory=tmp_path, record=False)
+        with monkeypatch.context() as m:
+            m.setattr(quality, "_unique_by_bitmap", lambda *a, **k: False)
+            exact = quality.run_suite(con, "t", None, directory=tmp_path, record=False)
+        assert cheap == exact
+        return cheap[0]
+
+    r = both()
+    assert r.success and screened == [True]
+    con.execute("INSERT INTO t SELECT sha256('other'), k, code FROM t WHERE k < 3 AND code = 'a'")  # sent again
+    r = both()
+    assert r.success and screened[-1] is False          # the screen gives way; the exact path finds no duplicate
+    con.execute("INSERT INTO t SELECT * FROM t WHERE k = 7 AND code = 'b'")                            # a duplicate
+    r = both()
+    assert not r.success and r.unexpected == 2 and screened[-1] is False
