@@ -167,6 +167,8 @@ def _parse_text(raw: str, value_kind: str, target_unit: str, column_unit: str, t
             qualifier, t = q, t[len(p):]
             break
     for s, q in _QUAL_SUFFIX:
+        if s not in t:   # the pattern needs the word itself; without this test a long number costs ~2 ms per word
+            continue     # (the lazy groups backtrack over every digit: a 300-digit cell took 12 ms to parse)
         m = re.search(rf"^(.*?[\d〇零一二两三四五六七八九十百千万成])(.*?)({s})(.*)$", t)  # 700余人, 95%以上, 九成以上
         if m:
             qualifier, t = q, m.group(1) + m.group(2) + m.group(4)
