@@ -19,6 +19,7 @@ unit is the first rank value whose running count exceeds k, identical to sorting
 
 import contextlib
 import ctypes
+import hashlib
 import os
 import threading
 from collections import Counter
@@ -271,8 +272,25 @@ def _uncertainty(app: Appraisal, series: list[Series], draws: int | None, seed: 
     # The draws fill the same chunk buffer across groups, so the buffer (and the peak) does not grow with the
     # draw count. The counts add up the same in any order of the draws (RankCounts is exact) and draw i uses
     # its own generator, so taking the draws group by group changes no bit of the result.
+    #
+    # A depth that leaves a column bit for bit as the previous depth did shares that version (canon), and so does
+    # everything computed from it: a group looks up the prepared index and category ranks the previous group of
+    # its normalisation computed (carry) before computing its own. Columns are compared by a digest of their
+    # bits, since the previous depth's matrix is no longer held.
     treated_js = {j for j, c in enumerate(u.indicators) if scheme.treated(c)}
     treated: dict[int, np.ndarray] = {}          # the current depth's treated matrix only (columns as u.indicators)
+    canon: dict[tuple[int, int], int] = {}       # (depth, column) -> the depth whose version it shares
+    version: dict[int, tuple[bytes, int]] = {}   # column -> (digest, depth) of its latest version
+
+    def set_depth(wi: int) -> None:
+        treated.clear()
+        treated[wi] = T = treat_at(wi)
+        for j in sorted(treated_js):
+            # the bits (NaN payloads and the sign of zero included): the same input to a deterministic step
+            d = hashlib.blake2b(np.ascontiguousarray(T[:, j]).view(np.uint8), digest_size=32).digest()
+            if version.get(j, (None,))[0] != d:
+                version[j] = (d, wi)
+            canon[(wi, j)] = version[j][1]
 
     def treat_at(wi: int) -> np.ndarray:
         # the whole matrix, read by column: taking the treated columns out would copy it (0.3 GB at 600,000)
@@ -284,7 +302,7 @@ def _uncertainty(app: Appraisal, series: list[Series], draws: int | None, seed: 
 
     def col_key(j: int, wi: int, ni: int) -> tuple:
         """What indicator j's normalised scores depend on in a configuration."""
-        return (j, wi if j in treated_js else None, ni if relative[j] and norms[ni] is not None else None)
+        return (j, canon[(wi, j)] if j in treated_js else None, ni if relative[j] and norms[ni] is not None else None)
 
     def col_value(key: tuple) -> np.ndarray:
         j, wi, ni = key
@@ -292,7 +310,8 @@ def _uncertainty(app: Appraisal, series: list[Series], draws: int | None, seed: 
         m = scheme.method_of(c)
         if ni is not None:
             m = {**norms[ni], "within": m.get("within")}
-        x = treated[wi][:, j] if wi is not None else app.imputed[:, j]
+        # the current depth's column: bit for bit the version of depth wi it shares
+        x = next(iter(treated.values()))[:, j] if wi is not None else app.imputed[:, j]
         return normalise_column(x, m, scheme.nodes[c].direction, u.grouping(m.get("within")), app.eligible,
                                 codes=u.codes)
 
@@ -346,43 +365,69 @@ def _uncertainty(app: Appraisal, series: list[Series], draws: int | None, seed: 
     fixed_series = [(node, ks) for node, ks in by_node.items()
                     if fixed.get(node, False) and node != scheme.root]
 
-    def configure(cfg: list[tuple]) -> Setup:
-        # Fixed nodes, bottom-up, one node per task: a node's value in a configuration is keyed by what it is
-        # computed from (its children's keys), so configurations that differ only where the node does not look
-        # share one computation. Indicator columns live only while their parent is computed.
+    by_depth = sorted(fixed_nodes, key=lambda c: depth[c])
+
+    def configure(cfg: list[tuple], carry: Setup | None) -> Setup:
+        # Every node's key in every configuration first (what its value is computed from, by key): keys are cheap,
+        # values are not. A prepared index or a category's ranks the previous group (carry) computed from the same
+        # keys is taken over; only the values the rest needs are computed.
         key_of: dict[tuple, tuple] = {}
-        value: dict[tuple, np.ndarray] = {}
-
-        def node_task(node: str) -> None:
-            cols: dict[tuple, np.ndarray] = {}
-            for combo in cfg:
-                wi, ni, ai = combo
-                kk = []
-                for k in kids_of[node]:
-                    if scheme.nodes[k].kind == "indicator":
-                        ck = ("col",) + col_key(u.indicators.index(k), wi, ni)
-                        if ck not in cols:
-                            cols[ck] = col_value(ck[1:])
-                        kk.append(ck)
-                    else:
-                        kk.append(key_of[(k, combo)])
-                key = (node, aggs[ai] if not scheme.nodes[node].derive else None, tuple(kk))
-                key_of[(node, combo)] = key
-                if key not in value:
-                    vals = {k: (cols[ck] if ck[0] == "col" else value[ck]) for k, ck in zip(kids_of[node], kk)}
-                    value[key] = node_scores(scheme, node, vals, None, aggs[ai], floor)
-
-        for d in sorted(set(depth.values())):
-            list(pmap(node_task, [c for c in fixed_nodes if depth[c] == d]))
-
+        for combo in cfg:
+            wi, ni, ai = combo
+            for node in by_depth:
+                kk = tuple(("col",) + col_key(u.indicators.index(k), wi, ni)
+                           if scheme.nodes[k].kind == "indicator" else key_of[(k, combo)] for k in kids_of[node])
+                key_of[(node, combo)] = (node, aggs[ai] if not scheme.nodes[node].derive else None, kk)
+            for c in aggregates:
+                if fast[c]:
+                    key_of[(c, combo)] = (c, aggs[ai], tuple(key_of[(k, combo)] for k in kids_of[c]))
+        old = carry or Setup({}, {}, {}, {}, {})
         prepared: dict[tuple, Prepared | None] = {}
         for combo in cfg:
             for c in aggregates:
                 if fast[c]:
-                    pk = (c, aggs[combo[2]], tuple(key_of[(k, combo)] for k in kids_of[c]))
-                    key_of[(c, combo)] = pk
-                    prepared.setdefault(pk, None)
-        pkeys = [k for k in prepared]
+                    pk = key_of[(c, combo)]
+                    prepared.setdefault(pk, old.prepared.get(pk))
+        pkeys = [k for k, v in prepared.items() if v is None]          # to compute
+        fixed_ranks: dict[tuple, list[np.ndarray]] = {}
+        tasks = []
+        for node, key in dict.fromkeys((node, key_of[(node, combo)]) for node, _ in fixed_series for combo in cfg):
+            if key in old.fixed_ranks:
+                fixed_ranks[key] = old.fixed_ranks[key]
+            else:
+                tasks.append((node, key))
+        keep = {key_of[(c, combo)] for c in needed for combo in cfg}
+        value: dict[tuple, np.ndarray] = {k: old.value[k] for k in keep if k in old.value}
+        del old, carry          # what the previous group computed and this one does not read is freed here
+        # the values to compute: what the preparations, the ranks and the draws read, and their children
+        want: set = set()
+        stack = [k for pk in pkeys for k in pk[2]] + [k for _, k in tasks] + [k for k in keep if k not in value]
+        while stack:
+            k = stack.pop()
+            if k[0] != "col" and k not in want and k not in value:
+                want.add(k)
+                stack.extend(k[2])
+
+        # Fixed nodes, bottom-up, one node per task: configurations that differ only where the node does not
+        # look share one computation. Indicator columns live only while their parent is computed.
+        def node_task(node: str) -> None:
+            cols: dict[tuple, np.ndarray] = {}
+            for combo in cfg:
+                key = key_of[(node, combo)]
+                if key not in want or key in value:
+                    continue
+                vals = {}
+                for k, ck in zip(kids_of[node], key[2]):
+                    if ck[0] == "col":
+                        if ck not in cols:
+                            cols[ck] = col_value(ck[1:])
+                        vals[k] = cols[ck]
+                    else:
+                        vals[k] = value[ck]
+                value[key] = node_scores(scheme, node, vals, None, aggs[combo[2]], floor)
+
+        for d in sorted(set(depth.values())):
+            list(pmap(node_task, [c for c in fixed_nodes if depth[c] == d]))
 
         plain_values: dict[tuple, np.ndarray] = {}
         for combo in cfg:
@@ -391,9 +436,6 @@ def _uncertainty(app: Appraisal, series: list[Series], draws: int | None, seed: 
                 if ck not in plain_values:
                     plain_values[ck] = col_value(ck[1:])
 
-        fixed_ranks: dict[tuple, list[np.ndarray]] = {}
-        tasks = list(dict.fromkeys((node, key_of[(node, combo)]) for node, _ in fixed_series for combo in cfg))
-
         def rank_task(t):
             node, key = t
             fixed_ranks[key] = node_ranks(value[key], by_node[node])
@@ -401,7 +443,6 @@ def _uncertainty(app: Appraisal, series: list[Series], draws: int | None, seed: 
 
         # The prepared nodes, each freeing the children values no later preparation or draw reads (the values
         # and the prepared summands are not all held at once)
-        keep = {key_of[(c, combo)] for c in needed for combo in cfg}
         uses = Counter(k for pk in pkeys for k in set(pk[2]))
         for key in [k for k in value if k not in keep and not uses[k]]:
             del value[key]
@@ -496,11 +537,12 @@ def _uncertainty(app: Appraisal, series: list[Series], draws: int | None, seed: 
         list(pmap(lambda aR: aR[0].add(aR[1][:rows]), zip(acc + area_acc, ranks + aranks)))
 
     fill = 0
+    carry: dict[int, Setup] = {}      # per normalisation: the last group's set-up
     for wi in sorted({c[0] for c in combos}):
-        treated.clear()
-        treated[wi] = treat_at(wi)
+        set_depth(wi)
         for ni in sorted({c[1] for c in combos if c[0] == wi}):
-            st = configure([c for c in combos if c[:2] == (wi, ni)])
+            st = configure([c for c in combos if c[:2] == (wi, ni)], carry.pop(ni, None))
+            carry[ni] = st
             todo = [i for i in range(draws) if picks[i][:2] == (wi, ni)]
             while todo:
                 take, todo = todo[:held - fill], todo[held - fill:]
@@ -513,6 +555,7 @@ def _uncertainty(app: Appraisal, series: list[Series], draws: int | None, seed: 
             del st
             free_heap()
     treated.clear()
+    carry.clear()
     if fill:
         fold(fill)
     del ranks, aranks
