@@ -2,10 +2,13 @@
 normalisation, weights, aggregation), as COINr's get_sensitivity(SA_type = "UA") does.
 
 Each draw re-treats (per winsorisation depth), re-normalises the relative indicators, re-aggregates with noisy
-weights and re-ranks. What a draw computes that does not depend on its noisy weights is computed once, before the
-draws, for the configurations (depth, normalisation, aggregation) the draws pick: each indicator column and each
-category once per distinct input (bit for bit), the index's summands once per configuration, and a category's
-ranks once per configuration; a draw re-aggregates only the index, adjusts, rounds and ranks it. Every shortcut
+weights and re-ranks. What a draw computes that does not depend on its noisy weights is computed once, for the
+configurations (depth, normalisation, aggregation) the draws pick: each indicator column and each category once
+per distinct input (bit for bit), the index's summands once per configuration, and a category's ranks once per
+configuration; a draw re-aggregates only the index, adjusts, rounds and ranks it. The configurations are set up
+and drawn group by group (one winsorisation depth and normalisation at a time), so only one depth's treated
+matrix and, per normalisation, one group's categories and index are held (issue 11: holding every configuration's
+arrays at once put the ranking stage at 9.4 GB at 600,000 units). Every shortcut
 gives the plain computation's bits (tests/test_monte_carlo_fast_paths.py re-runs the whole engine per draw).
 Per unit and ranked series the result is the mean, median and declared quantiles (R type 7) of its rank over
 the draws. Draw i uses its own generator spawned from the scheme's seed, so the result does not depend on

@@ -15,11 +15,10 @@ from concurrent.futures import ThreadPoolExecutor
 import duckdb
 import numpy as np
 import polars as pl
-import psutil
 import pyarrow as pa
 
 from ..periods import previous_quarter, split_quarter
-from ..warehouse import _HELD, bind, memory_limit, model_sql, transaction
+from ..warehouse import bind, model_sql, transaction
 from .analysis import write_quick
 from .engine import (Appraisal, Groups, Units, grade_of, rank_desc, round_scores, run, score_components,
                      veto_hits)
@@ -519,70 +518,6 @@ def _components_scores(app: Appraisal, con, period_key: str, level: str, agg: pl
     return agg.drop("score").join(scored.select("entity_code", "score"), on="entity_code", how="left")
 
 
-# ------------------------------------------------------------------------------------------------------
-# Memory: numpy's arrays and DuckDB's buffer pool in one process
-
-
-_SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(|B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$", re.IGNORECASE)
-_UNIT = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "kib": 2**10, "mib": 2**20,
-         "gib": 2**30, "tib": 2**40}
-
-
-def _size_bytes(text: str) -> int | None:
-    """A DuckDB size setting in bytes, read as DuckDB reads it (MB = 10^6 bytes, MiB = 2^20); None if unreadable."""
-    m = _SIZE.match(text or "")
-    return int(float(m.group(1)) * _UNIT[m.group(2).lower()]) if m else None
-
-
-class _DuckDBBesideArrays:
-    """DuckDB's memory_limit lowered for the ranking stage by what the process holds outside DuckDB.
-
-    The stage budget (issue 11) is a quarter of the machine, and shequ.warehouse.memory_limit() gives DuckDB four
-    fifths of it, which leaves one fifth for numpy and polars. The ranking stage holds far more in numpy (at
-    600,000 units the appraisal's matrices and the Monte Carlo's counts, 2-3 GB), so with DuckDB's full limit on
-    top the stage peaked above 6 GB while it wrote fact_score and the explanations. ``fit()`` sets DuckDB's limit
-    to the budget minus what the process holds outside DuckDB, minus a sixth of the budget for the temporaries
-    of the writes (fact_score blocks, the ranking table), and never below 1 GB; inside a caller's transaction
-    (a DerivedBuild) never below DuckDB's current use either, since a SET that fails there would abort it. Above the lowered limit DuckDB spills
-    to disk, as it does in the other stages. Only a connection running with shequ's own limit (as
-    shequ.warehouse.connect sets it) is touched, and ``restore()`` gives that limit back; a notebook's own SET
-    memory_limit is left alone."""
-
-    def __init__(self, con: duckdb.DuckDBPyConnection):
-        self.con, self.setting = con, memory_limit()
-        self.limit = _size_bytes(self.setting)
-        self.active = False
-        if self.limit is None:
-            return
-        with contextlib.closing(duckdb.connect()) as probe:     # DuckDB's spelling of shequ's limit
-            probe.execute(f"SET memory_limit = '{self.setting}'")
-            shown = probe.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
-        self.active = con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0] == shown
-
-    def fit(self) -> None:
-        if not self.active:
-            return
-        free_heap()
-        used = int(self.con.execute("SELECT coalesce(sum(memory_usage_bytes), 0) FROM duckdb_memory()"
-                                    ).fetchall()[0][0])
-        held = max(0, psutil.Process().memory_info().rss - used)
-        budget = self.limit * 5 // 4
-        room = min(self.limit, max(budget - held - budget // 6, 2**30))
-        if id(self.con) not in _HELD and room < used:
-            # outside a transaction a SET that cannot evict enough fails harmlessly: DuckDB's cached blocks
-            # are given up if it can, else it keeps what it uses
-            try:
-                self.con.execute(f"SET memory_limit = '{room // 2**20}MiB'")
-                return
-            except duckdb.Error:
-                pass
-        self.con.execute(f"SET memory_limit = '{max(room, used + 2**26) // 2**20}MiB'")
-
-    def restore(self) -> None:
-        if self.active:
-            self.con.execute(f"SET memory_limit = '{self.setting}'")
-
-
 LAST_TIMINGS: dict[str, float] = {}   # seconds per step of the last appraise_period call (shequ bench reads it)
 
 
@@ -600,19 +535,6 @@ class _Clock:
 def appraise_period(con: duckdb.DuckDBPyConnection, period_key: str, scheme: Scheme, draws: int | None = None
                     ) -> dict[str, int]:
     """Score, rank, award and explain one quarter under ``scheme``; replace its rows in one transaction."""
-    duck = _DuckDBBesideArrays(con)
-    try:
-        counts = _appraise_period(con, period_key, scheme, draws, duck)
-    except BaseException:
-        with contextlib.suppress(duckdb.Error):       # an aborted transaction refuses it; the error above wins
-            duck.restore()
-        raise
-    duck.restore()
-    return counts
-
-
-def _appraise_period(con: duckdb.DuckDBPyConnection, period_key: str, scheme: Scheme, draws: int | None,
-                     duck: _DuckDBBesideArrays) -> dict[str, int]:
     clock = _Clock()
     units_df_all = period_units(con, period_key)
     u_self, units_df = load_units(con, period_key, scheme, units_df_all)
@@ -645,7 +567,7 @@ def _appraise_period(con: duckdb.DuckDBPyConnection, period_key: str, scheme: Sc
     candidates: dict = {}
     awards = award_titles(app, units_df, candidates)
     clock("titles")
-    duck.fit()       # DuckDB's cache may not grow into what the Monte Carlo's arrays need
+    free_heap()      # the scoring's freed temporaries, before the Monte Carlo allocates its own
     mc, mc_tiers, ua = _mc_for_awards(app, units_df, draws, candidates)
     awards = with_intervals(awards, mc_tiers)
     clock("monte carlo")
@@ -654,7 +576,7 @@ def _appraise_period(con: duckdb.DuckDBPyConnection, period_key: str, scheme: Sc
     clock("areas")
 
     p = {"q": period_key, "sid": scheme.scheme_id, "sv": scheme.version}
-    duck.fit()       # the Monte Carlo's arrays are freed: DuckDB's room for the writes beside what is still held
+    free_heap()      # the Monte Carlo's freed arrays, before DuckDB's writes
     with transaction(con):
         for t in ("fact_score", "fact_ranking", "fact_award", "fact_explanation"):
             con.execute(f"DELETE FROM {t} WHERE period_key = ? AND scheme_id = ?", [period_key, scheme.scheme_id])
