@@ -86,7 +86,10 @@ def test_chunked_draws_same_result_and_memory_bounded(tmp_path):
 
     # Memory: ranks in a street or district fit their counters, so the peak is flat in the draw count. (A
     # city-wide rank can stray outside its window; those are kept as distinct (unit, rank) counts, bounded by
-    # the ranks a unit takes rather than by the draws.)
+    # the ranks a unit takes rather than by the draws.) The counters are 8-bit below 256 draws and 16-bit from
+    # 256 on, by design; 25 and 250 draws use the same width. (With every configuration's arrays held at once the
+    # counters were a small part of the peak and 300 draws passed too; one configuration group at a time, the
+    # counters' doubled width at 300 shows as about 20%.)
     local = series[:2]
 
     def peak(draws):
@@ -96,5 +99,7 @@ def test_chunked_draws_same_result_and_memory_bounded(tmp_path):
         tracemalloc.stop()
         return p
 
-    small, large = peak(25), peak(300)
+    small, large = peak(25), peak(250)
     assert large <= 1.15 * small, (small, large)
+    # past 256 draws only the counters' width changes: 300 draws stay far below the 12x a per-draw array would take
+    assert peak(300) <= 1.35 * small, small

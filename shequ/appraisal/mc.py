@@ -2,10 +2,13 @@
 normalisation, weights, aggregation), as COINr's get_sensitivity(SA_type = "UA") does.
 
 Each draw re-treats (per winsorisation depth), re-normalises the relative indicators, re-aggregates with noisy
-weights and re-ranks. What a draw computes that does not depend on its noisy weights is computed once, before the
-draws, for the configurations (depth, normalisation, aggregation) the draws pick: each indicator column and each
-category once per distinct input (bit for bit), the index's summands once per configuration, and a category's
-ranks once per configuration; a draw re-aggregates only the index, adjusts, rounds and ranks it. Every shortcut
+weights and re-ranks. What a draw computes that does not depend on its noisy weights is computed once, for the
+configurations (depth, normalisation, aggregation) the draws pick: each indicator column and each category once
+per distinct input (bit for bit), the index's summands once per configuration, and a category's ranks once per
+configuration; a draw re-aggregates only the index, adjusts, rounds and ranks it. The configurations are set up
+and drawn group by group (one winsorisation depth and normalisation at a time), so only one depth's treated
+matrix and, per normalisation, one group's categories and index are held (issue 11: holding every configuration's
+arrays at once put the ranking stage at 9.4 GB at 600,000 units). Every shortcut
 gives the plain computation's bits (tests/test_monte_carlo_fast_paths.py re-runs the whole engine per draw).
 Per unit and ranked series the result is the mean, median and declared quantiles (R type 7) of its rank over
 the draws. Draw i uses its own generator spawned from the scheme's seed, so the result does not depend on
@@ -17,6 +20,9 @@ draw count. Ranks are small integers, so exact quantiles come from the counts: t
 unit is the first rank value whose running count exceeds k, identical to sorting the unit's draws.
 """
 
+import contextlib
+import ctypes
+import hashlib
 import os
 import threading
 from collections import Counter
@@ -143,13 +149,16 @@ def _group_key(g: Groups) -> np.ndarray:
     return key
 
 
-CHUNK = 25     # draws held at once (ranks of every series for these draws), then folded into counts
+def free_heap() -> None:
+    """Hand the C heap's freed pages back to the operating system (glibc's malloc_trim). Once glibc has raised
+    its mmap threshold, numpy arrays of a few MB (one column of 600,000 units) come from the heap, and freed ones
+    stay in the process's resident memory (issue 11: a configuration group's arrays, freed, still counted in the
+    next one's peak). Python and numpy do not expose malloc_trim; elsewhere than glibc this does nothing."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
-def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
-    """Bit for bit equal (NaN payloads and the sign of zero included): the same input to a deterministic step."""
-    return a.shape == b.shape and np.array_equal(np.ascontiguousarray(a).view(np.uint64),
-                                                 np.ascontiguousarray(b).view(np.uint64))
+CHUNK = 10     # draws held at once (ranks of every series for these draws), then folded into counts
 
 
 @dataclass
@@ -208,6 +217,16 @@ def prepared_rows(p: Prepared, w: np.ndarray) -> np.ndarray:
     return np.where(tot > 0, out, np.nan)
 
 
+@dataclass
+class Setup:
+    """What the draws of a group of configurations read that does not depend on their weights."""
+    key_of: dict          # (node, combo) -> key
+    value: dict           # key -> scores (fixed nodes a draw reads)
+    prepared: dict        # key -> Prepared (or the children, for aggregate_rows)
+    plain_values: dict    # indicator columns of the plain path
+    fixed_ranks: dict     # key -> ranks of a fixed node's series
+
+
 def run_uncertainty(app: Appraisal, series: list[Series], draws: int | None = None, seed: int | None = None,
                     threads: int | None = None, areas: list[AreaSeries] = (), chunk: int = CHUNK
                     ) -> Uncertainty:
@@ -249,31 +268,44 @@ def _uncertainty(app: Appraisal, series: list[Series], draws: int | None, seed: 
         picks.append((wi, ni, int(rng.integers(len(aggs)))))
     combos = sorted(set(picks))
 
-    # Treated columns, one version per winsorisation depth used. A depth that leaves a column bit for bit as a
-    # shallower one did shares that version, and so does everything computed from it.
-    treated_cols = [j for j, c in enumerate(u.indicators) if scheme.treated(c)]
-    tpos = {j: k for k, j in enumerate(treated_cols)}
+    # Configurations are set up and drawn one group at a time (issue 11: every configuration's treated matrix,
+    # categories and prepared index held at once, beside the rank counts, peaked at several GB at 600,000
+    # units). A group is the configurations sharing a winsorisation depth and a normalisation: one depth's
+    # treated matrix is held at a time, and a group's categories and prepared index only while its draws run.
+    # The draws fill the same chunk buffer across groups, so the buffer (and the peak) does not grow with the
+    # draw count. The counts add up the same in any order of the draws (RankCounts is exact) and draw i uses
+    # its own generator, so taking the draws group by group changes no bit of the result.
+    #
+    # A depth that leaves a column bit for bit as the previous depth did shares that version (canon), and so does
+    # everything computed from it: a group looks up the prepared index and category ranks the previous group of
+    # its normalisation computed (carry) before computing its own. Columns are compared by a digest of their
+    # bits, since the previous depth's matrix is no longer held.
+    treated_js = {j for j, c in enumerate(u.indicators) if scheme.treated(c)}
+    treated: dict[int, np.ndarray] = {}          # the current depth's treated matrix only (columns as u.indicators)
+    canon: dict[tuple[int, int], int] = {}       # (depth, column) -> the depth whose version it shares
+    version: dict[int, tuple[bytes, int]] = {}   # column -> (digest, depth) of its latest version
+
+    def set_depth(wi: int) -> None:
+        treated.clear()
+        treated[wi] = T = treat_at(wi)
+        for j in sorted(treated_js):
+            # the bits (NaN payloads and the sign of zero included): the same input to a deterministic step
+            d = hashlib.blake2b(np.ascontiguousarray(T[:, j]).view(np.uint8), digest_size=32).digest()
+            if version.get(j, (None,))[0] != d:
+                version[j] = (d, wi)
+            canon[(wi, j)] = version[j][1]
 
     def treat_at(wi: int) -> np.ndarray:
+        # the whole matrix, read by column: taking the treated columns out would copy it (0.3 GB at 600,000)
         if winmaxes[wi] is None:
-            return app.treated[:, treated_cols]
-        return treat(app.imputed, u, scheme, winmax=winmaxes[wi], pool=app.eligible)[0][:, treated_cols]
+            return app.treated
+        return treat(app.imputed, u, scheme, winmax=winmaxes[wi], pool=app.eligible)[0]
 
-    used = sorted({c[0] for c in combos})
-    treated: dict[int, np.ndarray] = dict(zip(used, pmap(treat_at, used)))
-    canon: dict[tuple[int, int], int] = {}       # (depth, column) -> the depth whose version it shares
-    for j, k in tpos.items():
-        seen: list[int] = []
-        for wi in sorted(treated):
-            col = treated[wi][:, k]
-            canon[(wi, j)] = next((s for s in seen if _same_bits(treated[s][:, k], col)), wi)
-            if canon[(wi, j)] == wi:
-                seen.append(wi)
     relative = {j: scheme.method_of(c)["method"] in RELATIVE for j, c in enumerate(u.indicators)}
 
     def col_key(j: int, wi: int, ni: int) -> tuple:
         """What indicator j's normalised scores depend on in a configuration."""
-        return (j, canon[(wi, j)] if j in tpos else None, ni if relative[j] and norms[ni] is not None else None)
+        return (j, canon[(wi, j)] if j in treated_js else None, ni if relative[j] and norms[ni] is not None else None)
 
     def col_value(key: tuple) -> np.ndarray:
         j, wi, ni = key
@@ -281,7 +313,8 @@ def _uncertainty(app: Appraisal, series: list[Series], draws: int | None, seed: 
         m = scheme.method_of(c)
         if ni is not None:
             m = {**norms[ni], "within": m.get("within")}
-        x = treated[wi][:, tpos[j]] if wi is not None else app.imputed[:, j]
+        # the current depth's column: bit for bit the version of depth wi it shares
+        x = next(iter(treated.values()))[:, j] if wi is not None else app.imputed[:, j]
         return normalise_column(x, m, scheme.nodes[c].direction, u.grouping(m.get("within")), app.eligible,
                                 codes=u.codes)
 
@@ -300,73 +333,19 @@ def _uncertainty(app: Appraisal, series: list[Series], draws: int | None, seed: 
                        for k in scheme.children(c))
     kids_of = {c: (scheme.nodes[c].derive["of"] if scheme.nodes[c].derive else scheme.children(c))
                for c in aggregates}
-
-    # Fixed nodes, bottom-up, one node per task: a node's value in a configuration is keyed by what it is
-    # computed from (its children's keys), so configurations that differ only where the node does not look
-    # share one computation. Indicator columns live only while their parent is computed.
-    key_of: dict[tuple, tuple] = {}              # (node, combo) -> key
-    value: dict[tuple, np.ndarray] = {}          # key -> scores
     fixed_nodes = [c for c in aggregates if fixed[c]]
-
-    def node_task(node: str) -> None:
-        cols: dict[tuple, np.ndarray] = {}
-        for combo in combos:
-            wi, ni, ai = combo
-            kk = []
-            for k in kids_of[node]:
-                if scheme.nodes[k].kind == "indicator":
-                    ck = ("col",) + col_key(u.indicators.index(k), wi, ni)
-                    if ck not in cols:
-                        cols[ck] = col_value(ck[1:])
-                    kk.append(ck)
-                else:
-                    kk.append(key_of[(k, combo)])
-            key = (node, aggs[ai] if not scheme.nodes[node].derive else None, tuple(kk))
-            key_of[(node, combo)] = key
-            if key not in value:
-                vals = {k: (cols[ck] if ck[0] == "col" else value[ck]) for k, ck in zip(kids_of[node], kk)}
-                value[key] = node_scores(scheme, node, vals, None, aggs[ai], floor)
-
     depth: dict[str, int] = {}
     for c in fixed_nodes:
         depth[c] = 1 + max((depth.get(k, 0) for k in kids_of[c]), default=0)
-    for d in sorted(set(depth.values())):
-        list(pmap(node_task, [c for c in fixed_nodes if depth[c] == d]))
-
     # Non-fixed nodes whose children are all fixed (the index): prepared once per configuration of children.
     # Indicators feeding a non-fixed node, and non-fixed nodes over non-fixed children, take the plain path.
-    prepared: dict[tuple, Prepared | None] = {}
     fast = {c: not fixed[c] and not scheme.nodes[c].derive and all(
         scheme.nodes[k].kind != "indicator" and fixed[k] for k in kids_of[c]) for c in aggregates}
     plain_cols = {j for j, c in enumerate(u.indicators) if any(
         not fixed[a] and not fast[a] and c in kids_of[a] for a in aggregates)}
-    plain_key: dict[tuple, dict] = {}
-    for combo in combos:
-        for c in aggregates:
-            if fast[c]:
-                pk = (c, aggs[combo[2]], tuple(key_of[(k, combo)] for k in kids_of[c]))
-                key_of[(c, combo)] = pk
-                prepared.setdefault(pk, None)
-    pkeys = [k for k in prepared]
-
-    plain_values: dict[tuple, np.ndarray] = {}
-    for combo in combos:
-        for j in plain_cols:
-            ck = ("col",) + col_key(j, combo[0], combo[1])
-            if ck not in plain_values:
-                plain_values[ck] = col_value(ck[1:])
-
     # fixed nodes a draw reads: the root when it is fixed, children of nodes on the plain path
     needed = {c for c in aggregates if fixed[c] and (c == scheme.root or any(
         not fixed[a] and not fast[a] and c in kids_of[a] for a in aggregates))}
-
-    def combo_vals(combo) -> dict[str, np.ndarray]:
-        vals = {}
-        for c in needed:
-            vals[c] = value[key_of[(c, combo)]]
-        for j in plain_cols:
-            vals[u.indicators[j]] = plain_values[("col",) + col_key(j, combo[0], combo[1])]
-        return vals
 
     groups = [u.grouping(s.group) for s in series]
     masks = [app.eligible & (s.mask if s.mask is not None else True) for s in series]
@@ -386,36 +365,113 @@ def _uncertainty(app: Appraisal, series: list[Series], draws: int | None, seed: 
 
     # Series of a fixed node (a category's tier) rank the same scores in every draw of a configuration: ranked
     # once per distinct node value
-    fixed_ranks: dict[tuple, list[np.ndarray]] = {}
     fixed_series = [(node, ks) for node, ks in by_node.items()
                     if fixed.get(node, False) and node != scheme.root]
-    tasks = list(dict.fromkeys((node, key_of[(node, combo)]) for node, _ in fixed_series for combo in combos))
 
-    def rank_task(t):
-        node, key = t
-        fixed_ranks[key] = node_ranks(value[key], by_node[node])
-    list(pmap(rank_task, tasks))
+    by_depth = sorted(fixed_nodes, key=lambda c: depth[c])
 
-    # The prepared nodes, each freeing the children values no later preparation or draw reads (the values and
-    # the prepared summands are not all held at once)
-    keep = {key_of[(c, combo)] for c in needed for combo in combos}
-    uses = Counter(k for pk in pkeys for k in set(pk[2]))
-    for key in [k for k in value if k not in keep and not uses[k]]:
-        del value[key]
-    uses_lock = threading.Lock()
+    def configure(cfg: list[tuple], carry: Setup | None) -> Setup:
+        # Every node's key in every configuration first (what its value is computed from, by key): keys are cheap,
+        # values are not. A prepared index or a category's ranks the previous group (carry) computed from the same
+        # keys is taken over; only the values the rest needs are computed.
+        key_of: dict[tuple, tuple] = {}
+        for combo in cfg:
+            wi, ni, ai = combo
+            for node in by_depth:
+                kk = tuple(("col",) + col_key(u.indicators.index(k), wi, ni)
+                           if scheme.nodes[k].kind == "indicator" else key_of[(k, combo)] for k in kids_of[node])
+                key_of[(node, combo)] = (node, aggs[ai] if not scheme.nodes[node].derive else None, kk)
+            for c in aggregates:
+                if fast[c]:
+                    key_of[(c, combo)] = (c, aggs[ai], tuple(key_of[(k, combo)] for k in kids_of[c]))
+        old = carry or Setup({}, {}, {}, {}, {})
+        prepared: dict[tuple, Prepared | None] = {}
+        for combo in cfg:
+            for c in aggregates:
+                if fast[c]:
+                    pk = key_of[(c, combo)]
+                    prepared.setdefault(pk, old.prepared.get(pk))
+        pkeys = [k for k, v in prepared.items() if v is None]          # to compute
+        fixed_ranks: dict[tuple, list[np.ndarray]] = {}
+        tasks = []
+        for node, key in dict.fromkeys((node, key_of[(node, combo)]) for node, _ in fixed_series for combo in cfg):
+            if key in old.fixed_ranks:
+                fixed_ranks[key] = old.fixed_ranks[key]
+            else:
+                tasks.append((node, key))
+        keep = {key_of[(c, combo)] for c in needed for combo in cfg}
+        value: dict[tuple, np.ndarray] = {k: old.value[k] for k in keep if k in old.value}
+        del old, carry          # what the previous group computed and this one does not read is freed here
+        # the values to compute: what the preparations, the ranks and the draws read, and their children
+        want: set = set()
+        stack = [k for pk in pkeys for k in pk[2]] + [k for _, k in tasks] + [k for k in keep if k not in value]
+        while stack:
+            k = stack.pop()
+            if k[0] != "col" and k not in want and k not in value:
+                want.add(k)
+                stack.extend(k[2])
 
-    def prep_task(pk: tuple) -> None:
-        node, agg, kk = pk
-        C = np.column_stack([value[k] for k in kk])
-        prepared[pk] = prepare_rows(C, agg or scheme.aggregation_of(node), floor)
-        if prepared[pk] is None:      # no prepared form: keep the children for aggregate_rows
-            prepared[pk] = C
-        with uses_lock:
-            for k in set(kk):
-                uses[k] -= 1
-                if not uses[k] and k not in keep:
-                    del value[k]
-    list(pmap(prep_task, pkeys))
+        # Fixed nodes, bottom-up, one node per task: configurations that differ only where the node does not
+        # look share one computation. Indicator columns live only while their parent is computed.
+        def node_task(node: str) -> None:
+            cols: dict[tuple, np.ndarray] = {}
+            for combo in cfg:
+                key = key_of[(node, combo)]
+                if key not in want or key in value:
+                    continue
+                vals = {}
+                for k, ck in zip(kids_of[node], key[2]):
+                    if ck[0] == "col":
+                        if ck not in cols:
+                            cols[ck] = col_value(ck[1:])
+                        vals[k] = cols[ck]
+                    else:
+                        vals[k] = value[ck]
+                value[key] = node_scores(scheme, node, vals, None, aggs[combo[2]], floor)
+
+        for d in sorted(set(depth.values())):
+            list(pmap(node_task, [c for c in fixed_nodes if depth[c] == d]))
+
+        plain_values: dict[tuple, np.ndarray] = {}
+        for combo in cfg:
+            for j in plain_cols:
+                ck = ("col",) + col_key(j, combo[0], combo[1])
+                if ck not in plain_values:
+                    plain_values[ck] = col_value(ck[1:])
+
+        def rank_task(t):
+            node, key = t
+            fixed_ranks[key] = node_ranks(value[key], by_node[node])
+        list(pmap(rank_task, tasks))
+
+        # The prepared nodes, each freeing the children values no later preparation or draw reads (the values
+        # and the prepared summands are not all held at once)
+        uses = Counter(k for pk in pkeys for k in set(pk[2]))
+        for key in [k for k in value if k not in keep and not uses[k]]:
+            del value[key]
+        uses_lock = threading.Lock()
+
+        def prep_task(pk: tuple) -> None:
+            node, agg, kk = pk
+            C = np.column_stack([value[k] for k in kk])
+            prepared[pk] = prepare_rows(C, agg or scheme.aggregation_of(node), floor)
+            if prepared[pk] is None:      # no prepared form: keep the children for aggregate_rows
+                prepared[pk] = C
+            with uses_lock:
+                for k in set(kk):
+                    uses[k] -= 1
+                    if not uses[k] and k not in keep:
+                        del value[k]
+        list(pmap(prep_task, pkeys))
+        return Setup(key_of, value, prepared, plain_values, fixed_ranks)
+
+    def combo_vals(st: Setup, combo) -> dict[str, np.ndarray]:
+        vals = {}
+        for c in needed:
+            vals[c] = st.value[st.key_of[(c, combo)]]
+        for j in plain_cols:
+            vals[u.indicators[j]] = st.plain_values[("col",) + col_key(j, combo[0], combo[1])]
+        return vals
 
     acc = [RankCounts(u.n, draws, m, g) for m, g in zip(masks, groups)]
     area_groups = [Groups(a.parent) for a in areas]
@@ -426,16 +482,17 @@ def _uncertainty(app: Appraisal, series: list[Series], draws: int | None, seed: 
     params: list[dict] = [{}] * draws
     adj = adjustments(u, scheme, app.imputed)    # bonus points and veto hits: the same in every draw
 
-    def one(i: int, ranks: list[np.ndarray], aranks: list[np.ndarray], row: int) -> None:
+    def one(i: int, ranks: list[np.ndarray], aranks: list[np.ndarray], row: int, st: Setup) -> None:
         rng = rngs[i]
         combo = picks[i]
+        key_of, prepared, fixed_ranks = st.key_of, st.prepared, st.fixed_ranks
         w, ni, agg = winmaxes[combo[0]], combo[1], aggs[combo[2]]
         weights = {}
         for c, node in scheme.nodes.items():
             f = noise.get(level[c])
             if f and parent[c] is not None:
                 weights[c] = node.weight * (1 + rng.uniform(-f, f))
-        vals = combo_vals(combo)
+        vals = combo_vals(st, combo)
         for node in aggregates:
             if fixed[node]:
                 continue
@@ -474,14 +531,37 @@ def _uncertainty(app: Appraisal, series: list[Series], draws: int | None, seed: 
         params[i] = {"winmax": w, "normalise": (norms[ni] or {}).get("method"), "aggregation": agg,
                      "weights": {k: round(v, 6) for k, v in weights.items()}}
 
-    for start in range(0, draws, chunk):
-        idx = range(start, min(start + chunk, draws))
-        ranks = [np.zeros((len(idx), u.n), dtype=np.int32) for _ in series]
-        aranks = [np.zeros((len(idx), a.members.n), dtype=np.int32) for a in areas]
-        list(pmap(lambda i: one(i, ranks, aranks, i - start), idx))
+    held = min(chunk, draws)
+    ranks = [np.zeros((held, u.n), dtype=np.int32) for _ in series]
+    aranks = [np.zeros((held, a.members.n), dtype=np.int32) for a in areas]
+
+    def fold(rows: int) -> None:
         # each series folds into its own counts: in parallel (numpy's indexing releases the GIL)
-        list(pmap(lambda aR: aR[0].add(aR[1]), zip(acc + area_acc, ranks + aranks)))
-        del ranks, aranks
+        list(pmap(lambda aR: aR[0].add(aR[1][:rows]), zip(acc + area_acc, ranks + aranks)))
+
+    fill = 0
+    carry: dict[int, Setup] = {}      # per normalisation: the last group's set-up
+    for wi in sorted({c[0] for c in combos}):
+        set_depth(wi)
+        for ni in sorted({c[1] for c in combos if c[0] == wi}):
+            st = configure([c for c in combos if c[:2] == (wi, ni)], carry.pop(ni, None))
+            carry[ni] = st
+            todo = [i for i in range(draws) if picks[i][:2] == (wi, ni)]
+            while todo:
+                take, todo = todo[:held - fill], todo[held - fill:]
+                rows = range(fill, fill + len(take))
+                list(pmap(lambda ir: one(ir[0], ranks, aranks, ir[1], st), zip(take, rows)))
+                fill += len(take)
+                if fill == held:
+                    fold(held)
+                    fill = 0
+            del st
+            free_heap()
+    treated.clear()
+    carry.clear()
+    if fill:
+        fold(fill)
+    del ranks, aranks
     stats = {}
     for s, a, m in zip(series, acc, masks):
         stats[s.name] = a.stats(m, (q_lo, q_hi))
@@ -519,12 +599,14 @@ class RankCounts:
 
     def add(self, R: np.ndarray) -> None:
         """Fold a chunk of draws (chunk x n ranks) into the counts."""
-        V = R[:, self.units].astype(np.int64)          # chunk x units
-        self.total += V.sum(axis=0)
+        # chunk x units, kept in int32 as R is (ranks are at most n): the chunk's temporaries are half the size
+        # of int64 ones, and the integer results are the same
+        V = R[:, self.units].astype(np.int32, copy=False)
+        self.total += V.sum(axis=0, dtype=np.int64)
         if self.base is None:                          # centre each unit's window on its first ranks
-            lo, hi = V.min(axis=0), V.max(axis=0)
+            lo, hi = V.min(axis=0).astype(np.int64), V.max(axis=0).astype(np.int64)
             self.base = np.maximum(0, (lo + hi) // 2 - self.width // 2)
-        off = V - self.base
+        off = V - self.base.astype(np.int32)
         inside = (off >= 0) & (off < self.width)
         flat = self.counts.reshape(-1)                 # a view: units x width, row-major
         nu = len(self.units)
