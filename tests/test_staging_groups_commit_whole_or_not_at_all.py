@@ -12,27 +12,11 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from staging_digest import staging_rows
+
 from shequ import config, pipeline
 from shequ.ingest import GROUP_FILES, Ingestor, inventory
 from shequ.warehouse import connect
-
-TIMESTAMPS = {"ingested_at", "loaded_at", "quarantined_at", "staged_at"}
-
-
-def _digest(db: Path) -> dict[str, list]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        out = {}
-        for table, order in (("raw_file", "ingest_seq"), ("stg_value", "file_id, source_sheet, source_row, "
-                                                                        "source_column, indicator_code, role"),
-                             ("quarantine", "file_id, source_sheet, source_row, source_column, reason_code")):
-            cols = [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall() if r[0] not in TIMESTAMPS]
-            out[table] = con.execute(f"SELECT {', '.join(cols)} FROM {table} ORDER BY {order}, "
-                                     f"{', '.join(cols)}").fetchall()
-        return out
-    finally:
-        con.close()
-
 
 def test_a_group_whose_write_fails_leaves_nothing_and_earlier_groups_stay(tmp_path):
     files = [p for p in inventory(config.DEFAULT_INBOX)][:5]
@@ -112,7 +96,7 @@ def test_a_reader_killed_mid_run_loses_nothing(tmp_path):
     (serial, _), (killed, log) = runs["serial"], runs["kill"]
     assert killed["killed"] == 1 and "读取进程意外退出" in log     # the fallback path really ran
     assert killed["files"] == serial["files"] and len(serial["files"]) == n_files
-    a, b = _digest(tmp_path / "serial.duckdb"), _digest(tmp_path / "kill.duckdb")
+    a, b = staging_rows(tmp_path / "serial.duckdb"), staging_rows(tmp_path / "kill.duckdb")
     for table in ("raw_file", "stg_value", "quarantine"):
         assert a[table] == b[table], table
     assert len(a["stg_value"]) > 10_000

@@ -11,7 +11,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-import duckdb
+from staging_digest import staging_rows
 
 from shequ import config
 
@@ -30,24 +30,6 @@ SCRIPT = textwrap.dedent("""
     print(json.dumps([[s.source_file, s.status, s.reason_code] for s in out], ensure_ascii=False))
 """)
 
-TIMESTAMPS = {"ingested_at", "loaded_at", "quarantined_at", "staged_at"}
-
-
-def _digest(db: Path) -> dict[str, list]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        out = {}
-        for table, order in (("raw_file", "ingest_seq"), ("stg_value", "file_id, source_sheet, source_row, "
-                                                                        "source_column, indicator_code, role"),
-                             ("quarantine", "file_id, source_sheet, source_row, source_column, reason_code")):
-            cols = [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall() if r[0] not in TIMESTAMPS]
-            out[table] = con.execute(f"SELECT {', '.join(cols)} FROM {table} ORDER BY {order}, "
-                                     f"{', '.join(cols)}").fetchall()
-        return out
-    finally:
-        con.close()
-
-
 def _run(tmp: Path, name: str, inbox: Path, workers: str) -> tuple[dict, list, int]:
     script = tmp / "stage_unguarded.py"
     script.write_text(SCRIPT, encoding="utf-8")
@@ -58,7 +40,7 @@ def _run(tmp: Path, name: str, inbox: Path, workers: str) -> tuple[dict, list, i
                          env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     import json
-    return _digest(tmp / f"{name}.duckdb"), json.loads(res.stdout.strip().splitlines()[-1]), \
+    return staging_rows(tmp / f"{name}.duckdb"), json.loads(res.stdout.strip().splitlines()[-1]), \
         len(marker.read_text().splitlines())
 
 
