@@ -117,7 +117,7 @@ class Ingestor:
                                + self.dim_community["street"].unique().to_list())
         self.registry = MatchIndex(match_frame(self.dim_community, aliases))
         # community_type by key, for the not-applicable rule: a file fetches its own few hundred rows
-        self._types = self.dim_community.select("community_key", "community_type").sort("community_key")
+        self._types = self.dim_community.select("community_key", "community_type")
         self.districts = sorted(set(self.dim_community["district"].to_list()), key=len, reverse=True)
         self.known = known
         self.deferred: dict | None = None   # a reading worker keeps its write here instead of writing (see below)
